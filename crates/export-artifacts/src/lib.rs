@@ -1,0 +1,1 @@
+//! The artifact store over object_store.

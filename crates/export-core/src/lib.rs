@@ -1,0 +1,38 @@
+//! Domain types and rules of Export Center: identifiers, targets, profiles, run plans,
+//! export records, manifests and the canonical JSON they are written in.
+//!
+//! This crate does no IO and knows nothing of HTTP, SQL or tokio: everything here is a
+//! pure function of its inputs, which is what makes exports deterministic.
+
+pub mod canonical;
+pub mod clock;
+pub mod error_code;
+pub mod ids;
+pub mod limits;
+pub mod manifest;
+pub mod plan;
+pub mod profile;
+pub mod record;
+pub mod status;
+pub mod target;
+
+pub use canonical::{canonical_json, canonicalize, Sha256Digest};
+pub use clock::{format_timestamp, Clock, SystemClock};
+pub use error_code::ErrorCode;
+pub use ids::{DistributionId, IdError, ProfileId, ProfileName, ProjectId, RunId, SourceName, TenantId};
+pub use limits::Limits;
+pub use manifest::{
+    checksums_txt, rerun_hash, Manifest, ManifestItem, ManifestProfile, Snapshot, CHECKSUMS_PATH,
+    MANIFEST_PATH,
+};
+pub use plan::{
+    DistributionRequest, EncryptionRequest, PlanError, PlanErrorKind, PlannedDistribution, PlannedEncryption,
+    PlannedSigning, RunPlan, RunRequest, SigningRequest,
+};
+pub use profile::{
+    BundleFormat, BundleOptions, DistributionType, EncryptionPolicy, Profile, ProfileDefinition, Retention,
+    SigningPolicy,
+};
+pub use record::{json_file_head, json_file_tail, DocumentFormat, EvidenceRecord};
+pub use status::{Priority, RunStatus};
+pub use target::{Format, Kind, Target};

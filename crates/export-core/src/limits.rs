@@ -1,0 +1,30 @@
+//! The configurable limits of SPEC §12, with the contract's defaults.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// Most targets in one run request.
+    pub max_targets: usize,
+    /// Most planned outputs of one run.
+    pub max_outputs: usize,
+    /// Largest compressed bundle, in bytes.
+    pub max_bundle_bytes: u64,
+    /// A run still working after this many seconds fails with `ERR_EXPORT_TIMEOUT`.
+    pub job_timeout_seconds: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 256 * 1024,
+            max_targets: 50,
+            max_outputs: 1000,
+            max_bundle_bytes: 500 * 1024 * 1024,
+            job_timeout_seconds: 60 * 60,
+        }
+    }
+}

@@ -1,0 +1,526 @@
+//! Turning a run request into a `RunPlan`: the validation of SPEC §2.1 steps 4-8, in
+//! order, against the profile and the limits. Pure: the API calls it, the runner
+//! executes the plan it produced.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::ProfileId;
+use crate::limits::Limits;
+use crate::profile::{BundleOptions, DistributionType, Profile};
+use crate::status::Priority;
+use crate::target::{Format, Target};
+
+/// A run request as the client sent it, every field optional but the profile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    pub targets: Option<Vec<String>>,
+    pub formats: Option<Vec<String>>,
+    pub distribution: Option<DistributionRequest>,
+    pub retention_days: Option<i64>,
+    pub encryption: Option<EncryptionRequest>,
+    pub priority: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DistributionRequest {
+    pub kind: Option<String>,
+    pub reference: Option<String>,
+    pub signing: Option<SigningRequest>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SigningRequest {
+    pub enabled: Option<bool>,
+    pub key_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncryptionRequest {
+    pub enabled: Option<bool>,
+    pub kms_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanErrorKind {
+    /// `400 ERR_EXPORT_REQUEST_INVALID`.
+    Invalid,
+    /// `413 ERR_EXPORT_TOO_LARGE`.
+    TooLarge,
+}
+
+/// A request that cannot become a plan; `field` is the JSON path of the culprit.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct PlanError {
+    pub kind: PlanErrorKind,
+    pub field: String,
+    pub message: String,
+}
+
+impl PlanError {
+    fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: PlanErrorKind::Invalid,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    fn too_large(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind: PlanErrorKind::TooLarge,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Where the run is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedDistribution {
+    #[serde(rename = "type")]
+    pub kind: DistributionType,
+    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedSigning {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedEncryption {
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+}
+
+/// Everything a worker needs to execute a run, fixed when the run is created so that a
+/// later change of configuration cannot change what a queued or retried run produces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPlan {
+    pub profile_id: ProfileId,
+    pub profile_revision: String,
+    /// Sorted, without duplicates.
+    pub targets: Vec<Target>,
+    /// Sorted, without duplicates.
+    pub formats: Vec<Format>,
+    pub distribution: PlannedDistribution,
+    pub signing: PlannedSigning,
+    pub encryption: PlannedEncryption,
+    pub bundle: BundleOptions,
+    pub retention_days: u32,
+    pub priority: Priority,
+}
+
+impl RunPlan {
+    /// Validates `request` against `profile` and `limits` in the order of SPEC §2.1.
+    pub fn parse(profile: &Profile, request: RunRequest, limits: &Limits) -> Result<Self, PlanError> {
+        let definition = &profile.definition;
+
+        // 4. targets
+        let targets = match request.targets {
+            None => definition.targets.clone(),
+            Some(raw) => {
+                if raw.len() > limits.max_targets {
+                    return Err(PlanError::too_large(
+                        "targets",
+                        format!(
+                            "{} targets requested, at most {} are allowed",
+                            raw.len(),
+                            limits.max_targets
+                        ),
+                    ));
+                }
+                if raw.is_empty() {
+                    return Err(PlanError::invalid("targets", "must name at least one target"));
+                }
+                let mut seen = BTreeSet::new();
+                let mut targets = Vec::with_capacity(raw.len());
+                for (idx, text) in raw.iter().enumerate() {
+                    let field = format!("targets[{idx}]");
+                    let target =
+                        Target::parse(text).map_err(|err| PlanError::invalid(&field, err.to_string()))?;
+                    if !seen.insert(target.to_string()) {
+                        return Err(PlanError::invalid(field, format!("duplicate target `{target}`")));
+                    }
+                    if !definition.targets.iter().any(|allowed| allowed.admits(&target)) {
+                        return Err(PlanError::invalid(
+                            field,
+                            format!("target `{target}` is not allowed by profile `{}`", profile.id),
+                        ));
+                    }
+                    targets.push(target);
+                }
+                targets
+            }
+        };
+
+        // 5. formats
+        let formats = match request.formats {
+            None => definition.formats.clone(),
+            Some(raw) => {
+                if raw.is_empty() {
+                    return Err(PlanError::invalid("formats", "must name at least one format"));
+                }
+                let mut formats = Vec::with_capacity(raw.len());
+                for (idx, text) in raw.iter().enumerate() {
+                    let field = format!("formats[{idx}]");
+                    let format = Format::parse(text).ok_or_else(|| {
+                        PlanError::invalid(
+                            &field,
+                            format!("unknown format `{text}`, expected `json` or `ndjson`"),
+                        )
+                    })?;
+                    if formats.contains(&format) {
+                        return Err(PlanError::invalid(field, format!("duplicate format `{format}`")));
+                    }
+                    if !definition.formats.contains(&format) {
+                        return Err(PlanError::invalid(
+                            field,
+                            format!("format `{format}` is not allowed by profile `{}`", profile.id),
+                        ));
+                    }
+                    formats.push(format);
+                }
+                formats
+            }
+        };
+
+        // 6. distribution and signing
+        let distribution_request = request.distribution.unwrap_or_default();
+        let kind = match &distribution_request.kind {
+            None => definition.distributions[0],
+            Some(text) => {
+                let kind = DistributionType::parse(text).ok_or_else(|| {
+                    PlanError::invalid(
+                        "distribution.type",
+                        format!("unknown type `{text}`, expected `http`, `oci` or `object`"),
+                    )
+                })?;
+                if !definition.distributions.contains(&kind) {
+                    return Err(PlanError::invalid(
+                        "distribution.type",
+                        format!(
+                            "distribution type `{kind}` is not allowed by profile `{}`",
+                            profile.id
+                        ),
+                    ));
+                }
+                kind
+            }
+        };
+        let reference = distribution_request.reference.filter(|r| !r.trim().is_empty());
+        if kind == DistributionType::Oci && reference.is_none() {
+            return Err(PlanError::invalid(
+                "distribution.ref",
+                "an `oci` distribution needs a `ref`",
+            ));
+        }
+        let signing_request = distribution_request.signing.unwrap_or_default();
+        let signing_enabled = signing_request.enabled.unwrap_or(definition.signing.enabled);
+        let key_ref = match (signing_enabled, signing_request.key_ref) {
+            (false, _) => None,
+            (true, Some(key_ref)) => {
+                if !definition.signing.keys.contains(&key_ref) {
+                    return Err(PlanError::invalid(
+                        "distribution.signing.keyRef",
+                        format!("key `{key_ref}` is not allowed by profile `{}`", profile.id),
+                    ));
+                }
+                Some(key_ref)
+            }
+            (true, None) => Some(
+                definition
+                    .signing
+                    .default_key
+                    .clone()
+                    .or_else(|| definition.signing.keys.first().cloned())
+                    .ok_or_else(|| {
+                        PlanError::invalid(
+                            "distribution.signing.enabled",
+                            format!("profile `{}` allows no signing key", profile.id),
+                        )
+                    })?,
+            ),
+        };
+
+        // 7. retention, encryption and priority
+        let retention_days = match request.retention_days {
+            None => definition.retention.default_days,
+            Some(days) if days >= 1 && days <= i64::from(definition.retention.max_days) => days as u32,
+            Some(days) => {
+                return Err(PlanError::invalid(
+                    "retentionDays",
+                    format!(
+                        "{days} is outside 1..={} allowed by the profile",
+                        definition.retention.max_days
+                    ),
+                ))
+            }
+        };
+        let encryption_request = request.encryption.unwrap_or_default();
+        let encryption_enabled = encryption_request
+            .enabled
+            .unwrap_or(definition.encryption.enabled);
+        let encryption = if encryption_enabled {
+            if definition.encryption.recipients.is_empty() && encryption_request.kms_key.is_none() {
+                return Err(PlanError::invalid(
+                    "encryption.enabled",
+                    "encryption needs a `kmsKey` or recipients in the profile",
+                ));
+            }
+            if !definition.bundle.enabled {
+                return Err(PlanError::invalid(
+                    "encryption.enabled",
+                    format!("profile `{}` produces no bundle to encrypt", profile.id),
+                ));
+            }
+            PlannedEncryption {
+                enabled: true,
+                kms_key: encryption_request.kms_key,
+                recipients: definition.encryption.recipients.clone(),
+            }
+        } else {
+            PlannedEncryption {
+                enabled: false,
+                kms_key: None,
+                recipients: Vec::new(),
+            }
+        };
+        let priority = match &request.priority {
+            None => Priority::Normal,
+            Some(text) => Priority::parse(text).ok_or_else(|| {
+                PlanError::invalid(
+                    "priority",
+                    format!("unknown priority `{text}`, expected `low`, `normal` or `high`"),
+                )
+            })?,
+        };
+
+        let mut targets = targets;
+        targets.sort();
+        let mut formats = formats;
+        formats.sort();
+        let plan = Self {
+            profile_id: profile.id.clone(),
+            profile_revision: profile.revision.clone(),
+            targets,
+            formats,
+            distribution: PlannedDistribution { kind, reference },
+            signing: PlannedSigning {
+                enabled: signing_enabled,
+                key_ref,
+            },
+            encryption,
+            bundle: definition.bundle.clone(),
+            retention_days,
+            priority,
+        };
+
+        // 8. planned outputs
+        let planned = plan.planned_outputs();
+        if planned > limits.max_outputs {
+            return Err(PlanError::too_large(
+                "targets",
+                format!(
+                    "the run would produce {planned} outputs, at most {} are allowed",
+                    limits.max_outputs
+                ),
+            ));
+        }
+        Ok(plan)
+    }
+
+    /// Data files, manifest, checksums, envelopes and bundle.
+    pub fn planned_outputs(&self) -> usize {
+        let data_files = self.targets.len() * self.formats.len();
+        let envelopes = if self.signing.enabled { 2 } else { 0 };
+        let bundle = usize::from(self.bundle.enabled);
+        data_files + 2 + envelopes + bundle
+    }
+
+    /// The request as recorded in the manifest: only what shapes the content, nothing
+    /// run-specific, so equal requests give equal manifests.
+    pub fn normalized_request(&self) -> serde_json::Value {
+        serde_json::json!({
+            "targets": self.targets,
+            "formats": self.formats,
+            "distribution": { "type": self.distribution.kind },
+            "signing": { "enabled": self.signing.enabled },
+            "encryption": { "enabled": self.encryption.enabled },
+        })
+    }
+
+    /// Every (target, format) pair, in output order.
+    pub fn data_files(&self) -> impl Iterator<Item = (&Target, Format)> + '_ {
+        self.targets
+            .iter()
+            .flat_map(move |target| self.formats.iter().map(move |format| (target, *format)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ProfileName, TenantId};
+
+    fn profile(json: serde_json::Value) -> Profile {
+        let id = ProfileId::new(
+            TenantId::parse("acme").unwrap(),
+            ProfileName::parse("daily").unwrap(),
+        );
+        Profile::new(id, serde_json::from_value(json).unwrap())
+    }
+
+    fn daily() -> Profile {
+        profile(serde_json::json!({
+            "targets": ["advisory", "vex", "policy"],
+            "signing": { "keys": ["kms://acme/signer"] },
+            "retention": { "default_days": 7, "max_days": 30 },
+        }))
+    }
+
+    fn targets(list: &[&str]) -> RunRequest {
+        RunRequest {
+            targets: Some(list.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    fn err(request: RunRequest) -> PlanError {
+        RunPlan::parse(&daily(), request, &Limits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn omitted_fields_take_the_profile_defaults() {
+        let plan = RunPlan::parse(&daily(), RunRequest::default(), &Limits::default()).unwrap();
+        let names: Vec<String> = plan.targets.iter().map(ToString::to_string).collect();
+        assert_eq!(names, ["advisory", "policy", "vex"]);
+        assert_eq!(plan.formats, [Format::Json, Format::Ndjson]);
+        assert_eq!(plan.distribution.kind, DistributionType::Http);
+        assert!(!plan.signing.enabled);
+        assert_eq!(plan.retention_days, 7);
+        assert_eq!(plan.priority, Priority::Normal);
+        assert_eq!(plan.planned_outputs(), 6 + 2 + 1);
+    }
+
+    #[test]
+    fn targets_are_validated_in_order() {
+        assert_eq!(err(targets(&[])).field, "targets");
+        let bad = err(targets(&["advisory", "nonsense"]));
+        assert_eq!(
+            (bad.kind, bad.field.as_str()),
+            (PlanErrorKind::Invalid, "targets[1]")
+        );
+        assert_eq!(err(targets(&["vex", "vex"])).field, "targets[1]");
+        let many: Vec<String> = (0..51).map(|i| format!("advisory:s{i}")).collect();
+        let too_many = err(RunRequest {
+            targets: Some(many),
+            ..Default::default()
+        });
+        assert_eq!(too_many.kind, PlanErrorKind::TooLarge);
+        let narrow = profile(serde_json::json!({ "targets": ["advisory:osv-go"] }));
+        let refused = RunPlan::parse(&narrow, targets(&["advisory"]), &Limits::default()).unwrap_err();
+        assert!(refused.message.contains("not allowed"), "{refused}");
+        assert!(RunPlan::parse(&narrow, targets(&["advisory:osv-go"]), &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn other_fields_name_themselves() {
+        let formats = |list: &[&str]| RunRequest {
+            formats: Some(list.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        assert_eq!(err(formats(&[])).field, "formats");
+        assert_eq!(err(formats(&["xml"])).field, "formats[0]");
+        let dist = |kind: &str| RunRequest {
+            distribution: Some(DistributionRequest {
+                kind: Some(kind.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(err(dist("oci")).field, "distribution.type");
+        assert_eq!(err(dist("ftp")).field, "distribution.type");
+        let signing = |key: &str| RunRequest {
+            distribution: Some(DistributionRequest {
+                signing: Some(SigningRequest {
+                    enabled: Some(true),
+                    key_ref: Some(key.into()),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(
+            err(signing("kms://other/signer")).field,
+            "distribution.signing.keyRef"
+        );
+        assert!(RunPlan::parse(&daily(), signing("kms://acme/signer"), &Limits::default()).is_ok());
+        assert_eq!(
+            err(RunRequest {
+                retention_days: Some(31),
+                ..Default::default()
+            })
+            .field,
+            "retentionDays"
+        );
+        assert_eq!(
+            err(RunRequest {
+                retention_days: Some(0),
+                ..Default::default()
+            })
+            .field,
+            "retentionDays"
+        );
+        assert_eq!(
+            err(RunRequest {
+                priority: Some("urgent".into()),
+                ..Default::default()
+            })
+            .field,
+            "priority"
+        );
+        let encryption = RunRequest {
+            encryption: Some(EncryptionRequest {
+                enabled: Some(true),
+                kms_key: None,
+            }),
+            ..Default::default()
+        };
+        assert_eq!(err(encryption).field, "encryption.enabled");
+    }
+
+    #[test]
+    fn planned_outputs_over_the_limit_are_too_large() {
+        let limits = Limits {
+            max_outputs: 8,
+            ..Limits::default()
+        };
+        let error = RunPlan::parse(&daily(), RunRequest::default(), &limits).unwrap_err();
+        assert_eq!(error.kind, PlanErrorKind::TooLarge);
+        assert!(error.message.contains("9 outputs"), "{error}");
+    }
+
+    #[test]
+    fn normalized_request_ignores_order_and_run_specific_fields() {
+        let a = RunPlan::parse(&daily(), targets(&["vex", "advisory"]), &Limits::default()).unwrap();
+        let mut request = targets(&["advisory", "vex"]);
+        request.retention_days = Some(3);
+        request.priority = Some("high".into());
+        let b = RunPlan::parse(&daily(), request, &Limits::default()).unwrap();
+        assert_eq!(a.normalized_request(), b.normalized_request());
+    }
+}

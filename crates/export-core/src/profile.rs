@@ -1,0 +1,239 @@
+//! Profiles: a tenant's named, versioned export recipe. Declared in configuration; the
+//! revision is a digest of the definition, so it changes exactly when the definition does.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::canonical::{canonical_json, Sha256Digest};
+use crate::ids::ProfileId;
+use crate::target::{Format, Target};
+
+/// Where a run's outputs are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DistributionType {
+    Http,
+    Oci,
+    Object,
+}
+
+impl DistributionType {
+    pub const ALL: [DistributionType; 3] = [Self::Http, Self::Oci, Self::Object];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Oci => "oci",
+            Self::Object => "object",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == text)
+    }
+}
+
+impl fmt::Display for DistributionType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum BundleFormat {
+    #[default]
+    #[serde(rename = "tar.zst")]
+    TarZst,
+    #[serde(rename = "tar.gz")]
+    TarGz,
+    #[serde(rename = "zip")]
+    Zip,
+}
+
+impl BundleFormat {
+    /// `bundle.tar.zst`, `bundle.tar.gz` or `bundle.zip`.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Self::TarZst => "bundle.tar.zst",
+            Self::TarGz => "bundle.tar.gz",
+            Self::Zip => "bundle.zip",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BundleOptions {
+    pub enabled: bool,
+    pub format: BundleFormat,
+}
+
+impl Default for BundleOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            format: BundleFormat::TarZst,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningPolicy {
+    /// Whether a request that does not say otherwise is signed.
+    pub enabled: bool,
+    /// The `keyRef`s a request may name (`file:<path>`, `kms://<tenant>/<name>`).
+    pub keys: Vec<String>,
+    /// The key used when a signed request names none; defaults to the first of `keys`.
+    pub default_key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EncryptionPolicy {
+    /// Whether a request that does not say otherwise is encrypted.
+    pub enabled: bool,
+    /// `age1…` X25519 recipients every encrypted bundle of this profile is sealed to.
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retention {
+    pub default_days: u32,
+    pub max_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            default_days: 30,
+            max_days: 365,
+        }
+    }
+}
+
+/// A profile as declared in configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDefinition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The targets a run may ask for, and the default when it asks for none.
+    pub targets: Vec<Target>,
+    /// The formats a run may ask for, and the default when it asks for none.
+    #[serde(default = "default_formats")]
+    pub formats: Vec<Format>,
+    /// The distribution types a run may ask for; the first is the default.
+    #[serde(default = "default_distributions")]
+    pub distributions: Vec<DistributionType>,
+    #[serde(default)]
+    pub signing: SigningPolicy,
+    #[serde(default)]
+    pub encryption: EncryptionPolicy,
+    #[serde(default)]
+    pub retention: Retention,
+    #[serde(default)]
+    pub bundle: BundleOptions,
+}
+
+fn default_formats() -> Vec<Format> {
+    vec![Format::Json, Format::Ndjson]
+}
+
+fn default_distributions() -> Vec<DistributionType> {
+    vec![DistributionType::Http]
+}
+
+impl ProfileDefinition {
+    /// Checks the definition's own consistency; the error names the field.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let fail = |field: &str, message: &str| Err((field.to_owned(), message.to_owned()));
+        if self.targets.is_empty() {
+            return fail("targets", "must list at least one target");
+        }
+        if self.formats.is_empty() {
+            return fail("formats", "must list at least one format");
+        }
+        if self.distributions.is_empty() {
+            return fail("distributions", "must list at least one distribution type");
+        }
+        if self.retention.default_days == 0 || self.retention.default_days > self.retention.max_days {
+            return fail(
+                "retention.default_days",
+                "must be between 1 and retention.max_days",
+            );
+        }
+        if self.signing.enabled && self.signing.keys.is_empty() {
+            return fail(
+                "signing.keys",
+                "signing is enabled by default but no key is allowed",
+            );
+        }
+        if let Some(default_key) = &self.signing.default_key {
+            if !self.signing.keys.contains(default_key) {
+                return fail("signing.default_key", "must be one of signing.keys");
+            }
+        }
+        if self.encryption.enabled && self.encryption.recipients.is_empty() {
+            return fail(
+                "encryption.recipients",
+                "encryption is enabled by default but no recipient is listed",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A profile with its identity and revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub id: ProfileId,
+    /// `sha256:<hex>` of the canonical JSON of the definition.
+    pub revision: String,
+    pub definition: ProfileDefinition,
+}
+
+impl Profile {
+    pub fn new(id: ProfileId, definition: ProfileDefinition) -> Self {
+        let revision = Sha256Digest::of(&canonical_json(&definition)).to_string();
+        Self {
+            id,
+            revision,
+            definition,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{ProfileName, TenantId};
+
+    fn definition() -> ProfileDefinition {
+        serde_json::from_value(serde_json::json!({ "targets": ["advisory", "vex:csaf"] })).unwrap()
+    }
+
+    #[test]
+    fn revision_changes_exactly_when_the_definition_does() {
+        let id = ProfileId::new(
+            TenantId::parse("acme").unwrap(),
+            ProfileName::parse("daily").unwrap(),
+        );
+        let first = Profile::new(id.clone(), definition());
+        assert_eq!(first.revision, Profile::new(id.clone(), definition()).revision);
+        let mut changed = definition();
+        changed.retention.max_days = 7;
+        assert_ne!(first.revision, Profile::new(id, changed).revision);
+    }
+
+    #[test]
+    fn defaults_fill_the_optional_parts() {
+        let def = definition();
+        assert_eq!(def.formats, vec![Format::Json, Format::Ndjson]);
+        assert_eq!(def.distributions, vec![DistributionType::Http]);
+        assert!(def.bundle.enabled);
+        assert!(def.validate().is_ok());
+    }
+}

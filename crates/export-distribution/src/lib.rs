@@ -1,0 +1,1 @@
+//! Distribution: signed download URLs.

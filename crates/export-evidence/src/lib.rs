@@ -1,0 +1,1 @@
+//! Evidence parsing: format detection, ids and metadata, canonical form. No IO.

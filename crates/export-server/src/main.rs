@@ -1,0 +1,2 @@
+//! The `export-center` binary.
+fn main() {}

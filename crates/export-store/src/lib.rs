@@ -1,0 +1,148 @@
+//! The `Store` trait: everything Export Center keeps in its database (evidence, runs,
+//! outputs, idempotency records), behind one interface that the SQLite and PostgreSQL
+//! backends implement and one conformance suite (`testing`, feature `testing`) checks.
+//!
+//! Every method that touches tenant data takes the `&TenantId`, and backends put it in
+//! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
+//! `queue_depth`), which hand back runs whose ids carry their tenant.
+
+mod error;
+mod model;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
+use futures::stream::BoxStream;
+
+pub use error::StoreError;
+pub use model::*;
+
+/// How long an idempotency record is kept (SPEC §2.2).
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- evidence -------------------------------------------------------------------
+
+    /// Stores a batch of documents in one transaction. Each new or changed document gets
+    /// the tenant's next ingestion sequence; an identical one is left alone; a changed
+    /// one supersedes the previous version of the same (source, id) for later snapshots.
+    async fn ingest(&self, tenant: &TenantId, items: &[NewEvidence]) -> Result<Vec<IngestOutcome>, StoreError>;
+
+    /// The tenant's current snapshot point: the highest ingestion sequence (0 when the
+    /// tenant has no evidence) and when that item was ingested.
+    async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError>;
+
+    /// How many items of `target` the snapshot at `watermark` holds.
+    async fn count_items(&self, tenant: &TenantId, watermark: i64, target: &Target) -> Result<u64, StoreError>;
+
+    /// The items of `target` in the snapshot at `watermark`, sorted by (id, source,
+    /// digest) bytewise, streamed so memory stays flat whatever the count.
+    fn stream_items<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
+
+    // --- idempotency ----------------------------------------------------------------
+
+    /// Claims an idempotency key before a run is created. A record older than
+    /// `IDEMPOTENCY_TTL` counts as absent.
+    async fn begin_idempotency(
+        &self,
+        tenant: &TenantId,
+        claim: &IdempotencyClaim,
+        now: DateTime<Utc>,
+    ) -> Result<IdempotencyBegin, StoreError>;
+
+    /// Drops a claim whose request failed before a run was created, so the key can be
+    /// reused.
+    async fn release_idempotency(&self, tenant: &TenantId, claim: &IdempotencyClaim) -> Result<(), StoreError>;
+
+    // --- runs -----------------------------------------------------------------------
+
+    /// Creates a queued run with the tenant's next sequence number of the run's UTC day.
+    /// With `idempotency`, the claim is completed with the new run in the same
+    /// transaction, so a key can never yield two runs.
+    async fn create_run(
+        &self,
+        tenant: &TenantId,
+        run: NewRun,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Run, StoreError>;
+
+    async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError>;
+
+    /// Newest first (by day, then sequence), filtered, one page.
+    async fn list_runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError>;
+
+    /// Cancels a queued run at once, or flags a running one for its worker to stop.
+    async fn request_cancel(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// Atomically claims the next runnable run for `worker`: a queued run, or a running
+    /// one whose lease expired. Picks fairly across tenants (the tenant with the fewest
+    /// active runs first), then by priority, then by age; never exceeds
+    /// `max_active_per_tenant` running runs of one tenant. The claim increments
+    /// `attempts`, sets `started_at` if unset, and takes a lease until `now + lease`.
+    async fn claim_next_run(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max_active_per_tenant: u32,
+    ) -> Result<Option<Run>, StoreError>;
+
+    /// Extends `worker`'s lease; tells whether it still holds it and whether a cancel
+    /// was requested.
+    async fn heartbeat(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<LeaseState, StoreError>;
+
+    async fn set_progress(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        items_completed: u64,
+        items_total: u64,
+    ) -> Result<(), StoreError>;
+
+    /// Records an output that is now published (replacing one of the same path).
+    async fn add_output(&self, tenant: &TenantId, run_id: &RunId, output: &RunOutput) -> Result<(), StoreError>;
+
+    async fn get_output(&self, tenant: &TenantId, run_id: &RunId, path: &str) -> Result<Option<RunOutput>, StoreError>;
+
+    /// Ends a run. A failed or cancelled run loses its output records (the runner has
+    /// deleted their bytes); a succeeded one gets `completed_at`, `expires_at` and its
+    /// warnings.
+    async fn finish_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        outcome: RunOutcome,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Mean items per second of the profile's past succeeded runs, if any.
+    async fn profile_throughput(&self, tenant: &TenantId, profile_id: &ProfileId) -> Result<Option<f64>, StoreError>;
+
+    /// Queued runs of all tenants (for `export_queue_depth`).
+    async fn queue_depth(&self) -> Result<u64, StoreError>;
+}

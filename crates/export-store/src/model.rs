@@ -1,0 +1,208 @@
+//! Rows the store reads and writes, in domain types.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use export_core::{
+    DocumentFormat, ErrorCode, Kind, Priority, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest,
+    SourceName,
+};
+use serde::{Deserialize, Serialize};
+
+/// A parsed document about to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvidence {
+    pub source: SourceName,
+    pub kind: Kind,
+    pub format: DocumentFormat,
+    pub id: String,
+    pub modified: Option<String>,
+    pub aliases: Vec<String>,
+    /// SHA-256 of `document`.
+    pub digest: Sha256Digest,
+    /// RFC 8785 canonical JSON.
+    pub document: Vec<u8>,
+    pub ingested_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestOutcome {
+    /// A new (source, id), stored with this ingestion sequence.
+    Inserted { seq: i64 },
+    /// A new version of an existing (source, id).
+    Replaced { seq: i64 },
+    /// Identical to the current version, which keeps its sequence.
+    Unchanged { seq: i64 },
+}
+
+/// The point a run's snapshot is taken at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPoint {
+    /// Highest ingestion sequence of the tenant, 0 when it has no evidence.
+    pub watermark: i64,
+    /// When the item at `watermark` was ingested.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The identity and fingerprint of an idempotent request (SPEC §2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    /// The caller's `sub`.
+    pub subject: String,
+    pub method: String,
+    pub path: String,
+    pub key: String,
+    /// SHA-256 of the canonical request body.
+    pub fingerprint: Sha256Digest,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// The key is ours: go on and create the run.
+    Started,
+    /// The same request already created this run.
+    Replay(RunId),
+    /// The same request is being handled right now.
+    InFlight,
+    /// The key was used with another body.
+    Mismatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    pub profile_id: ProfileId,
+    pub project: Option<ProjectId>,
+    pub plan: RunPlan,
+    /// The snapshot the run reads.
+    pub watermark: i64,
+    pub snapshot_at: Option<DateTime<Utc>>,
+    pub items_total: u64,
+    pub estimate_seconds: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewRun {
+    /// The UTC day whose sequence numbers the run takes.
+    pub fn day(&self) -> NaiveDate {
+        self.created_at.date_naive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunError {
+    pub code: ErrorCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWarning {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub message: String,
+}
+
+/// One published file of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunOutput {
+    /// The target kind for data files, else `manifest`, `checksums`, `provenance`, `bundle`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The target (`advisory:osv-go`) or the output's name.
+    pub id: String,
+    pub format: String,
+    /// The file name inside the run (`advisory.ndjson`).
+    pub path: String,
+    pub sha256: Sha256Digest,
+    pub bytes: u64,
+    pub media_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub id: RunId,
+    pub profile_id: ProfileId,
+    pub project: Option<ProjectId>,
+    pub status: RunStatus,
+    pub plan: RunPlan,
+    pub watermark: i64,
+    pub snapshot_at: Option<DateTime<Utc>>,
+    pub items_total: u64,
+    pub items_completed: u64,
+    pub estimate_seconds: u64,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub attempts: u32,
+    pub cancel_requested: bool,
+    pub error: Option<RunError>,
+    pub warnings: Vec<RunWarning>,
+    /// Sorted by (type, id, format, path).
+    pub outputs: Vec<RunOutput>,
+}
+
+impl Run {
+    pub fn priority(&self) -> Priority {
+        self.plan.priority
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Only runs of this project.
+    pub project: Option<ProjectId>,
+    pub status: Option<RunStatus>,
+    pub profile_id: Option<ProfileId>,
+    /// Page size, 1-200.
+    pub limit: u32,
+    /// Continue after this run (exclusive), in newest-first order.
+    pub after: Option<RunId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunPage {
+    pub runs: Vec<Run>,
+    /// The last run of this page when more follow.
+    pub next: Option<RunId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was queued and is now cancelled.
+    Cancelled,
+    /// The run is running; its worker will stop it.
+    Requested,
+    /// The run had already ended with this status.
+    AlreadyFinished(RunStatus),
+    NotFound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseState {
+    /// False when another worker took the run over (this worker must stop).
+    pub owned: bool,
+    pub cancel_requested: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded { expires_at: DateTime<Utc>, warnings: Vec<RunWarning> },
+    Failed(RunError),
+    Cancelled,
+}
+
+impl RunOutcome {
+    pub fn status(&self) -> RunStatus {
+        match self {
+            Self::Succeeded { .. } => RunStatus::Succeeded,
+            Self::Failed(_) => RunStatus::Failed,
+            Self::Cancelled => RunStatus::Cancelled,
+        }
+    }
+}
