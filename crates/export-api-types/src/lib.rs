@@ -1,1 +1,276 @@
-//! Wire types.
+//! The bodies that cross the `/export-center` wire: requests, responses, events and
+//! problems. Shared by the server and its clients; only these types are public JSON.
+
+use export_core::plan::{DistributionRequest, EncryptionRequest, RunRequest, SigningRequest};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `POST /export-center/runs`. Every field but `profileId` is optional and defaults to
+/// the profile's setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRunRequest {
+    #[schema(example = "export-profile::tenant-default::daily-vex")]
+    pub profile_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["vex", "advisory:osv-go"]))]
+    pub targets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = json!(["json", "ndjson"]))]
+    pub formats: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution: Option<DistributionBody>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionBody>,
+    /// `low`, `normal` (default) or `high`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DistributionBody {
+    /// `http`, `oci` or `object`.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// `host[:port]/repo[:tag]` for `oci`.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing: Option<SigningBody>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SigningBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EncryptionBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+}
+
+impl From<CreateRunRequest> for RunRequest {
+    fn from(body: CreateRunRequest) -> Self {
+        RunRequest {
+            targets: body.targets,
+            formats: body.formats,
+            distribution: body.distribution.map(|d| DistributionRequest {
+                kind: d.kind,
+                reference: d.reference,
+                signing: d.signing.map(|s| SigningRequest {
+                    enabled: s.enabled,
+                    key_ref: s.key_ref,
+                }),
+            }),
+            retention_days: body.retention_days,
+            encryption: body.encryption.map(|e| EncryptionRequest {
+                enabled: e.enabled,
+                kms_key: e.kms_key,
+            }),
+            priority: body.priority,
+        }
+    }
+}
+
+/// `202 Accepted` answer to a run creation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunAccepted {
+    pub run_id: String,
+    pub status: String,
+    pub estimate_seconds: u64,
+    pub links: RunLinks,
+    pub retry_after: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunLinks {
+    pub status: String,
+    pub events: String,
+}
+
+/// `GET /export-center/runs/{runId}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunStatusResponse {
+    pub run_id: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `expired`.
+    pub status: String,
+    pub profile_id: String,
+    pub project: Option<String>,
+    pub priority: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub expires_at: Option<String>,
+    /// Sorted by (type, id, format, url).
+    pub outputs: Vec<OutputResponse>,
+    pub progress: Progress,
+    pub queue_position: Option<u64>,
+    pub warnings: Vec<RunWarningBody>,
+    pub errors: Vec<RunErrorBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputResponse {
+    /// The target kind for data files, else `manifest`, `checksums`, `provenance` or `bundle`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub format: String,
+    /// A signed download URL.
+    pub url: String,
+    pub sha256: String,
+    pub bytes: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsse_url: Option<String>,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    pub percent: u8,
+    pub items_completed: u64,
+    pub items_total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunWarningBody {
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+/// `GET /export-center/runs`: one page, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunList {
+    pub items: Vec<RunStatusResponse>,
+    /// Pass as `?cursor=` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /export-center/profiles`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileList {
+    pub items: Vec<ProfileResponse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileResponse {
+    pub id: String,
+    pub name: String,
+    /// Changes whenever the profile's definition changes.
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub targets: Vec<String>,
+    pub formats: Vec<String>,
+    pub distributions: Vec<String>,
+    pub signing: ProfileSigning,
+    pub encryption: ProfileEncryption,
+    pub retention: ProfileRetention,
+    pub bundle: ProfileBundle,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSigning {
+    pub enabled: bool,
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileEncryption {
+    pub enabled: bool,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileRetention {
+    pub default_days: u32,
+    pub max_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileBundle {
+    pub enabled: bool,
+    /// `tar.zst`, `tar.gz` or `zip`.
+    pub format: String,
+}
+
+/// An RFC 9457 problem, the body of every error (`application/problem+json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Problem {
+    /// `urn:export-center:error:<CODE>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    /// The request path.
+    pub instance: String,
+    pub code: String,
+    pub trace_id: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Readiness {
+    /// `ready` or `unready`.
+    pub status: String,
+    pub sealed: bool,
+    pub checks: Vec<ReadinessCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessCheck {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+}

@@ -1,1 +1,21 @@
-//! The HTTP API.
+//! The `/export-center` HTTP API: one router, thin handlers, extractors for the request
+//! context, and the single place where errors become `application/problem+json`.
+
+mod artifacts;
+mod body;
+mod context;
+mod error;
+mod openapi;
+mod presenter;
+mod problem_layer;
+mod profiles;
+mod router;
+mod runs;
+mod service;
+mod state;
+
+pub use context::{Caller, Scope};
+pub use error::ApiError;
+pub use openapi::openapi_document;
+pub use router::router;
+pub use state::{ApiConfig, AppState, ProfileRegistry};

@@ -1,1 +1,12 @@
-//! The run engine.
+//! The run engine: workers claim queued runs from the store, stream the run's snapshot
+//! into its data files, write the manifest and checksums, and finish the run.
+//!
+//! Every step is idempotent: a run restarted after a crash deletes whatever its earlier
+//! attempt left and produces the same bytes again, because everything it writes is a
+//! function of the plan and the snapshot.
+
+mod export;
+mod worker;
+
+pub use export::{execute_export, ExportError};
+pub use worker::{Runner, RunnerConfig};

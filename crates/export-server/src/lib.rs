@@ -1,1 +1,12 @@
-//! The export-center binary.
+//! The `export-center` binary's library half: configuration, wiring, and the commands
+//! (`serve`, `ingest`, `demo`). Only this crate reads configuration files and the
+//! environment; the libraries get typed configuration.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod ingest;
+pub mod telemetry;
+
+pub use app::{App, Role};
+pub use config::Config;

@@ -17,6 +17,9 @@ impl StoreError {
     }
 
     pub fn corrupt(what: &'static str, detail: impl ToString) -> Self {
-        Self::Corrupt { what, detail: detail.to_string() }
+        Self::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
     }
 }

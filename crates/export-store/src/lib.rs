@@ -34,14 +34,23 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a batch of documents in one transaction. Each new or changed document gets
     /// the tenant's next ingestion sequence; an identical one is left alone; a changed
     /// one supersedes the previous version of the same (source, id) for later snapshots.
-    async fn ingest(&self, tenant: &TenantId, items: &[NewEvidence]) -> Result<Vec<IngestOutcome>, StoreError>;
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        items: &[NewEvidence],
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
 
     /// The tenant's current snapshot point: the highest ingestion sequence (0 when the
     /// tenant has no evidence) and when that item was ingested.
     async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError>;
 
     /// How many items of `target` the snapshot at `watermark` holds.
-    async fn count_items(&self, tenant: &TenantId, watermark: i64, target: &Target) -> Result<u64, StoreError>;
+    async fn count_items(
+        &self,
+        tenant: &TenantId,
+        watermark: i64,
+        target: &Target,
+    ) -> Result<u64, StoreError>;
 
     /// The items of `target` in the snapshot at `watermark`, sorted by (id, source,
     /// digest) bytewise, streamed so memory stays flat whatever the count.
@@ -65,7 +74,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Drops a claim whose request failed before a run was created, so the key can be
     /// reused.
-    async fn release_idempotency(&self, tenant: &TenantId, claim: &IdempotencyClaim) -> Result<(), StoreError>;
+    async fn release_idempotency(
+        &self,
+        tenant: &TenantId,
+        claim: &IdempotencyClaim,
+    ) -> Result<(), StoreError>;
 
     // --- runs -----------------------------------------------------------------------
 
@@ -125,9 +138,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Records an output that is now published (replacing one of the same path).
-    async fn add_output(&self, tenant: &TenantId, run_id: &RunId, output: &RunOutput) -> Result<(), StoreError>;
+    async fn add_output(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        output: &RunOutput,
+    ) -> Result<(), StoreError>;
 
-    async fn get_output(&self, tenant: &TenantId, run_id: &RunId, path: &str) -> Result<Option<RunOutput>, StoreError>;
+    async fn get_output(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        path: &str,
+    ) -> Result<Option<RunOutput>, StoreError>;
 
     /// Ends a run. A failed or cancelled run loses its output records (the runner has
     /// deleted their bytes); a succeeded one gets `completed_at`, `expires_at` and its
@@ -141,7 +164,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
 
     /// Mean items per second of the profile's past succeeded runs, if any.
-    async fn profile_throughput(&self, tenant: &TenantId, profile_id: &ProfileId) -> Result<Option<f64>, StoreError>;
+    async fn profile_throughput(
+        &self,
+        tenant: &TenantId,
+        profile_id: &ProfileId,
+    ) -> Result<Option<f64>, StoreError>;
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;

@@ -192,7 +192,10 @@ pub struct LeaseState {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
-    Succeeded { expires_at: DateTime<Utc>, warnings: Vec<RunWarning> },
+    Succeeded {
+        expires_at: DateTime<Utc>,
+        warnings: Vec<RunWarning>,
+    },
     Failed(RunError),
     Cancelled,
 }

@@ -1,1 +1,1776 @@
-//! The conformance suite: see the crate docs.
+//! The conformance suite every `Store` backend passes: plain async functions that each
+//! take a fresh, empty store and check one behaviour a user would notice, plus
+//! `conformance_tests!`, which turns every one of them into a test of a backend:
+//!
+//! ```ignore
+//! async fn fresh_store() -> Box<dyn export_store::Store> { /* a new, empty database */ }
+//!
+//! export_store::conformance_tests!(fresh_store);
+//! ```
+//!
+//! Time never passes by itself here: every call gets an explicit `now`, so leases,
+//! expiry and ordering are decided by the test, not by the machine's speed.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
+use export_core::{
+    canonical_json, DocumentFormat, ErrorCode, EvidenceRecord, Kind, Limits, Priority, Profile, ProfileId,
+    ProfileName, ProjectId, RunId, RunPlan, RunRequest, RunStatus, Sha256Digest, SourceName, Target,
+    TenantId,
+};
+use futures::TryStreamExt;
+
+use crate::{
+    CancelOutcome, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence, NewRun, Run,
+    RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError, IDEMPOTENCY_TTL,
+};
+
+/// Expands into one `#[test]` per conformance function, each running on a fresh store
+/// from `$factory`: an async function (or closure) returning `Box<dyn Store>` or
+/// `Arc<dyn Store>`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr $(,)?) => {
+        $crate::conformance_tests!(@each $factory;
+            ping_answers,
+            ingest_numbers_new_documents_per_tenant,
+            reingesting_an_identical_document_changes_nothing,
+            changed_document_replaces_it_and_older_snapshots_keep_the_old_version,
+            a_batch_may_carry_several_versions_of_one_document,
+            snapshot_point_is_the_latest_ingestion,
+            items_are_counted_and_streamed_per_target,
+            items_stream_in_bytewise_id_source_digest_order,
+            a_large_batch_ingests_in_one_call,
+            tenants_never_see_each_others_data,
+            run_ids_are_numbered_per_tenant_per_utc_day,
+            get_run_returns_every_field_as_created,
+            list_runs_is_newest_first_and_filters,
+            list_runs_pages_through_every_run_once,
+            idempotent_create_replays_the_first_run,
+            idempotency_key_with_another_body_is_a_mismatch,
+            idempotency_claim_still_in_flight_is_reported,
+            released_idempotency_key_can_be_claimed_again,
+            idempotency_records_expire_after_the_ttl,
+            idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key,
+            create_run_needs_a_begun_idempotency_claim,
+            claim_finds_nothing_when_no_run_is_queued,
+            claim_starts_the_run_under_a_lease,
+            claimed_run_is_not_claimed_again_while_its_lease_holds,
+            run_whose_lease_expired_is_claimed_again,
+            claims_take_higher_priority_first_then_older,
+            claims_are_fair_across_tenants,
+            claims_respect_the_active_run_limit_per_tenant,
+            heartbeat_extends_the_lease_of_its_owner,
+            heartbeat_reports_a_cancel_request,
+            cancelling_a_queued_run_cancels_it_at_once,
+            cancelling_a_running_run_asks_its_worker_to_stop,
+            cancelling_a_finished_run_reports_how_it_ended,
+            cancelling_an_unknown_run_is_not_found,
+            progress_is_recorded,
+            outputs_are_replaced_by_path_and_listed_in_order,
+            succeeded_run_records_its_completion,
+            failed_run_keeps_its_error_and_drops_its_outputs,
+            cancelled_run_drops_its_outputs,
+            finished_run_keeps_its_first_outcome,
+            profile_throughput_comes_from_succeeded_runs,
+            queue_depth_counts_queued_runs_of_every_tenant,
+        );
+
+        #[test]
+        fn concurrent_claimers_claim_every_run_exactly_once() {
+            $crate::testing::block_on(async {
+                let store: ::std::sync::Arc<dyn $crate::Store> = ($factory)().await.into();
+                $crate::testing::concurrent_claimers_claim_every_run_exactly_once(store).await;
+            });
+        }
+    };
+    (@each $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::block_on(async {
+                    let store: ::std::sync::Arc<dyn $crate::Store> = ($factory)().await.into();
+                    $crate::testing::$name(&*store).await;
+                });
+            }
+        )*
+    };
+}
+
+/// Runs one conformance test on a multi-threaded runtime of its own, so the suite works
+/// in any crate without that crate naming tokio, and races between tasks are real.
+#[doc(hidden)]
+pub fn block_on<F: Future>(test: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("building the test runtime")
+        .block_on(test)
+}
+
+// --- fixtures ---------------------------------------------------------------------------
+
+/// The lease every test claims with.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// A roomy active-run limit, for tests about something else.
+const NO_LIMIT: u32 = 100;
+
+pub fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).expect("valid tenant name")
+}
+
+/// 2025-12-06T10:00:00Z plus `seconds`.
+pub fn at(seconds: i64) -> DateTime<Utc> {
+    let start = Utc
+        .with_ymd_and_hms(2025, 12, 6, 10, 0, 0)
+        .single()
+        .expect("valid start time");
+    start + TimeDelta::seconds(seconds)
+}
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("valid date")
+}
+
+/// A document `id` of `kind` from `source`; its content changes with `revision`.
+pub fn document(source: &str, kind: Kind, id: &str, revision: u32) -> NewEvidence {
+    let format = match kind {
+        Kind::Advisory => DocumentFormat::Osv,
+        Kind::Vex => DocumentFormat::Openvex,
+        Kind::Policy => DocumentFormat::Policy,
+    };
+    let document = canonical_json(&serde_json::json!({
+        "id": id,
+        "revision": revision,
+        "summary": format!("{id}, revision {revision}"),
+    }));
+    NewEvidence {
+        source: SourceName::parse(source).expect("valid source name"),
+        kind,
+        format,
+        id: id.to_owned(),
+        modified: Some(format!("2025-01-{:02}T00:00:00Z", revision % 28 + 1)),
+        aliases: vec![format!("alias-of-{id}")],
+        digest: Sha256Digest::of(&document),
+        document,
+        ingested_at: at(0),
+    }
+}
+
+fn advisory(id: &str, revision: u32) -> NewEvidence {
+    document("osv-go", Kind::Advisory, id, revision)
+}
+
+/// What a run reads back for `item`.
+pub fn record(item: &NewEvidence) -> EvidenceRecord {
+    EvidenceRecord {
+        kind: item.kind,
+        source: item.source.clone(),
+        format: item.format,
+        id: item.id.clone(),
+        modified: item.modified.clone(),
+        digest: item.digest,
+        document: item.document.clone(),
+    }
+}
+
+fn target(text: &str) -> Target {
+    Target::parse(text).expect("valid target")
+}
+
+pub fn profile_id(tenant: &TenantId, name: &str) -> ProfileId {
+    ProfileId::new(
+        tenant.clone(),
+        ProfileName::parse(name).expect("valid profile name"),
+    )
+}
+
+fn plan(profile: &ProfileId, request: RunRequest) -> RunPlan {
+    let definition = serde_json::from_value(serde_json::json!({
+        "targets": ["advisory", "vex", "policy"],
+        "distributions": ["http", "oci"],
+        "signing": { "enabled": true, "keys": ["kms://acme/signer"] },
+        "encryption": { "recipients": ["age1examplerecipient"] },
+        "retention": { "default_days": 7, "max_days": 30 },
+    }))
+    .expect("valid profile definition");
+    RunPlan::parse(
+        &Profile::new(profile.clone(), definition),
+        request,
+        &Limits::default(),
+    )
+    .expect("valid run request")
+}
+
+/// A run of profile `profile` of `tenant`, created at `created_at`.
+pub fn new_run(tenant: &TenantId, profile: &str, created_at: DateTime<Utc>, priority: Priority) -> NewRun {
+    let profile_id = profile_id(tenant, profile);
+    let request = RunRequest {
+        priority: Some(priority.as_str().to_owned()),
+        ..RunRequest::default()
+    };
+    NewRun {
+        plan: plan(&profile_id, request),
+        profile_id,
+        project: None,
+        watermark: 0,
+        snapshot_at: None,
+        items_total: 0,
+        estimate_seconds: 60,
+        created_at,
+    }
+}
+
+fn normal_run(tenant: &TenantId, created_at: DateTime<Utc>) -> NewRun {
+    new_run(tenant, "daily", created_at, Priority::Normal)
+}
+
+fn claim_for(key: &str, body: &str) -> IdempotencyClaim {
+    IdempotencyClaim {
+        subject: "user-1".to_owned(),
+        method: "POST".to_owned(),
+        path: "/export-center/runs".to_owned(),
+        key: key.to_owned(),
+        fingerprint: Sha256Digest::of(body.as_bytes()),
+    }
+}
+
+fn output(kind: &str, id: &str, format: &str, path: &str, content: &str) -> RunOutput {
+    RunOutput {
+        kind: kind.to_owned(),
+        id: id.to_owned(),
+        format: format.to_owned(),
+        path: path.to_owned(),
+        sha256: Sha256Digest::of(content.as_bytes()),
+        bytes: content.len() as u64,
+        media_type: "application/json".to_owned(),
+        records: (kind != "manifest").then_some(3),
+    }
+}
+
+fn unknown_run(tenant: &TenantId) -> RunId {
+    RunId::new(tenant.clone(), day("2025-12-06"), 999)
+}
+
+async fn ingest(store: &dyn Store, tenant: &TenantId, items: &[NewEvidence]) -> Vec<IngestOutcome> {
+    store.ingest(tenant, items).await.expect("ingest")
+}
+
+async fn stream(store: &dyn Store, tenant: &TenantId, watermark: i64, target: &str) -> Vec<EvidenceRecord> {
+    let target = self::target(target);
+    store
+        .stream_items(tenant, watermark, &target)
+        .try_collect()
+        .await
+        .expect("stream items")
+}
+
+async fn count(store: &dyn Store, tenant: &TenantId, watermark: i64, target: &str) -> u64 {
+    store
+        .count_items(tenant, watermark, &self::target(target))
+        .await
+        .expect("count items")
+}
+
+async fn create(store: &dyn Store, tenant: &TenantId, run: NewRun) -> Run {
+    store.create_run(tenant, run, None).await.expect("create run")
+}
+
+async fn get(store: &dyn Store, tenant: &TenantId, run_id: &RunId) -> Run {
+    store
+        .get_run(tenant, run_id)
+        .await
+        .expect("get run")
+        .expect("the run exists")
+}
+
+async fn claim(store: &dyn Store, worker: &str, now: DateTime<Utc>, max_active: u32) -> Option<Run> {
+    store
+        .claim_next_run(worker, now, LEASE, max_active)
+        .await
+        .expect("claim next run")
+}
+
+async fn claim_id(store: &dyn Store, now: DateTime<Utc>, max_active: u32) -> Option<RunId> {
+    claim(store, "worker-1", now, max_active).await.map(|run| run.id)
+}
+
+async fn list(store: &dyn Store, tenant: &TenantId, query: RunQuery) -> Vec<RunId> {
+    let page = store.list_runs(tenant, &query).await.expect("list runs");
+    page.runs.into_iter().map(|run| run.id).collect()
+}
+
+fn query(limit: u32) -> RunQuery {
+    RunQuery {
+        limit,
+        ..RunQuery::default()
+    }
+}
+
+async fn finish(
+    store: &dyn Store,
+    tenant: &TenantId,
+    run_id: &RunId,
+    outcome: RunOutcome,
+    now: DateTime<Utc>,
+) {
+    store
+        .finish_run(tenant, run_id, outcome, now)
+        .await
+        .expect("finish run");
+}
+
+fn succeeded(expires_at: DateTime<Utc>) -> RunOutcome {
+    RunOutcome::Succeeded {
+        expires_at,
+        warnings: Vec::new(),
+    }
+}
+
+fn failure() -> RunError {
+    RunError {
+        code: ErrorCode::Timeout,
+        message: "the run took longer than 3600 seconds".to_owned(),
+        retry_after_seconds: Some(60),
+    }
+}
+
+fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::NotFound { .. }) => {}
+        other => panic!("{what}: expected a not-found error, got {other:?}"),
+    }
+}
+
+// --- evidence ---------------------------------------------------------------------------
+
+pub async fn ping_answers(store: &dyn Store) {
+    store.ping().await.expect("ping");
+}
+
+/// New documents take the tenant's next sequence numbers 1, 2, 3…; another tenant
+/// counts from 1 on its own.
+pub async fn ingest_numbers_new_documents_per_tenant(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let items = [
+        advisory("GO-1", 1),
+        advisory("GO-2", 1),
+        document("csaf", Kind::Vex, "VEX-1", 1),
+    ];
+    assert_eq!(
+        ingest(store, &acme, &items).await,
+        [
+            IngestOutcome::Inserted { seq: 1 },
+            IngestOutcome::Inserted { seq: 2 },
+            IngestOutcome::Inserted { seq: 3 }
+        ]
+    );
+    assert_eq!(
+        ingest(store, &acme, &[advisory("GO-3", 1)]).await,
+        [IngestOutcome::Inserted { seq: 4 }]
+    );
+    assert_eq!(
+        ingest(store, &globex, &items[..1]).await,
+        [IngestOutcome::Inserted { seq: 1 }],
+        "another tenant's identical document is new to it"
+    );
+    assert_eq!(store.snapshot_point(&acme).await.expect("snapshot").watermark, 4);
+    assert_eq!(
+        store.snapshot_point(&globex).await.expect("snapshot").watermark,
+        1
+    );
+    assert_eq!(store.ingest(&acme, &[]).await.expect("empty batch"), []);
+}
+
+/// Re-ingesting the same bytes is a no-op: the item keeps its sequence and ingestion
+/// time, and no sequence number is used up.
+pub async fn reingesting_an_identical_document_changes_nothing(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (first, second) = (advisory("GO-1", 1), advisory("GO-2", 1));
+    ingest(store, &acme, &[first.clone(), second.clone()]).await;
+
+    let mut again = first.clone();
+    again.ingested_at = at(3600);
+    assert_eq!(
+        ingest(store, &acme, &[again]).await,
+        [IngestOutcome::Unchanged { seq: 1 }]
+    );
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 2,
+            at: Some(at(0))
+        }
+    );
+    assert_eq!(
+        stream(store, &acme, 2, "advisory").await,
+        [record(&first), record(&second)]
+    );
+    assert_eq!(
+        ingest(store, &acme, &[advisory("GO-3", 1)]).await,
+        [IngestOutcome::Inserted { seq: 3 }]
+    );
+}
+
+/// A changed document replaces the previous version for later snapshots, while a
+/// snapshot taken before the change still reads the old bytes.
+pub async fn changed_document_replaces_it_and_older_snapshots_keep_the_old_version(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (v1, other) = (advisory("GO-1", 1), advisory("GO-2", 1));
+    ingest(store, &acme, &[v1.clone(), other.clone()]).await;
+
+    let mut v2 = advisory("GO-1", 2);
+    v2.ingested_at = at(60);
+    assert_eq!(
+        ingest(store, &acme, &[v2.clone()]).await,
+        [IngestOutcome::Replaced { seq: 3 }]
+    );
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 3,
+            at: Some(at(60))
+        }
+    );
+    assert_eq!(
+        stream(store, &acme, 2, "advisory").await,
+        [record(&v1), record(&other)],
+        "the snapshot at the old watermark reads the old version"
+    );
+    assert_eq!(
+        stream(store, &acme, 3, "advisory").await,
+        [record(&v2), record(&other)],
+        "the snapshot at the new watermark reads the new version"
+    );
+    assert_eq!(count(store, &acme, 0, "advisory").await, 0);
+    assert_eq!(count(store, &acme, 1, "advisory").await, 1);
+    assert_eq!(count(store, &acme, 2, "advisory").await, 2);
+    assert_eq!(count(store, &acme, 3, "advisory").await, 2);
+    assert_eq!(stream(store, &acme, 1, "advisory").await, [record(&v1)]);
+
+    // Going back to the first content is one more version, not a return to seq 1.
+    assert_eq!(
+        ingest(store, &acme, std::slice::from_ref(&v1)).await,
+        [IngestOutcome::Replaced { seq: 4 }]
+    );
+    assert_eq!(
+        stream(store, &acme, 4, "advisory").await,
+        [record(&v1), record(&other)]
+    );
+    assert_eq!(
+        stream(store, &acme, 3, "advisory").await,
+        [record(&v2), record(&other)]
+    );
+}
+
+/// Items of one batch are applied in order, so a batch can carry the same document
+/// twice or two versions of it.
+pub async fn a_batch_may_carry_several_versions_of_one_document(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (v1, v2) = (advisory("GO-1", 1), advisory("GO-1", 2));
+    assert_eq!(
+        ingest(store, &acme, &[v1.clone(), v1.clone(), v2.clone()]).await,
+        [
+            IngestOutcome::Inserted { seq: 1 },
+            IngestOutcome::Unchanged { seq: 1 },
+            IngestOutcome::Replaced { seq: 2 }
+        ]
+    );
+    assert_eq!(stream(store, &acme, 1, "advisory").await, [record(&v1)]);
+    assert_eq!(stream(store, &acme, 2, "advisory").await, [record(&v2)]);
+}
+
+pub async fn snapshot_point_is_the_latest_ingestion(store: &dyn Store) {
+    let acme = tenant("acme");
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 0,
+            at: None
+        }
+    );
+    let mut first = advisory("GO-1", 1);
+    first.ingested_at = at(10);
+    let mut second = document("csaf", Kind::Vex, "VEX-1", 1);
+    second.ingested_at = at(20);
+    ingest(store, &acme, &[first]).await;
+    ingest(store, &acme, &[second]).await;
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 2,
+            at: Some(at(20))
+        }
+    );
+}
+
+/// A target is a kind, or a kind narrowed to one source; records come back with every
+/// field as ingested.
+pub async fn items_are_counted_and_streamed_per_target(store: &dyn Store) {
+    let acme = tenant("acme");
+    let go_1 = advisory("GO-1", 1);
+    let go_2 = advisory("GO-2", 1);
+    let pysec = document("osv-pypi", Kind::Advisory, "PYSEC-1", 1);
+    let vex = document("osv-go", Kind::Vex, "VEX-1", 1);
+    let policy = document("policies", Kind::Policy, "baseline", 1);
+    ingest(
+        store,
+        &acme,
+        &[
+            pysec.clone(),
+            go_2.clone(),
+            vex.clone(),
+            go_1.clone(),
+            policy.clone(),
+        ],
+    )
+    .await;
+
+    for (target, expected) in [
+        ("advisory", 3),
+        ("advisory:osv-go", 2),
+        ("advisory:osv-pypi", 1),
+        ("advisory:policies", 0),
+        ("advisory:unknown", 0),
+        ("vex", 1),
+        ("vex:osv-go", 1),
+        ("vex:osv-pypi", 0),
+        ("policy", 1),
+    ] {
+        assert_eq!(
+            count(store, &acme, 5, target).await,
+            expected,
+            "count of {target}"
+        );
+    }
+    assert_eq!(
+        stream(store, &acme, 5, "advisory").await,
+        [record(&go_1), record(&go_2), record(&pysec)]
+    );
+    assert_eq!(
+        stream(store, &acme, 5, "advisory:osv-go").await,
+        [record(&go_1), record(&go_2)]
+    );
+    assert_eq!(
+        stream(store, &acme, 5, "advisory:osv-pypi").await,
+        [record(&pysec)]
+    );
+    assert_eq!(stream(store, &acme, 5, "vex").await, [record(&vex)]);
+    assert_eq!(stream(store, &acme, 5, "policy").await, [record(&policy)]);
+    assert_eq!(stream(store, &acme, 5, "vex:osv-pypi").await, []);
+}
+
+/// Records stream sorted by (id, source, digest) compared as bytes: uppercase before
+/// lowercase, a prefix before its extensions, non-ASCII last.
+pub async fn items_stream_in_bytewise_id_source_digest_order(store: &dyn Store) {
+    let acme = tenant("acme");
+    let items = [
+        ("osv-go", "B"),
+        ("osv-go", "a"),
+        ("osv-go", "A-1"),
+        ("osv-go", "é"),
+        ("osv-go", "A"),
+        ("ghsa", "A"),
+        ("osv-go", "Z"),
+        ("ghsa", "a"),
+    ]
+    .map(|(source, id)| document(source, Kind::Advisory, id, 1));
+    ingest(store, &acme, &items).await;
+
+    let order = |records: Vec<EvidenceRecord>| -> Vec<(String, String)> {
+        records
+            .into_iter()
+            .map(|record| (record.id, record.source.to_string()))
+            .collect()
+    };
+    let expected = [
+        ("A", "ghsa"),
+        ("A", "osv-go"),
+        ("A-1", "osv-go"),
+        ("B", "osv-go"),
+        ("Z", "osv-go"),
+        ("a", "ghsa"),
+        ("a", "osv-go"),
+        ("é", "osv-go"),
+    ]
+    .map(|(id, source)| (id.to_owned(), source.to_owned()));
+    assert_eq!(order(stream(store, &acme, 8, "advisory").await), expected);
+    let narrowed: Vec<_> = expected
+        .iter()
+        .filter(|(_, source)| source == "osv-go")
+        .cloned()
+        .collect();
+    assert_eq!(order(stream(store, &acme, 8, "advisory:osv-go").await), narrowed);
+}
+
+/// A batch of thousands of documents is one call, numbered in batch order, and streams
+/// back complete and sorted.
+pub async fn a_large_batch_ingests_in_one_call(store: &dyn Store) {
+    let acme = tenant("acme");
+    let n_items = 3000;
+    let items: Vec<NewEvidence> = (0..n_items)
+        .rev()
+        .map(|idx| advisory(&format!("GO-{idx:05}"), 1))
+        .collect();
+    let outcomes = ingest(store, &acme, &items).await;
+    let expected: Vec<_> = (1..=n_items).map(|seq| IngestOutcome::Inserted { seq }).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(count(store, &acme, n_items, "advisory").await, n_items as u64);
+
+    let records = stream(store, &acme, n_items, "advisory").await;
+    let mut sorted: Vec<EvidenceRecord> = items.iter().map(record).collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    assert!(records == sorted, "the batch streams back complete and sorted");
+}
+
+// --- tenancy ----------------------------------------------------------------------------
+
+/// Nothing of one tenant is visible to, or changeable by, another.
+pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let item = advisory("GO-1", 1);
+    ingest(store, &acme, &[item.clone(), advisory("GO-2", 1)]).await;
+    let key = claim_for("key-1", "body");
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        IdempotencyBegin::Started
+    );
+    let mut run = normal_run(&acme, at(0));
+    run.items_total = 10;
+    let run = store
+        .create_run(&acme, run, Some(&key))
+        .await
+        .expect("create run");
+    claim(store, "worker-1", at(1), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let manifest = output("manifest", "manifest", "json", "manifest.json", "{}");
+    store
+        .add_output(&acme, &run.id, &manifest)
+        .await
+        .expect("add output");
+    let before = get(store, &acme, &run.id).await;
+
+    assert_eq!(
+        store.snapshot_point(&globex).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 0,
+            at: None
+        }
+    );
+    assert_eq!(count(store, &globex, 2, "advisory").await, 0);
+    assert_eq!(stream(store, &globex, 2, "advisory").await, []);
+    assert_eq!(store.get_run(&globex, &run.id).await.expect("get run"), None);
+    assert_eq!(list(store, &globex, query(50)).await, []);
+    assert_eq!(
+        store
+            .get_output(&globex, &run.id, "manifest.json")
+            .await
+            .expect("get output"),
+        None
+    );
+    assert_eq!(
+        store
+            .request_cancel(&globex, &run.id, at(2))
+            .await
+            .expect("cancel"),
+        CancelOutcome::NotFound
+    );
+    assert_not_found(
+        store.heartbeat(&globex, &run.id, "worker-1", at(2), LEASE).await,
+        "heartbeat",
+    );
+    assert_not_found(store.set_progress(&globex, &run.id, 5, 10).await, "set progress");
+    assert_not_found(store.add_output(&globex, &run.id, &manifest).await, "add output");
+    assert_not_found(
+        store
+            .finish_run(&globex, &run.id, RunOutcome::Cancelled, at(2))
+            .await,
+        "finish run",
+    );
+    assert_eq!(
+        store
+            .begin_idempotency(&globex, &key, at(2))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started,
+        "idempotency keys are per tenant"
+    );
+    assert_eq!(
+        store
+            .profile_throughput(&globex, &run.profile_id)
+            .await
+            .expect("throughput"),
+        None
+    );
+    assert_eq!(
+        ingest(store, &globex, &[item]).await,
+        [IngestOutcome::Inserted { seq: 1 }]
+    );
+    assert_eq!(
+        get(store, &acme, &run.id).await,
+        before,
+        "the other tenant changed nothing"
+    );
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(3)).await.expect("begin"),
+        IdempotencyBegin::Replay(run.id.clone())
+    );
+}
+
+// --- runs -------------------------------------------------------------------------------
+
+/// `export-run::<tenant>::<day>::<seq>`: the sequence counts per tenant per UTC day.
+pub async fn run_ids_are_numbered_per_tenant_per_utc_day(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let next_day = Utc
+        .with_ymd_and_hms(2025, 12, 7, 0, 0, 0)
+        .single()
+        .expect("valid time");
+    let late = Utc
+        .with_ymd_and_hms(2025, 12, 6, 23, 59, 59)
+        .single()
+        .expect("valid time");
+    let mut ids = Vec::new();
+    for (tenant, created_at) in [
+        (&acme, at(0)),
+        (&acme, at(60)),
+        (&globex, at(120)),
+        (&acme, next_day),
+        (&acme, late),
+        (&acme, next_day + TimeDelta::hours(5)),
+    ] {
+        ids.push(
+            create(store, tenant, normal_run(tenant, created_at))
+                .await
+                .id
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        ids,
+        [
+            "export-run::acme::2025-12-06::0001",
+            "export-run::acme::2025-12-06::0002",
+            "export-run::globex::2025-12-06::0001",
+            "export-run::acme::2025-12-07::0001",
+            "export-run::acme::2025-12-06::0003",
+            "export-run::acme::2025-12-07::0002",
+        ]
+    );
+}
+
+pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
+    let acme = tenant("acme");
+    let profile_id = profile_id(&acme, "weekly-vex");
+    let request = RunRequest {
+        targets: Some(vec!["vex".to_owned(), "advisory:osv-go".to_owned()]),
+        formats: Some(vec!["ndjson".to_owned()]),
+        distribution: Some(export_core::DistributionRequest {
+            kind: Some("oci".to_owned()),
+            reference: Some("registry.local/exports/weekly".to_owned()),
+            signing: None,
+        }),
+        retention_days: Some(14),
+        encryption: None,
+        priority: Some("high".to_owned()),
+    };
+    let new = NewRun {
+        plan: plan(&profile_id, request),
+        profile_id: profile_id.clone(),
+        project: Some(ProjectId::parse("web-Frontend.1").expect("valid project")),
+        watermark: 42,
+        snapshot_at: Some(at(-30)),
+        items_total: 1234,
+        estimate_seconds: 420,
+        created_at: at(0),
+    };
+    let run = create(store, &acme, new.clone()).await;
+    let expected = Run {
+        id: RunId::new(acme.clone(), day("2025-12-06"), 1),
+        profile_id,
+        project: new.project.clone(),
+        status: RunStatus::Queued,
+        plan: new.plan.clone(),
+        watermark: 42,
+        snapshot_at: Some(at(-30)),
+        items_total: 1234,
+        items_completed: 0,
+        estimate_seconds: 420,
+        created_at: at(0),
+        started_at: None,
+        completed_at: None,
+        expires_at: None,
+        attempts: 0,
+        cancel_requested: false,
+        error: None,
+        warnings: Vec::new(),
+        outputs: Vec::new(),
+    };
+    assert_eq!(run, expected);
+    assert_eq!(run.priority(), Priority::High);
+    assert_eq!(get(store, &acme, &run.id).await, expected);
+    assert_eq!(
+        store.get_run(&acme, &unknown_run(&acme)).await.expect("get run"),
+        None
+    );
+}
+
+/// Newest first (by day, then sequence), with the status, profile and project filters.
+pub async fn list_runs_is_newest_first_and_filters(store: &dyn Store) {
+    let acme = tenant("acme");
+    let web = ProjectId::parse("web").expect("valid project");
+    let mut runs = Vec::new();
+    for (profile, project, created_at) in [
+        ("daily", None, at(0)),
+        ("weekly", Some(web.clone()), at(10)),
+        ("daily", Some(web.clone()), at(20)),
+        ("daily", None, at(86_400)),
+    ] {
+        let mut run = new_run(&acme, profile, created_at, Priority::Normal);
+        run.project = project;
+        runs.push(create(store, &acme, run).await.id);
+    }
+    let [r1, r2, r3, r4] = <[RunId; 4]>::try_from(runs).expect("four runs");
+    claim(store, "worker-1", at(30), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(
+        store.request_cancel(&acme, &r2, at(31)).await.expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+
+    let all = [r4.clone(), r3.clone(), r2.clone(), r1.clone()];
+    assert_eq!(list(store, &acme, query(50)).await, all);
+    let filtered = |status, profile: Option<&str>, project: Option<&ProjectId>| RunQuery {
+        status,
+        profile_id: profile.map(|name| profile_id(&acme, name)),
+        project: project.cloned(),
+        ..query(50)
+    };
+    assert_eq!(
+        list(store, &acme, filtered(Some(RunStatus::Running), None, None)).await,
+        std::slice::from_ref(&r1)
+    );
+    assert_eq!(
+        list(store, &acme, filtered(Some(RunStatus::Queued), None, None)).await,
+        [r4.clone(), r3.clone()]
+    );
+    assert_eq!(
+        list(store, &acme, filtered(Some(RunStatus::Cancelled), None, None)).await,
+        std::slice::from_ref(&r2)
+    );
+    assert_eq!(
+        list(store, &acme, filtered(Some(RunStatus::Succeeded), None, None)).await,
+        []
+    );
+    assert_eq!(
+        list(store, &acme, filtered(None, Some("daily"), None)).await,
+        [r4.clone(), r3.clone(), r1.clone()]
+    );
+    assert_eq!(
+        list(store, &acme, filtered(None, None, Some(&web))).await,
+        [r3.clone(), r2.clone()]
+    );
+    assert_eq!(
+        list(store, &acme, filtered(None, Some("daily"), Some(&web))).await,
+        std::slice::from_ref(&r3)
+    );
+    assert_eq!(
+        list(
+            store,
+            &acme,
+            filtered(Some(RunStatus::Queued), Some("weekly"), None)
+        )
+        .await,
+        []
+    );
+    let page = store.list_runs(&acme, &query(50)).await.expect("list runs");
+    assert_eq!(
+        page.runs[3],
+        get(store, &acme, &r1).await,
+        "listed runs are whole runs"
+    );
+}
+
+/// A cursor walks every run exactly once; `next` is set only when more runs follow.
+pub async fn list_runs_pages_through_every_run_once(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let mut created = Vec::new();
+    for idx in 0..7 {
+        // Across a day boundary, so the order is by day first.
+        let created_at = at(idx * 3 * 3600);
+        created.push(create(store, &acme, normal_run(&acme, created_at)).await.id);
+        create(store, &globex, normal_run(&globex, created_at)).await;
+    }
+    created.reverse();
+
+    let mut seen = Vec::new();
+    let mut sizes = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .list_runs(
+                &acme,
+                &RunQuery {
+                    after: after.clone(),
+                    ..query(3)
+                },
+            )
+            .await
+            .expect("list runs");
+        sizes.push(page.runs.len());
+        seen.extend(page.runs.iter().map(|run| run.id.clone()));
+        match page.next {
+            Some(next) => {
+                assert_eq!(Some(&next), page.runs.last().map(|run| &run.id));
+                after = Some(next);
+            }
+            None => break,
+        }
+        assert!(sizes.len() < 10, "paging does not end");
+    }
+    assert_eq!(sizes, [3, 3, 1]);
+    assert_eq!(seen, created);
+
+    let whole = store.list_runs(&acme, &query(7)).await.expect("list runs");
+    assert_eq!(whole.runs.len(), 7);
+    assert_eq!(whole.next, None, "no next page when exactly the last run fits");
+    let first = store.list_runs(&acme, &query(1)).await.expect("list runs");
+    assert_eq!(first.next.as_ref(), Some(&created[0]));
+}
+
+// --- idempotency ------------------------------------------------------------------------
+
+pub async fn idempotent_create_replays_the_first_run(store: &dyn Store) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        IdempotencyBegin::Started
+    );
+    let run = store
+        .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
+        .await
+        .expect("create run");
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(5)).await.expect("begin"),
+        IdempotencyBegin::Replay(run.id.clone())
+    );
+    store.release_idempotency(&acme, &key).await.expect("release");
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(6)).await.expect("begin"),
+        IdempotencyBegin::Replay(run.id.clone()),
+        "a completed key is never released"
+    );
+    assert_eq!(list(store, &acme, query(50)).await, [run.id]);
+}
+
+pub async fn idempotency_key_with_another_body_is_a_mismatch(store: &dyn Store) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store
+        .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
+        .await
+        .expect("create run");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &claim_for("key-1", "body-b"), at(5))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Mismatch
+    );
+
+    let in_flight = claim_for("key-2", "body-a");
+    store
+        .begin_idempotency(&acme, &in_flight, at(0))
+        .await
+        .expect("begin");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &claim_for("key-2", "body-b"), at(5))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Mismatch,
+        "another body is a mismatch even while the first request is in flight"
+    );
+}
+
+pub async fn idempotency_claim_still_in_flight_is_reported(store: &dyn Store) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        IdempotencyBegin::Started
+    );
+    assert_eq!(
+        store.begin_idempotency(&acme, &key, at(1)).await.expect("begin"),
+        IdempotencyBegin::InFlight
+    );
+}
+
+pub async fn released_idempotency_key_can_be_claimed_again(store: &dyn Store) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store.release_idempotency(&acme, &key).await.expect("release");
+    let fixed = claim_for("key-1", "body-fixed");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &fixed, at(1))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started,
+        "a released key takes a new body"
+    );
+    store
+        .release_idempotency(&acme, &claim_for("never-begun", "body"))
+        .await
+        .expect("releasing an unknown key is harmless");
+}
+
+/// A record older than `IDEMPOTENCY_TTL` counts as absent, completed or not.
+pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
+    let acme = tenant("acme");
+    let ttl = TimeDelta::from_std(IDEMPOTENCY_TTL).expect("ttl fits");
+    let key = claim_for("key-1", "body-a");
+    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    let first = store
+        .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
+        .await
+        .expect("create run");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &key, at(0) + ttl - TimeDelta::seconds(1))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Replay(first.id.clone())
+    );
+    let later = at(0) + ttl + TimeDelta::seconds(1);
+    let other_body = claim_for("key-1", "body-b");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &other_body, later)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+    let second = store
+        .create_run(&acme, normal_run(&acme, later), Some(&other_body))
+        .await
+        .expect("create run");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &other_body, later + TimeDelta::seconds(1))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Replay(second.id)
+    );
+
+    let abandoned = claim_for("key-2", "body-a");
+    store
+        .begin_idempotency(&acme, &abandoned, at(0))
+        .await
+        .expect("begin");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &abandoned, later)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started,
+        "an abandoned in-flight claim expires too"
+    );
+}
+
+pub async fn idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key(store: &dyn Store) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store
+        .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
+        .await
+        .expect("create run");
+
+    let variants = [
+        IdempotencyClaim {
+            subject: "user-2".to_owned(),
+            ..key.clone()
+        },
+        IdempotencyClaim {
+            method: "PUT".to_owned(),
+            ..key.clone()
+        },
+        IdempotencyClaim {
+            path: "/export-center/runs/other".to_owned(),
+            ..key.clone()
+        },
+        IdempotencyClaim {
+            key: "key-2".to_owned(),
+            ..key.clone()
+        },
+    ];
+    for variant in &variants {
+        assert_eq!(
+            store
+                .begin_idempotency(&acme, variant, at(1))
+                .await
+                .expect("begin"),
+            IdempotencyBegin::Started,
+            "{variant:?} is another key"
+        );
+    }
+    assert_eq!(
+        store
+            .begin_idempotency(&tenant("globex"), &key, at(1))
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started
+    );
+}
+
+/// `create_run` completes the claim in its own transaction; without a begun claim it
+/// fails and leaves nothing behind, not even a used-up run number.
+pub async fn create_run_needs_a_begun_idempotency_claim(store: &dyn Store) {
+    let acme = tenant("acme");
+    let never_begun = claim_for("key-1", "body-a");
+    assert!(store
+        .create_run(&acme, normal_run(&acme, at(0)), Some(&never_begun))
+        .await
+        .is_err());
+    store
+        .begin_idempotency(&tenant("globex"), &never_begun, at(0))
+        .await
+        .expect("begin");
+    assert!(
+        store
+            .create_run(&acme, normal_run(&acme, at(0)), Some(&never_begun))
+            .await
+            .is_err(),
+        "another tenant's claim does not count"
+    );
+    assert_eq!(list(store, &acme, query(50)).await, []);
+    let run = create(store, &acme, normal_run(&acme, at(1))).await;
+    assert_eq!(run.id.seq, 1);
+}
+
+// --- claiming ---------------------------------------------------------------------------
+
+pub async fn claim_finds_nothing_when_no_run_is_queued(store: &dyn Store) {
+    let acme = tenant("acme");
+    assert_eq!(claim(store, "worker-1", at(0), NO_LIMIT).await, None);
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    store.request_cancel(&acme, &run.id, at(1)).await.expect("cancel");
+    assert_eq!(claim(store, "worker-1", at(2), NO_LIMIT).await, None);
+}
+
+/// A claim sets the run running, stamps `started_at`, counts the attempt, and is what
+/// `get_run` then shows.
+pub async fn claim_starts_the_run_under_a_lease(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    let claimed = claim(store, "worker-1", at(5), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(
+        claimed,
+        Run {
+            status: RunStatus::Running,
+            started_at: Some(at(5)),
+            attempts: 1,
+            ..run.clone()
+        }
+    );
+    assert_eq!(get(store, &acme, &run.id).await, claimed);
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 0);
+}
+
+pub async fn claimed_run_is_not_claimed_again_while_its_lease_holds(store: &dyn Store) {
+    let acme = tenant("acme");
+    create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(claim(store, "worker-2", at(1), NO_LIMIT).await, None);
+    assert_eq!(claim(store, "worker-2", at(29), NO_LIMIT).await, None);
+}
+
+/// A worker that stops heartbeating loses its run: the next claim after the lease
+/// takes it over, keeps `started_at`, and counts a second attempt.
+pub async fn run_whose_lease_expired_is_claimed_again(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let again = claim(store, "worker-2", at(31), NO_LIMIT)
+        .await
+        .expect("the expired run");
+    assert_eq!(again.id, run.id);
+    assert_eq!(again.status, RunStatus::Running);
+    assert_eq!(again.attempts, 2);
+    assert_eq!(again.started_at, Some(at(0)));
+    assert_eq!(
+        store
+            .heartbeat(&acme, &run.id, "worker-1", at(32), LEASE)
+            .await
+            .expect("heartbeat"),
+        LeaseState {
+            owned: false,
+            cancel_requested: false
+        }
+    );
+    assert_eq!(
+        store
+            .heartbeat(&acme, &run.id, "worker-2", at(32), LEASE)
+            .await
+            .expect("heartbeat"),
+        LeaseState {
+            owned: true,
+            cancel_requested: false
+        }
+    );
+    assert_eq!(claim(store, "worker-3", at(50), NO_LIMIT).await, None);
+}
+
+pub async fn claims_take_higher_priority_first_then_older(store: &dyn Store) {
+    let acme = tenant("acme");
+    let mut ids = Vec::new();
+    for (priority, created_at) in [
+        (Priority::Low, at(0)),
+        (Priority::Normal, at(1)),
+        (Priority::High, at(2)),
+        (Priority::Normal, at(3)),
+        (Priority::High, at(4)),
+    ] {
+        ids.push(
+            create(store, &acme, new_run(&acme, "daily", created_at, priority))
+                .await
+                .id,
+        );
+    }
+    let mut claimed = Vec::new();
+    while let Some(run_id) = claim_id(store, at(10), NO_LIMIT).await {
+        claimed.push(run_id);
+    }
+    let order = [2, 4, 1, 3, 0].map(|idx| ids[idx].clone());
+    assert_eq!(claimed, order);
+}
+
+/// The tenant with the fewest running runs goes first, even over another tenant's
+/// higher-priority run; priority and age decide between equals.
+pub async fn claims_are_fair_across_tenants(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let a1 = create(store, &acme, new_run(&acme, "daily", at(0), Priority::High))
+        .await
+        .id;
+    let a2 = create(store, &acme, new_run(&acme, "daily", at(1), Priority::High))
+        .await
+        .id;
+    let g1 = create(store, &globex, new_run(&globex, "daily", at(5), Priority::Low))
+        .await
+        .id;
+    let g2 = create(store, &globex, new_run(&globex, "daily", at(6), Priority::Low))
+        .await
+        .id;
+    let mut claimed = Vec::new();
+    while let Some(run_id) = claim_id(store, at(10), NO_LIMIT).await {
+        claimed.push(run_id);
+    }
+    assert_eq!(claimed, [a1, g1, a2, g2]);
+}
+
+/// A tenant never has more than `max_active_per_tenant` running runs; its other runs
+/// wait while other tenants' runs go ahead.
+pub async fn claims_respect_the_active_run_limit_per_tenant(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let mut acme_runs = Vec::new();
+    for idx in 0..3 {
+        acme_runs.push(create(store, &acme, normal_run(&acme, at(idx))).await.id);
+    }
+    let globex_run = create(store, &globex, normal_run(&globex, at(10))).await.id;
+
+    let mut claimed = Vec::new();
+    while let Some(run_id) = claim_id(store, at(20), 2).await {
+        claimed.push(run_id);
+    }
+    assert_eq!(
+        claimed,
+        [acme_runs[0].clone(), globex_run.clone(), acme_runs[1].clone()]
+    );
+    assert_eq!(get(store, &acme, &acme_runs[2]).await.status, RunStatus::Queued);
+
+    finish(store, &acme, &acme_runs[0], succeeded(at(1000)), at(25)).await;
+    assert_eq!(claim_id(store, at(26), 2).await, Some(acme_runs[2].clone()));
+    assert_eq!(claim_id(store, at(27), 2).await, None);
+
+    // Taking over an expired run does not add to its tenant's running runs, so a
+    // tenant at its limit still gets its abandoned runs restarted.
+    finish(store, &globex, &globex_run, succeeded(at(1000)), at(28)).await;
+    let taken_over = claim(store, "worker-2", at(100), 2)
+        .await
+        .expect("an expired run");
+    assert_eq!((taken_over.id, taken_over.attempts), (acme_runs[1].clone(), 2));
+}
+
+/// Eight workers racing on one store claim each of 40 runs exactly once.
+pub async fn concurrent_claimers_claim_every_run_exactly_once(store: Arc<dyn Store>) {
+    let tenants = ["acme", "globex", "initech", "umbrella"].map(tenant);
+    let mut created = BTreeSet::new();
+    for idx in 0..40 {
+        let tenant = &tenants[idx % tenants.len()];
+        let run = create(&*store, tenant, normal_run(tenant, at(idx as i64))).await;
+        created.insert(run.id);
+    }
+
+    let workers: Vec<_> = (0..8)
+        .map(|worker_idx| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let worker = format!("worker-{worker_idx}");
+                let mut claimed = Vec::new();
+                while let Some(run) = claim(&*store, &worker, at(100), NO_LIMIT).await {
+                    claimed.push(run.id);
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for worker in workers {
+        claimed.extend(worker.await.expect("claiming task"));
+    }
+    let unique: BTreeSet<RunId> = claimed.iter().cloned().collect();
+    assert_eq!(claimed.len(), 40, "every run claimed once: {claimed:?}");
+    assert_eq!(unique, created);
+    for run_id in &created {
+        let run = get(&*store, &run_id.tenant, run_id).await;
+        assert_eq!((run.status, run.attempts), (RunStatus::Running, 1));
+    }
+}
+
+// --- heartbeat, cancel, progress, outputs, finish ----------------------------------------
+
+pub async fn heartbeat_extends_the_lease_of_its_owner(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(
+        store
+            .heartbeat(&acme, &run.id, "worker-1", at(20), LEASE)
+            .await
+            .expect("heartbeat"),
+        LeaseState {
+            owned: true,
+            cancel_requested: false
+        }
+    );
+    assert_eq!(
+        claim(store, "worker-2", at(40), NO_LIMIT).await,
+        None,
+        "the heartbeat extended the lease to 50 s"
+    );
+    let taken_over = claim(store, "worker-2", at(51), NO_LIMIT)
+        .await
+        .expect("the expired run");
+    assert_eq!(taken_over.id, run.id);
+    assert!(
+        !store
+            .heartbeat(&acme, &run.id, "worker-1", at(52), LEASE)
+            .await
+            .expect("heartbeat")
+            .owned
+    );
+    assert_not_found(
+        store
+            .heartbeat(&acme, &unknown_run(&acme), "worker-1", at(52), LEASE)
+            .await,
+        "heartbeat of an unknown run",
+    );
+}
+
+pub async fn heartbeat_reports_a_cancel_request(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(
+        store.request_cancel(&acme, &run.id, at(5)).await.expect("cancel"),
+        CancelOutcome::Requested
+    );
+    assert_eq!(
+        store
+            .heartbeat(&acme, &run.id, "worker-1", at(10), LEASE)
+            .await
+            .expect("heartbeat"),
+        LeaseState {
+            owned: true,
+            cancel_requested: true
+        }
+    );
+}
+
+pub async fn cancelling_a_queued_run_cancels_it_at_once(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    assert_eq!(
+        store
+            .request_cancel(&acme, &run.id, at(10))
+            .await
+            .expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    let cancelled = get(store, &acme, &run.id).await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.completed_at, Some(at(10)));
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 0);
+    assert_eq!(claim(store, "worker-1", at(11), NO_LIMIT).await, None);
+    assert_eq!(
+        store
+            .request_cancel(&acme, &run.id, at(12))
+            .await
+            .expect("cancel"),
+        CancelOutcome::AlreadyFinished(RunStatus::Cancelled)
+    );
+}
+
+pub async fn cancelling_a_running_run_asks_its_worker_to_stop(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    for now in [at(5), at(6)] {
+        assert_eq!(
+            store.request_cancel(&acme, &run.id, now).await.expect("cancel"),
+            CancelOutcome::Requested
+        );
+    }
+    let flagged = get(store, &acme, &run.id).await;
+    assert_eq!(
+        (flagged.status, flagged.cancel_requested),
+        (RunStatus::Running, true)
+    );
+    finish(store, &acme, &run.id, RunOutcome::Cancelled, at(8)).await;
+    assert_eq!(
+        store.request_cancel(&acme, &run.id, at(9)).await.expect("cancel"),
+        CancelOutcome::AlreadyFinished(RunStatus::Cancelled)
+    );
+}
+
+pub async fn cancelling_a_finished_run_reports_how_it_ended(store: &dyn Store) {
+    let acme = tenant("acme");
+    let done = create(store, &acme, normal_run(&acme, at(0))).await.id;
+    let broken = create(store, &acme, normal_run(&acme, at(1))).await.id;
+    claim(store, "worker-1", at(2), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    claim(store, "worker-1", at(2), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    finish(store, &acme, &done, succeeded(at(1000)), at(3)).await;
+    finish(store, &acme, &broken, RunOutcome::Failed(failure()), at(3)).await;
+    assert_eq!(
+        store.request_cancel(&acme, &done, at(4)).await.expect("cancel"),
+        CancelOutcome::AlreadyFinished(RunStatus::Succeeded)
+    );
+    assert_eq!(
+        store.request_cancel(&acme, &broken, at(4)).await.expect("cancel"),
+        CancelOutcome::AlreadyFinished(RunStatus::Failed)
+    );
+    assert!(!get(store, &acme, &done).await.cancel_requested);
+}
+
+pub async fn cancelling_an_unknown_run_is_not_found(store: &dyn Store) {
+    let acme = tenant("acme");
+    assert_eq!(
+        store
+            .request_cancel(&acme, &unknown_run(&acme), at(0))
+            .await
+            .expect("cancel"),
+        CancelOutcome::NotFound
+    );
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    assert_eq!(
+        store
+            .request_cancel(&tenant("globex"), &run.id, at(1))
+            .await
+            .expect("cancel"),
+        CancelOutcome::NotFound
+    );
+    assert_eq!(get(store, &acme, &run.id).await.status, RunStatus::Queued);
+}
+
+pub async fn progress_is_recorded(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    store
+        .set_progress(&acme, &run.id, 70, 200)
+        .await
+        .expect("set progress");
+    let progressed = get(store, &acme, &run.id).await;
+    assert_eq!((progressed.items_completed, progressed.items_total), (70, 200));
+    assert_not_found(
+        store.set_progress(&acme, &unknown_run(&acme), 1, 2).await,
+        "progress of an unknown run",
+    );
+}
+
+/// An output replaces the one of the same path; a run lists its outputs sorted by
+/// (type, id, format, path).
+pub async fn outputs_are_replaced_by_path_and_listed_in_order(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let manifest = output("manifest", "manifest", "json", "manifest.json", "{}");
+    let narrow = output(
+        "advisory",
+        "advisory:osv-go",
+        "ndjson",
+        "advisory-osv-go.ndjson",
+        "a",
+    );
+    let ndjson = output("advisory", "advisory", "ndjson", "advisory.ndjson", "b");
+    let first_json = output("advisory", "advisory", "json", "advisory.json", "c");
+    let checksums = output("checksums", "checksums", "txt", "checksums.txt", "d");
+    for item in [&manifest, &narrow, &ndjson, &first_json, &checksums] {
+        store.add_output(&acme, &run.id, item).await.expect("add output");
+    }
+    let json = output(
+        "advisory",
+        "advisory",
+        "json",
+        "advisory.json",
+        "replaced content",
+    );
+    store.add_output(&acme, &run.id, &json).await.expect("add output");
+
+    assert_eq!(
+        store
+            .get_output(&acme, &run.id, "advisory.json")
+            .await
+            .expect("get output"),
+        Some(json.clone())
+    );
+    assert_eq!(
+        store
+            .get_output(&acme, &run.id, "missing.json")
+            .await
+            .expect("get output"),
+        None
+    );
+    assert_eq!(
+        get(store, &acme, &run.id).await.outputs,
+        [json, ndjson, narrow, checksums, manifest]
+    );
+    assert_not_found(
+        store.add_output(&acme, &unknown_run(&acme), &first_json).await,
+        "output of an unknown run",
+    );
+}
+
+pub async fn succeeded_run_records_its_completion(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let manifest = output("manifest", "manifest", "json", "manifest.json", "{}");
+    store
+        .add_output(&acme, &run.id, &manifest)
+        .await
+        .expect("add output");
+    let warnings = vec![RunWarning {
+        code: "EMPTY_TARGET".to_owned(),
+        target: Some("vex".to_owned()),
+        message: "the snapshot holds no vex items".to_owned(),
+    }];
+    let expires_at = at(7 * 86_400);
+    finish(
+        store,
+        &acme,
+        &run.id,
+        RunOutcome::Succeeded {
+            expires_at,
+            warnings: warnings.clone(),
+        },
+        at(100),
+    )
+    .await;
+
+    let done = get(store, &acme, &run.id).await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.started_at, Some(at(0)));
+    assert_eq!(done.completed_at, Some(at(100)));
+    assert_eq!(done.expires_at, Some(expires_at));
+    assert_eq!(done.warnings, warnings);
+    assert_eq!(done.error, None);
+    assert_eq!(done.outputs, [manifest]);
+    assert_eq!(claim(store, "worker-2", at(1000), NO_LIMIT).await, None);
+    assert!(
+        !store
+            .heartbeat(&acme, &run.id, "worker-1", at(101), LEASE)
+            .await
+            .expect("heartbeat")
+            .owned,
+        "a finished run is nobody's"
+    );
+}
+
+pub async fn failed_run_keeps_its_error_and_drops_its_outputs(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let data = output("advisory", "advisory", "json", "advisory.json", "[]");
+    store.add_output(&acme, &run.id, &data).await.expect("add output");
+    finish(store, &acme, &run.id, RunOutcome::Failed(failure()), at(100)).await;
+
+    let failed = get(store, &acme, &run.id).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error, Some(failure()));
+    assert_eq!(failed.completed_at, Some(at(100)));
+    assert_eq!(failed.outputs, []);
+    assert_eq!(
+        store
+            .get_output(&acme, &run.id, "advisory.json")
+            .await
+            .expect("get output"),
+        None
+    );
+}
+
+pub async fn cancelled_run_drops_its_outputs(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let data = output("advisory", "advisory", "json", "advisory.json", "[]");
+    store.add_output(&acme, &run.id, &data).await.expect("add output");
+    store.request_cancel(&acme, &run.id, at(5)).await.expect("cancel");
+    finish(store, &acme, &run.id, RunOutcome::Cancelled, at(6)).await;
+
+    let cancelled = get(store, &acme, &run.id).await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled);
+    assert_eq!(cancelled.completed_at, Some(at(6)));
+    assert_eq!(cancelled.outputs, []);
+    assert_eq!(cancelled.error, None);
+}
+
+/// A late `finish_run` (say, from a worker that lost its lease) cannot overwrite how a
+/// run ended.
+pub async fn finished_run_keeps_its_first_outcome(store: &dyn Store) {
+    let acme = tenant("acme");
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    let manifest = output("manifest", "manifest", "json", "manifest.json", "{}");
+    store
+        .add_output(&acme, &run.id, &manifest)
+        .await
+        .expect("add output");
+    finish(store, &acme, &run.id, succeeded(at(1000)), at(10)).await;
+    let done = get(store, &acme, &run.id).await;
+    finish(store, &acme, &run.id, RunOutcome::Failed(failure()), at(20)).await;
+    finish(store, &acme, &run.id, RunOutcome::Cancelled, at(30)).await;
+    assert_eq!(get(store, &acme, &run.id).await, done);
+    assert_not_found(
+        store
+            .finish_run(&acme, &unknown_run(&acme), RunOutcome::Cancelled, at(30))
+            .await,
+        "finishing an unknown run",
+    );
+}
+
+/// Throughput is the items of the profile's succeeded runs over their total run time
+/// (`started_at` to `completed_at`); failed, running and other profiles' runs do not count.
+pub async fn profile_throughput_comes_from_succeeded_runs(store: &dyn Store) {
+    let acme = tenant("acme");
+    let daily = profile_id(&acme, "daily");
+    assert_eq!(
+        store.profile_throughput(&acme, &daily).await.expect("throughput"),
+        None
+    );
+
+    let run_at = |items_total, created_at| {
+        let mut run = normal_run(&acme, created_at);
+        run.items_total = items_total;
+        run
+    };
+    let first = create(store, &acme, run_at(1000, at(0))).await.id;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    finish(store, &acme, &first, succeeded(at(86_400)), at(100)).await;
+    assert_eq!(
+        store.profile_throughput(&acme, &daily).await.expect("throughput"),
+        Some(10.0)
+    );
+
+    let second = create(store, &acme, run_at(1000, at(200))).await.id;
+    claim(store, "worker-1", at(200), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    finish(store, &acme, &second, succeeded(at(86_400)), at(225)).await;
+    let failed = create(store, &acme, run_at(5000, at(300))).await.id;
+    claim(store, "worker-1", at(300), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    finish(store, &acme, &failed, RunOutcome::Failed(failure()), at(301)).await;
+    create(store, &acme, run_at(5000, at(400))).await;
+    claim(store, "worker-1", at(400), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+
+    // 2000 items in 125 seconds.
+    assert_eq!(
+        store.profile_throughput(&acme, &daily).await.expect("throughput"),
+        Some(16.0)
+    );
+    assert_eq!(
+        store
+            .profile_throughput(&acme, &profile_id(&acme, "weekly"))
+            .await
+            .expect("throughput"),
+        None
+    );
+}
+
+pub async fn queue_depth_counts_queued_runs_of_every_tenant(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 0);
+    create(store, &acme, normal_run(&acme, at(0))).await;
+    let second = create(store, &acme, normal_run(&acme, at(1))).await.id;
+    create(store, &globex, normal_run(&globex, at(2))).await;
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 3);
+    claim(store, "worker-1", at(3), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 2);
+    store.request_cancel(&acme, &second, at(4)).await.expect("cancel");
+    assert_eq!(store.queue_depth().await.expect("queue depth"), 1);
+}

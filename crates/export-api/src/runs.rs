@@ -1,0 +1,333 @@
+//! `/export-center/runs`: create, read, list and cancel runs.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatusResponse};
+use export_core::{ErrorCode, ProfileId, RunId, RunPlan, RunStatus, TenantId};
+use export_store::{CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery};
+use serde::Deserialize;
+
+use crate::body::{IdempotencyKey, JsonBody};
+use crate::context::{Caller, Scope};
+use crate::error::ApiError;
+use crate::presenter::{accepted, run_status};
+use crate::state::AppState;
+
+/// Items per second assumed for a profile without finished runs.
+const DEFAULT_THROUGHPUT: f64 = 2_000.0;
+
+/// Starts a run for the caller's tenant.
+#[utoipa::path(
+    post,
+    path = "/export-center/runs",
+    tag = "runs",
+    request_body = CreateRunRequest,
+    params(
+        ("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant"),
+        ("Idempotency-Key" = Option<String>, Header, description = "1-255 printable ASCII characters; replays the first answer"),
+    ),
+    responses(
+        (status = 202, description = "Run queued", body = RunAccepted),
+        (status = 400, description = "Invalid request", body = Problem),
+        (status = 404, description = "Unknown profile", body = Problem),
+        (status = 409, description = "Same idempotent request in flight", body = Problem),
+        (status = 413, description = "Body, targets or outputs over the limits", body = Problem),
+        (status = 415, description = "Content type is not JSON", body = Problem),
+        (status = 422, description = "Idempotency key reused with another body", body = Problem),
+    )
+)]
+pub(crate) async fn create_run(
+    State(app): State<AppState>,
+    caller: Caller,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<CreateRunRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Scope::ExportWrite)?;
+    let JsonBody {
+        value: request,
+        fingerprint,
+    } = body;
+    let profile = ProfileId::parse(&request.profile_id)
+        .ok()
+        .and_then(|id| app.profiles.get(&caller.tenant, &id))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ProfileNotFound,
+                format!("profile `{}` not found", request.profile_id),
+            )
+        })?;
+    let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+
+    let claim = key.map(|key| IdempotencyClaim {
+        subject: caller.subject.clone(),
+        method: "POST".to_owned(),
+        path: "/export-center/runs".to_owned(),
+        key,
+        fingerprint,
+    });
+    if let Some(claim) = &claim {
+        match app
+            .store
+            .begin_idempotency(&caller.tenant, claim, app.clock.now())
+            .await?
+        {
+            IdempotencyBegin::Started => {}
+            IdempotencyBegin::Replay(run_id) => {
+                let run = app.store.get_run(&caller.tenant, &run_id).await?.ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("idempotent replay of missing run {run_id}"))
+                })?;
+                let mut response = accepted_response(&run);
+                response
+                    .headers_mut()
+                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            IdempotencyBegin::InFlight => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    "a request with this Idempotency-Key is still being processed",
+                ))
+            }
+            IdempotencyBegin::Mismatch => {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyMismatch,
+                    "this Idempotency-Key was used with a different request body",
+                ))
+            }
+        }
+    }
+
+    let created = enqueue(&app, &caller, plan, claim.as_ref()).await;
+    let run = match created {
+        Ok(run) => run,
+        Err(err) => {
+            if let Some(claim) = &claim {
+                let _ = app.store.release_idempotency(&caller.tenant, claim).await;
+            }
+            return Err(err);
+        }
+    };
+    tracing::info!(tenant.id = %caller.tenant, run.id = %run.id, "queued run {}", run.id);
+    (app.wake_workers)();
+    Ok(accepted_response(&run))
+}
+
+/// Takes the snapshot point, estimates the run from the profile's past throughput, and
+/// records the queued run.
+async fn enqueue(
+    app: &AppState,
+    caller: &Caller,
+    plan: RunPlan,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Run, ApiError> {
+    let tenant = &caller.tenant;
+    let snapshot = app.store.snapshot_point(tenant).await?;
+    let mut items_total = 0;
+    for target in &plan.targets {
+        items_total += app.store.count_items(tenant, snapshot.watermark, target).await?;
+    }
+    let throughput = app
+        .store
+        .profile_throughput(tenant, &plan.profile_id)
+        .await?
+        .unwrap_or(DEFAULT_THROUGHPUT);
+    let estimate_seconds = ((items_total as f64 / throughput.max(1.0)).ceil() as u64).max(1);
+    let new_run = NewRun {
+        profile_id: plan.profile_id.clone(),
+        project: caller.project.clone(),
+        plan,
+        watermark: snapshot.watermark,
+        snapshot_at: snapshot.at,
+        items_total,
+        estimate_seconds,
+        created_at: app.clock.now(),
+    };
+    Ok(app.store.create_run(tenant, new_run, claim).await?)
+}
+
+fn accepted_response(run: &Run) -> Response {
+    let body = accepted(run);
+    let mut response = (StatusCode::ACCEPTED, Json(&body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(location) = HeaderValue::from_str(&body.links.status) {
+        headers.insert(header::LOCATION, location);
+    }
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(body.retry_after));
+    response
+}
+
+/// Status, progress, outputs and errors of one run.
+#[utoipa::path(
+    get,
+    path = "/export-center/runs/{runId}",
+    tag = "runs",
+    params(
+        ("runId" = String, Path, description = "export-run::<tenant>::<YYYY-MM-DD>::<seq>"),
+        ("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant"),
+    ),
+    responses(
+        (status = 200, description = "The run", body = RunStatusResponse),
+        (status = 404, description = "No such run for this tenant", body = Problem),
+    )
+)]
+pub(crate) async fn get_run(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+) -> Result<Json<RunStatusResponse>, ApiError> {
+    caller.require(Scope::ExportRead)?;
+    let run = visible_run(&app, &caller, &run_id).await?;
+    Ok(Json(run_status(&app, &run, app.clock.now())))
+}
+
+/// The caller's run with this id, or `404` for a malformed id, another tenant's or
+/// another project's run: existence never leaks.
+pub(crate) async fn visible_run(app: &AppState, caller: &Caller, run_id: &str) -> Result<Run, ApiError> {
+    let not_found = || ApiError::not_found(format!("run `{run_id}`"));
+    let id = RunId::parse(run_id).map_err(|_| not_found())?;
+    if id.tenant != caller.tenant {
+        return Err(not_found());
+    }
+    let run = app
+        .store
+        .get_run(&caller.tenant, &id)
+        .await?
+        .ok_or_else(not_found)?;
+    if caller.project.is_some() && run.project != caller.project {
+        return Err(not_found());
+    }
+    Ok(run)
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListRunsParams {
+    /// Only runs with this status.
+    status: Option<String>,
+    /// Only runs of this profile.
+    profile_id: Option<String>,
+    /// Page size, 1-200 (default 50).
+    limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// The tenant's runs, newest first, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/export-center/runs",
+    tag = "runs",
+    params(ListRunsParams, ("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant")),
+    responses(
+        (status = 200, description = "One page of runs", body = RunList),
+        (status = 400, description = "Invalid filter, limit or cursor", body = Problem),
+    )
+)]
+pub(crate) async fn list_runs(
+    State(app): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListRunsParams>,
+) -> Result<Json<RunList>, ApiError> {
+    caller.require(Scope::ExportRead)?;
+    let status = params
+        .status
+        .map(|text| {
+            RunStatus::parse(&text)
+                .ok_or_else(|| ApiError::invalid_field("status", format!("unknown status `{text}`")))
+        })
+        .transpose()?;
+    let profile_id = params
+        .profile_id
+        .map(|text| {
+            ProfileId::parse(&text).map_err(|err| ApiError::invalid_field("profileId", err.to_string()))
+        })
+        .transpose()?;
+    let limit = match params.limit {
+        None => 50,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::invalid_field("limit", "must be a whole number from 1 to 200"))?,
+    };
+    let after = params
+        .cursor
+        .map(|cursor| decode_cursor(&caller.tenant, &cursor))
+        .transpose()?;
+    let query = RunQuery {
+        project: caller.project.clone(),
+        status,
+        profile_id,
+        limit,
+        after,
+    };
+    let page = app.store.list_runs(&caller.tenant, &query).await?;
+    let now = app.clock.now();
+    Ok(Json(RunList {
+        items: page.runs.iter().map(|run| run_status(&app, run, now)).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}
+
+fn encode_cursor(run_id: &RunId) -> String {
+    URL_SAFE_NO_PAD.encode(run_id.to_string())
+}
+
+fn decode_cursor(tenant: &TenantId, cursor: &str) -> Result<RunId, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| RunId::parse(&text).ok())
+        .filter(|run_id| &run_id.tenant == tenant)
+        .ok_or_else(|| ApiError::invalid_field("cursor", "not a cursor returned by this endpoint"))
+}
+
+/// Cancels a queued or running run.
+#[utoipa::path(
+    post,
+    path = "/export-center/runs/{runId}/cancel",
+    tag = "runs",
+    params(
+        ("runId" = String, Path, description = "export-run::<tenant>::<YYYY-MM-DD>::<seq>"),
+        ("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant"),
+    ),
+    responses(
+        (status = 202, description = "Cancelled, or cancellation requested", body = RunStatusResponse),
+        (status = 404, description = "No such run for this tenant", body = Problem),
+        (status = 409, description = "The run has already ended", body = Problem),
+    )
+)]
+pub(crate) async fn cancel_run(
+    State(app): State<AppState>,
+    caller: Caller,
+    Path(run_id): Path<String>,
+) -> Result<(StatusCode, Json<RunStatusResponse>), ApiError> {
+    caller.require(Scope::ExportWrite)?;
+    let run = visible_run(&app, &caller, &run_id).await?;
+    match app
+        .store
+        .request_cancel(&caller.tenant, &run.id, app.clock.now())
+        .await?
+    {
+        CancelOutcome::Cancelled | CancelOutcome::Requested => {}
+        CancelOutcome::AlreadyFinished(status) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("run `{run_id}` has already ended ({status})"),
+            ))
+        }
+        CancelOutcome::NotFound => return Err(ApiError::not_found(format!("run `{run_id}`"))),
+    }
+    tracing::info!(tenant.id = %caller.tenant, run.id = %run.id, "cancel requested for run {}", run.id);
+    let run = visible_run(&app, &caller, &run_id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(run_status(&app, &run, app.clock.now())),
+    ))
+}

@@ -1,0 +1,67 @@
+//! The state every handler sees: cheap to clone, every dependency visible in one struct.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use export_artifacts::ArtifactStore;
+use export_core::{Clock, Limits, Profile, ProfileId, TenantId};
+use export_distribution::UrlSigner;
+use export_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+/// Settings of the HTTP surface.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The URL clients reach the service at (scheme, host and path prefix), used for
+    /// absolute links; no trailing slash.
+    pub public_base_url: String,
+    pub limits: Limits,
+    /// How long a signed download link lives (before rounding and the retention cap).
+    pub link_lifetime: Duration,
+    pub sealed: bool,
+}
+
+/// The profiles of every tenant, from configuration.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileRegistry {
+    profiles: BTreeMap<ProfileId, Profile>,
+}
+
+impl ProfileRegistry {
+    pub fn new(profiles: impl IntoIterator<Item = Profile>) -> Self {
+        Self {
+            profiles: profiles
+                .into_iter()
+                .map(|profile| (profile.id.clone(), profile))
+                .collect(),
+        }
+    }
+
+    /// The tenant's profile with this id; never another tenant's.
+    pub fn get(&self, tenant: &TenantId, id: &ProfileId) -> Option<&Profile> {
+        self.profiles
+            .get(id)
+            .filter(|profile| &profile.id.tenant == tenant)
+    }
+
+    /// The tenant's profiles sorted by id.
+    pub fn for_tenant<'a>(&'a self, tenant: &'a TenantId) -> impl Iterator<Item = &'a Profile> + 'a {
+        self.profiles
+            .values()
+            .filter(move |profile| &profile.id.tenant == tenant)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub artifacts: ArtifactStore,
+    pub urls: Arc<UrlSigner>,
+    pub profiles: Arc<ProfileRegistry>,
+    pub clock: Arc<dyn Clock>,
+    pub config: Arc<ApiConfig>,
+    pub metrics: Option<PrometheusHandle>,
+    /// Wakes the workers of this process when a run is queued.
+    pub wake_workers: Arc<dyn Fn() + Send + Sync>,
+}

@@ -1,0 +1,8 @@
+//! Streaming, reproducible `tar.zst`, `tar.gz` and `zip` bundle writers (SPEC §10).
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod writer;
+
+pub use error::BundleError;
+pub use writer::{write_bundle, BundleEntry, BundleWriter, ENTRY_MODE};

@@ -1,0 +1,295 @@
+//! Workers: claim a run, hold its lease with a heartbeat, execute it under a timeout,
+//! and record how it ended.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use export_artifacts::ArtifactStore;
+use export_core::{Clock, ErrorCode};
+use export_store::{Run, RunError, RunOutcome, Store};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::export::{execute_export, ExportError};
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// Names this process in leases; unique per process.
+    pub worker_id: String,
+    /// Runs executed at the same time by this process.
+    pub concurrency: usize,
+    /// How long an idle worker waits before looking for work again (it is also woken
+    /// at once when this process creates a run).
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub heartbeat_interval: Duration,
+    pub max_active_per_tenant: u32,
+    /// The attempt after this many fails the run for good.
+    pub max_attempts: u32,
+    pub job_timeout: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: format!("worker-{}", std::process::id()),
+            concurrency: 2,
+            poll_interval: Duration::from_secs(1),
+            lease: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(10),
+            max_active_per_tenant: 4,
+            max_attempts: 3,
+            job_timeout: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// The run engine of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    artifacts: ArtifactStore,
+    clock: Arc<dyn Clock>,
+    config: RunnerConfig,
+    wake: Notify,
+}
+
+impl Runner {
+    pub fn new(
+        store: Arc<dyn Store>,
+        artifacts: ArtifactStore,
+        clock: Arc<dyn Clock>,
+        config: RunnerConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                artifacts,
+                clock,
+                config,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// Wakes an idle worker: called when a run was just queued.
+    pub fn notify(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Claims and executes runs until none is left to claim; returns how many ran.
+    /// Tests use it to drain the queue on demand, so timing never decides an outcome.
+    pub async fn run_pending(&self) -> anyhow::Result<usize> {
+        let mut count = 0;
+        while self.run_one().await? {
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// Claims one run and executes it; false when there was nothing to claim.
+    pub async fn run_one(&self) -> anyhow::Result<bool> {
+        let config = &self.inner.config;
+        let claimed = self
+            .inner
+            .store
+            .claim_next_run(
+                &config.worker_id,
+                self.inner.clock.now(),
+                config.lease,
+                config.max_active_per_tenant,
+            )
+            .await?;
+        match claimed {
+            Some(run) => {
+                let span = tracing::info_span!("run", tenant.id = %run.id.tenant, run.id = %run.id, attempt = run.attempts);
+                self.execute(run).instrument(span).await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Starts `concurrency` worker loops that run until `shutdown` is cancelled; each
+    /// finishes the run in hand before it exits.
+    pub fn spawn(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
+        (0..self.inner.config.concurrency.max(1))
+            .map(|_| {
+                let runner = self.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move { runner.work_loop(shutdown).await })
+            })
+            .collect()
+    }
+
+    async fn work_loop(&self, shutdown: CancellationToken) {
+        while !shutdown.is_cancelled() {
+            let worked = match self.run_one().await {
+                Ok(worked) => worked,
+                Err(err) => {
+                    tracing::error!(
+                        error = format!("{err:#}"),
+                        "worker could not claim or finish a run"
+                    );
+                    false
+                }
+            };
+            if !worked {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = self.inner.wake.notified() => {}
+                    _ = tokio::time::sleep(self.inner.config.poll_interval) => {}
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, run: Run) -> anyhow::Result<()> {
+        let inner = &self.inner;
+        let store = inner.store.as_ref();
+        let tenant = &run.id.tenant;
+        let profile = run.profile_id.to_string();
+
+        if run.attempts > inner.config.max_attempts {
+            let error = RunError {
+                code: ErrorCode::Internal,
+                message: format!(
+                    "the run was abandoned after {} attempts",
+                    inner.config.max_attempts
+                ),
+                retry_after_seconds: None,
+            };
+            tracing::error!(
+                "run {} gave up after {} attempts",
+                run.id,
+                inner.config.max_attempts
+            );
+            inner.artifacts.delete_run(&run.id).await?;
+            store
+                .finish_run(tenant, &run.id, RunOutcome::Failed(error), inner.clock.now())
+                .await?;
+            metrics::counter!("export_runs_total", "status" => "failed", "profile" => profile).increment(1);
+            return Ok(());
+        }
+
+        // A restarted run starts from a clean slate: whatever an earlier attempt left is
+        // rewritten byte for byte, so nothing of it needs to be kept.
+        inner.artifacts.delete_run(&run.id).await?;
+        tracing::info!("starting run {} (attempt {})", run.id, run.attempts);
+
+        let cancel = CancellationToken::new();
+        let lease_lost = Arc::new(AtomicBool::new(false));
+        if run.cancel_requested {
+            cancel.cancel();
+        }
+        let heartbeat = self.spawn_heartbeat(&run, cancel.clone(), lease_lost.clone());
+        let started = Instant::now();
+        let result = tokio::time::timeout(
+            inner.config.job_timeout,
+            execute_export(store, &inner.artifacts, &run, &cancel),
+        )
+        .await;
+        heartbeat.abort();
+
+        if lease_lost.load(Ordering::SeqCst) {
+            tracing::warn!(
+                "run {} was taken over by another worker; leaving it to that worker",
+                run.id
+            );
+            return Ok(());
+        }
+        let now = inner.clock.now();
+        let outcome = match result {
+            Ok(Ok(warnings)) => {
+                let expires_at = now + chrono::Duration::days(i64::from(run.plan.retention_days));
+                RunOutcome::Succeeded { expires_at, warnings }
+            }
+            Ok(Err(ExportError::Cancelled)) => RunOutcome::Cancelled,
+            Ok(Err(ExportError::Failed { code, message })) => RunOutcome::Failed(RunError {
+                code,
+                message,
+                retry_after_seconds: None,
+            }),
+            Ok(Err(ExportError::Internal(err))) => {
+                tracing::error!(error = format!("{err:#}"), "run {} failed", run.id);
+                RunOutcome::Failed(RunError {
+                    code: ErrorCode::Internal,
+                    message: "the export failed unexpectedly; the server log has the cause under this run id"
+                        .to_owned(),
+                    retry_after_seconds: Some(60),
+                })
+            }
+            Err(_elapsed) => RunOutcome::Failed(RunError {
+                code: ErrorCode::Timeout,
+                message: format!(
+                    "the run exceeded the job timeout of {} s",
+                    inner.config.job_timeout.as_secs()
+                ),
+                retry_after_seconds: None,
+            }),
+        };
+        if !matches!(outcome, RunOutcome::Succeeded { .. }) {
+            inner.artifacts.delete_run(&run.id).await?;
+        }
+        let status = outcome.status();
+        store.finish_run(tenant, &run.id, outcome, now).await?;
+        tracing::info!(
+            "run {} finished {status} in {:.3} s",
+            run.id,
+            started.elapsed().as_secs_f64()
+        );
+        metrics::counter!("export_runs_total", "status" => status.as_str(), "profile" => profile.clone())
+            .increment(1);
+        metrics::histogram!("export_run_duration_seconds", "profile" => profile)
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Renews the lease while the run executes; cancels the run when a cancel was
+    /// requested or the lease went to another worker.
+    fn spawn_heartbeat(
+        &self,
+        run: &Run,
+        cancel: CancellationToken,
+        lease_lost: Arc<AtomicBool>,
+    ) -> JoinHandle<()> {
+        let inner = self.inner.clone();
+        let tenant = run.id.tenant.clone();
+        let run_id = run.id.clone();
+        tokio::spawn(async move {
+            let config = &inner.config;
+            loop {
+                tokio::time::sleep(config.heartbeat_interval).await;
+                let state = inner
+                    .store
+                    .heartbeat(
+                        &tenant,
+                        &run_id,
+                        &config.worker_id,
+                        inner.clock.now(),
+                        config.lease,
+                    )
+                    .await;
+                match state {
+                    Ok(state) if !state.owned => {
+                        lease_lost.store(true, Ordering::SeqCst);
+                        cancel.cancel();
+                        return;
+                    }
+                    Ok(state) if state.cancel_requested => {
+                        cancel.cancel();
+                    }
+                    Ok(_) => {}
+                    Err(err) => tracing::warn!(error = %err, "heartbeat for run {run_id} failed"),
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The one place where things are wired together: configuration in, a running service
+//! (HTTP API and workers sharing one store and artifact store) out.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use export_api::{ApiConfig, AppState, ProfileRegistry};
+use export_artifacts::ArtifactStore;
+use export_core::{Clock, SystemClock};
+use export_distribution::{UrlSigner, UrlSigningKey};
+use export_runner::{Runner, RunnerConfig};
+use export_store::Store;
+use export_store_sqlite::SqliteStore;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Which parts of the service this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Api,
+    Worker,
+    All,
+}
+
+/// A built service, ready to serve.
+#[derive(Clone)]
+pub struct App {
+    pub config: Config,
+    pub state: AppState,
+    pub runner: Runner,
+}
+
+impl App {
+    /// Opens the store and artifact store, loads keys and profiles; fails early with
+    /// the reason and the configuration key.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let data_dir = &config.server.data_dir;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
+        let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+        let artifacts = ArtifactStore::from_url(&config.artifacts_url()).context("artifacts.url")?;
+        let urls = Arc::new(url_signer(&config)?);
+        let profiles = Arc::new(ProfileRegistry::new(config.profiles()?));
+
+        let workers = &config.workers;
+        let runner = Runner::new(
+            store.clone(),
+            artifacts.clone(),
+            clock.clone(),
+            RunnerConfig {
+                worker_id: format!("{}-{}", hostname(), std::process::id()),
+                concurrency: workers.concurrency,
+                poll_interval: Duration::from_millis(workers.poll_interval_ms),
+                lease: Duration::from_secs(workers.lease_seconds),
+                heartbeat_interval: Duration::from_secs(workers.heartbeat_seconds),
+                max_active_per_tenant: workers.max_active_per_tenant,
+                max_attempts: workers.max_attempts,
+                job_timeout: Duration::from_secs(config.limits.job_timeout_seconds),
+            },
+        );
+        let wake = runner.clone();
+        let state = AppState {
+            store,
+            artifacts,
+            urls,
+            profiles,
+            clock,
+            config: Arc::new(ApiConfig {
+                public_base_url: String::new(),
+                limits: config.limits.clone(),
+                link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
+                sealed: config.sealed,
+            }),
+            metrics: Some(metrics_handle()),
+            wake_workers: Arc::new(move || wake.notify()),
+        };
+        Ok(Self {
+            config,
+            state,
+            runner,
+        })
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(&self) -> anyhow::Result<TcpListener> {
+        let listen = &self.config.server.listen;
+        TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("server.listen: binding {listen}"))
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets in-flight requests and runs
+    /// finish.
+    pub async fn serve(
+        mut self,
+        listener: TcpListener,
+        role: Role,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let address = listener.local_addr()?;
+        let base_url = self.public_base_url(address);
+        Arc::make_mut(&mut self.state.config).public_base_url = base_url.clone();
+
+        let workers = if matches!(role, Role::Worker | Role::All) && self.config.workers.concurrency > 0 {
+            self.runner.spawn(shutdown.clone())
+        } else {
+            Vec::new()
+        };
+        if matches!(role, Role::Api | Role::All) {
+            tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
+            let router = export_api::router(self.state.clone());
+            let signal = shutdown.clone();
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { signal.cancelled().await })
+                .await?;
+        } else {
+            shutdown.cancelled().await;
+        }
+        for worker in workers {
+            let _ = worker.await;
+        }
+        Ok(())
+    }
+
+    /// The configured public URL, or one built from the bound address.
+    pub fn public_base_url(&self, address: SocketAddr) -> String {
+        match &self.config.server.public_base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{address}"),
+        }
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+    let url = config.database_url();
+    SqliteStore::connect(&url)
+        .await
+        .with_context(|| format!("database.url: opening {url}"))
+}
+
+/// The configured HMAC keys, or the key kept in the data directory (created on first
+/// start) so links survive restarts.
+fn url_signer(config: &Config) -> anyhow::Result<UrlSigner> {
+    let mut keys = Vec::new();
+    for (idx, key) in config.url_signing.keys.iter().enumerate() {
+        let field = format!("url_signing.keys[{idx}]");
+        let text = match (&key.secret, &key.secret_file) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .with_context(|| format!("{field}.secret_file: reading {}", path.display()))?,
+            (None, None) => anyhow::bail!("{field}: set `secret` or `secret_file`"),
+        };
+        let secret = STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{field}: the secret is not base64"))?;
+        keys.push(UrlSigningKey {
+            kid: key.kid.clone(),
+            secret,
+        });
+    }
+    if keys.is_empty() {
+        keys.push(UrlSigningKey {
+            kid: "local".to_owned(),
+            secret: local_url_key(&config.server.data_dir)?,
+        });
+    }
+    UrlSigner::new(keys).context("url_signing.keys")
+}
+
+fn local_url_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("url-signing.key");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not base64", path.display()));
+    }
+    let secret: [u8; 32] = rand::random();
+    write_private_file(&path, STANDARD.encode(secret).as_bytes())?;
+    tracing::info!("generated a URL-signing key in {}", path.display());
+    Ok(secret.to_vec())
+}
+
+/// Writes a secret readable by the owner only, under a temporary name first.
+fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("writing {}", temporary.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The process-wide Prometheus recorder (a recorder can be installed only once).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (several apps in one test
+            // process); this handle then renders what this recorder saw.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned())
+}

@@ -1,0 +1,396 @@
+//! The one configuration tree: read from an optional TOML file, then overridden by
+//! `EXPORT_CENTER_<SECTION>__<KEY>` variables, then validated as a whole so that startup
+//! fails early with a message naming the offending key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use export_core::{Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub artifacts: ArtifactsConfig,
+    pub url_signing: UrlSigningConfig,
+    pub workers: WorkersConfig,
+    pub limits: Limits,
+    pub logging: LoggingConfig,
+    /// No egress: see SPEC §11.
+    pub sealed: bool,
+    /// Tenants with their profiles. When the configuration names no tenant at all, a
+    /// `tenant-default` tenant with a `default` profile over every kind is provided so
+    /// that the quick start works without a file.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Socket address to listen on; port 0 picks a free port.
+    pub listen: String,
+    /// The URL clients use to reach the service (behind a proxy, the proxy's URL);
+    /// absolute links and signed URLs are built from it. Defaults to
+    /// `http://<listen address>`.
+    pub public_base_url: Option<String>,
+    /// Where the embedded defaults keep their files.
+    pub data_dir: PathBuf,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".to_owned(),
+            public_base_url: None,
+            data_dir: PathBuf::from("export-center-data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://<path>`; defaults to `sqlite://<data_dir>/export-center.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArtifactsConfig {
+    /// `file://<absolute path>` or `memory://`; defaults to `<data_dir>/artifacts`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UrlSigningConfig {
+    /// Lifetime of a signed download link before rounding and the retention cap.
+    pub link_lifetime_seconds: u64,
+    /// HMAC keys, oldest first: the last one signs, every one verifies. When empty, a
+    /// key is generated once in `<data_dir>/url-signing.key` and kept.
+    pub keys: Vec<UrlKeyConfig>,
+}
+
+impl Default for UrlSigningConfig {
+    fn default() -> Self {
+        Self {
+            link_lifetime_seconds: 6 * 60 * 60,
+            keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlKeyConfig {
+    pub kid: String,
+    /// The secret, base64 (at least 32 bytes once decoded). Prefer `secret_file`.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// A file holding the base64 secret.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkersConfig {
+    /// Runs executed at once by this process; 0 runs no worker (API only).
+    pub concurrency: usize,
+    pub poll_interval_ms: u64,
+    pub lease_seconds: u64,
+    pub heartbeat_seconds: u64,
+    pub max_active_per_tenant: u32,
+    pub max_attempts: u32,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 2,
+            poll_interval_ms: 1000,
+            lease_seconds: 30,
+            heartbeat_seconds: 10,
+            max_active_per_tenant: 4,
+            max_attempts: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A `tracing` filter, e.g. `info` or `export_runner=debug,info`.
+    pub level: String,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".to_owned(),
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantConfig {
+    pub profiles: BTreeMap<String, ProfileDefinition>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            artifacts: ArtifactsConfig::default(),
+            url_signing: UrlSigningConfig::default(),
+            workers: WorkersConfig::default(),
+            limits: Limits::default(),
+            logging: LoggingConfig::default(),
+            sealed: false,
+            tenants: BTreeMap::new(),
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "EXPORT_CENTER_";
+
+impl Config {
+    /// Reads `path` (when given) and the environment over the built-in defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = path {
+            if !path.is_file() {
+                bail!("configuration file {} does not exist", path.display());
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+        let mut config: Config = figment.extract().map_err(|err| anyhow::anyhow!(describe(err)))?;
+        config.apply_default_tenant();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests and the demo: built-in defaults over `data_dir`,
+    /// listening on a free loopback port.
+    pub fn for_data_dir(data_dir: &Path) -> Self {
+        let mut config = Config::default();
+        config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.data_dir = data_dir.to_owned();
+        config.apply_default_tenant();
+        config
+    }
+
+    fn apply_default_tenant(&mut self) {
+        if self.tenants.is_empty() {
+            let definition: ProfileDefinition = serde_json::from_value(serde_json::json!({
+                "description": "Every advisory, VEX statement and policy of the tenant",
+                "targets": ["advisory", "vex", "policy"],
+            }))
+            .expect("the built-in profile is valid");
+            let tenant = TenantConfig {
+                profiles: BTreeMap::from([("default".to_owned(), definition)]),
+            };
+            self.tenants.insert("tenant-default".to_owned(), tenant);
+        }
+    }
+
+    /// Checks what serde cannot: names, URLs, limits and profiles.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "server.listen: `{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                )
+            })?;
+        if let Some(url) = &self.server.public_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("server.public_base_url: `{url}` must start with http:// or https://");
+            }
+        }
+        if let Some(url) = &self.database.url {
+            if !url.starts_with("sqlite://") {
+                bail!("database.url: `{url}` is not supported; use sqlite://<path>");
+            }
+        }
+        if let Some(url) = &self.artifacts.url {
+            if !(url.starts_with("file://") || url == "memory://") {
+                bail!("artifacts.url: `{url}` is not supported; use file://<absolute path> or memory://");
+            }
+        }
+        for (idx, key) in self.url_signing.keys.iter().enumerate() {
+            if key.secret.is_some() == key.secret_file.is_some() {
+                bail!("url_signing.keys[{idx}]: set exactly one of `secret` and `secret_file`");
+            }
+        }
+        if self.url_signing.link_lifetime_seconds == 0 {
+            bail!("url_signing.link_lifetime_seconds: must be positive");
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_body_bytes", limits.max_body_bytes as u64),
+            ("limits.max_targets", limits.max_targets as u64),
+            ("limits.max_outputs", limits.max_outputs as u64),
+            ("limits.max_bundle_bytes", limits.max_bundle_bytes),
+            ("limits.job_timeout_seconds", limits.job_timeout_seconds),
+            ("workers.lease_seconds", self.workers.lease_seconds),
+            ("workers.heartbeat_seconds", self.workers.heartbeat_seconds),
+            (
+                "workers.max_active_per_tenant",
+                u64::from(self.workers.max_active_per_tenant),
+            ),
+            ("workers.max_attempts", u64::from(self.workers.max_attempts)),
+            ("workers.poll_interval_ms", self.workers.poll_interval_ms),
+        ] {
+            if value == 0 {
+                bail!("{key}: must be positive");
+            }
+        }
+        if self.workers.heartbeat_seconds >= self.workers.lease_seconds {
+            bail!("workers.heartbeat_seconds: must be shorter than workers.lease_seconds");
+        }
+        if !matches!(self.logging.format.as_str(), "text" | "json") {
+            bail!(
+                "logging.format: `{}` is not `text` or `json`",
+                self.logging.format
+            );
+        }
+        self.profiles()?;
+        Ok(())
+    }
+
+    /// Every tenant's profiles, validated.
+    pub fn profiles(&self) -> anyhow::Result<Vec<Profile>> {
+        let mut profiles = Vec::new();
+        for (tenant_name, tenant) in &self.tenants {
+            let tenant_id = TenantId::parse(tenant_name)
+                .map_err(|err| anyhow::anyhow!("tenants.{tenant_name}: {err}"))?;
+            for (profile_name, definition) in &tenant.profiles {
+                let key = format!("tenants.{tenant_name}.profiles.{profile_name}");
+                let name = ProfileName::parse(profile_name).map_err(|err| anyhow::anyhow!("{key}: {err}"))?;
+                definition
+                    .validate()
+                    .map_err(|(field, message)| anyhow::anyhow!("{key}.{field}: {message}"))?;
+                profiles.push(Profile::new(
+                    ProfileId::new(tenant_id.clone(), name),
+                    definition.clone(),
+                ));
+            }
+        }
+        Ok(profiles)
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("export-center.db").display()
+            )
+        })
+    }
+
+    pub fn artifacts_url(&self) -> String {
+        self.artifacts.url.clone().unwrap_or_else(|| {
+            let dir = self.server.data_dir.join("artifacts");
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            format!("file://{}", dir.display())
+        })
+    }
+}
+
+/// figment's errors name the key and the source; keep each on its own line.
+fn describe(err: figment::Error) -> String {
+    err.into_iter()
+        .map(|error| {
+            let key = error.path.join(".");
+            let source = error
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_default();
+            let mut line = if key.is_empty() {
+                String::new()
+            } else {
+                format!("{key}: ")
+            };
+            line.push_str(&error.kind.to_string());
+            if !source.is_empty() {
+                line.push_str(&format!(" (from {source})"));
+            }
+            line
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_toml(text: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load(Some(&path))
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_but_no_file_means_defaults() {
+        assert!(Config::load(Some(Path::new("/nonexistent/export-center.toml"))).is_err());
+        let config = Config::load(None).unwrap();
+        assert!(config.tenants.contains_key("tenant-default"));
+        assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = load_toml("[limits]\nmax_targets = \"many\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.max_targets"), "{err}");
+        let err = load_toml("[server]\nlisten = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.listen"), "{err}");
+        let err = load_toml("[server]\nlisen = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lisen"), "{err}");
+        let err = load_toml("[tenants.acme.profiles.daily]\ntargets = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.acme.profiles.daily.targets"), "{err}");
+        let err = load_toml("[tenants.acme.profiles.daily]\ntargets = [\"bogus\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.acme.profiles.daily.targets"), "{err}");
+        let err = load_toml("[tenants.Acme.profiles.daily]\ntargets = [\"vex\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("tenants.Acme"), "{err}");
+        let err = load_toml("[database]\nurl = \"mysql://x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn the_annotated_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../export-center.example.toml");
+        let config = Config::load(Some(&path)).unwrap();
+        assert!(!config.profiles().unwrap().is_empty());
+    }
+}

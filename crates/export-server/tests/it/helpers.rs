@@ -1,0 +1,266 @@
+//! `TestApp`: the production configuration and wiring with only the port, the data
+//! directory and the clock changed. Workers do not poll; tests drain the queue with
+//! `run_pending`, so timing never decides an outcome.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use export_api_types::{RunAccepted, RunStatusResponse};
+use export_core::{Clock, SourceName, TenantId};
+use export_server::{ingest, App, Config, Role};
+use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+
+/// A clock the test moves by hand.
+#[derive(Clone)]
+pub(crate) struct TestClock(Arc<Mutex<DateTime<Utc>>>);
+
+impl TestClock {
+    pub(crate) fn new() -> Self {
+        Self(Arc::new(Mutex::new(
+            Utc.with_ymd_and_hms(2025, 12, 6, 9, 59, 58).unwrap(),
+        )))
+    }
+
+    pub(crate) fn advance(&self, duration: chrono::Duration) {
+        *self.0.lock().unwrap() += duration;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub(crate) struct TestApp {
+    pub(crate) base: String,
+    pub(crate) app: App,
+    pub(crate) clock: TestClock,
+    pub(crate) http: reqwest::Client,
+    pub(crate) data_dir: PathBuf,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestApp {
+    pub(crate) async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Spawns with a configuration changed by `configure` (after the test defaults).
+    pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::for_data_dir(dir.path());
+        config.workers.concurrency = 0;
+        config.logging.level = "warn".to_owned();
+        config.tenants = toml::from_str(TENANTS).unwrap();
+        configure(&mut config);
+        config.validate().unwrap();
+        let clock = TestClock::new();
+        let app = App::build_with_clock(config, Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let listener = app.bind().await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app.clone().serve(listener, Role::Api, shutdown.clone()));
+        Self {
+            base,
+            app,
+            clock,
+            http: reqwest::Client::new(),
+            data_dir: dir.path().to_owned(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    pub(crate) fn tenant(&self, tenant: &str) -> TenantClient<'_> {
+        TenantClient {
+            app: self,
+            tenant: tenant.to_owned(),
+        }
+    }
+
+    /// Executes every queued run.
+    pub(crate) async fn run_pending(&self) -> usize {
+        self.app.runner.run_pending().await.unwrap()
+    }
+
+    /// Ingests files or directories into `tenant`/`source`.
+    pub(crate) async fn ingest(&self, tenant: &str, source: &str, paths: &[PathBuf]) -> ingest::IngestReport {
+        ingest::ingest_paths(
+            self.app.state.store.as_ref(),
+            &self.clock,
+            &TenantId::parse(tenant).unwrap(),
+            &SourceName::parse(source).unwrap(),
+            paths,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Ingests the repository's sample evidence: one source per folder.
+    pub(crate) async fn ingest_fixtures(&self, tenant: &str) {
+        for source in ["osv-go", "csaf", "csaf-vex", "openvex", "cyclonedx-vex", "policy"] {
+            let report = self.ingest(tenant, source, &[fixtures().join(source)]).await;
+            assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+        }
+    }
+
+    pub(crate) async fn get(&self, url: &str) -> Response {
+        self.http.get(self.url(url)).send().await.unwrap()
+    }
+
+    pub(crate) fn url(&self, url: &str) -> String {
+        if url.starts_with("http") {
+            url.to_owned()
+        } else {
+            format!("{}{url}", self.base)
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Requests as one tenant.
+pub(crate) struct TenantClient<'a> {
+    pub(crate) app: &'a TestApp,
+    pub(crate) tenant: String,
+}
+
+impl TenantClient<'_> {
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.app
+            .http
+            .get(self.app.url(path))
+            .header("X-StellaOps-Tenant", &self.tenant)
+    }
+
+    pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.app
+            .http
+            .post(self.app.url(path))
+            .header("X-StellaOps-Tenant", &self.tenant)
+    }
+
+    pub(crate) fn profile_id(&self, name: &str) -> String {
+        format!("export-profile::{}::{name}", self.tenant)
+    }
+
+    /// Creates a run and asserts it was accepted.
+    pub(crate) async fn create_run(&self, body: Value) -> RunAccepted {
+        let response = self.post("/export-center/runs").json(&body).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::ACCEPTED,
+            "{}",
+            response.text().await.unwrap()
+        );
+        response.json().await.unwrap()
+    }
+
+    pub(crate) async fn run(&self, run_id: &str) -> RunStatusResponse {
+        let response = self
+            .get(&format!("/export-center/runs/{run_id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Creates a run of `profile` with `extra` request fields, runs it, returns its status.
+    pub(crate) async fn export(&self, profile: &str, extra: Value) -> RunStatusResponse {
+        let mut body = json!({ "profileId": self.profile_id(profile) });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().cloned().unwrap_or_default());
+        let accepted = self.create_run(body).await;
+        self.app.run_pending().await;
+        self.run(&accepted.run_id).await
+    }
+}
+
+/// Downloads every output of a finished run: file name → bytes.
+pub(crate) async fn download_all(
+    app: &TestApp,
+    status: &RunStatusResponse,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    for output in &status.outputs {
+        let response = app.get(&output.url).await;
+        assert_eq!(response.status(), StatusCode::OK, "{}", output.url);
+        let name = output
+            .url
+            .split('?')
+            .next()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        files.insert(name, response.bytes().await.unwrap().to_vec());
+    }
+    files
+}
+
+/// Asserts a problem response: status, `code`, and the content type.
+pub(crate) async fn assert_problem(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["type"], format!("urn:export-center:error:{code}"));
+    assert!(
+        body["traceId"].as_str().is_some_and(|id| id.len() == 32),
+        "{body}"
+    );
+    assert!(
+        body["instance"]
+            .as_str()
+            .is_some_and(|path| path.starts_with('/')),
+        "{body}"
+    );
+    body
+}
+
+pub(crate) fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/evidence")
+}
+
+pub(crate) fn shared_data() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    assert!(
+        dir.is_dir(),
+        "the shared evidence is missing at {}",
+        dir.display()
+    );
+    dir
+}
+
+/// Two tenants: `acme` with a daily profile and a narrow one, `globex` with its own.
+const TENANTS: &str = r#"
+[acme.profiles.daily]
+targets = ["advisory", "vex", "policy"]
+retention = { default_days = 7, max_days = 30 }
+
+[acme.profiles.osv-only]
+targets = ["advisory:osv-go"]
+formats = ["ndjson"]
+bundle = { enabled = false }
+
+[acme.profiles.tiny]
+targets = ["advisory"]
+
+[globex.profiles.daily]
+targets = ["advisory", "vex"]
+"#;

@@ -1,0 +1,10 @@
+//! Integration tests of the whole service: a real server on a loopback port, real
+//! SQLite files and a real artifact directory, exercised over HTTP.
+
+mod determinism;
+mod downloads;
+mod errors;
+mod helpers;
+mod ingest;
+mod runs;
+mod service;
