@@ -61,6 +61,7 @@ pub(crate) async fn create_run(
             )
         })?;
     let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+    check_keys(&app, &caller.tenant, &plan)?;
 
     let claim = key.map(|key| IdempotencyClaim {
         subject: caller.subject.clone(),
@@ -114,6 +115,28 @@ pub(crate) async fn create_run(
     tracing::info!(tenant.id = %caller.tenant, run.id = %run.id, "queued run {}", run.id);
     (app.wake_workers)();
     Ok(accepted_response(&run))
+}
+
+/// Refuses, at creation rather than as a failure later, a run whose signing or
+/// encryption key cannot be used, and an unsigned run on a sealed site.
+fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
+    if app.config.sealed && !plan.signing.enabled {
+        return Err(ApiError::invalid_field(
+            "distribution.signing.enabled",
+            "signing is mandatory on a sealed site",
+        ));
+    }
+    if let Some(key_ref) = &plan.signing.key_ref {
+        app.keyring
+            .signing_key(tenant, key_ref)
+            .map_err(|err| ApiError::invalid_field("distribution.signing.keyRef", err.to_string()))?;
+    }
+    if let Some(kms_key) = &plan.encryption.kms_key {
+        app.keyring
+            .age_recipient(tenant, kms_key)
+            .map_err(|err| ApiError::invalid_field("encryption.kmsKey", err.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Takes the snapshot point, estimates the run from the profile's past throughput, and

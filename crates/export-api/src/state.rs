@@ -7,6 +7,7 @@ use std::time::Duration;
 use export_artifacts::ArtifactStore;
 use export_core::{Clock, Limits, Profile, ProfileId, TenantId};
 use export_distribution::UrlSigner;
+use export_signing::Keyring;
 use export_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     pub urls: Arc<UrlSigner>,
     pub profiles: Arc<ProfileRegistry>,
+    /// Resolves `keyRef` and `kmsKey`, so a bad reference is refused at creation.
+    pub keyring: Keyring,
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,

@@ -1,15 +1,40 @@
-//! One export, from a claimed run to its published outputs.
+//! One export, from a claimed run to its published outputs:
+//!
+//! 1. data files: the snapshot of each target streamed once into every format;
+//! 2. `manifest.json`, its DSSE envelope `manifest.dsse.json`, and `checksums.txt`;
+//! 3. the reproducible bundle of all of these (age-encrypted when asked);
+//! 4. `provenance.dsse.json`, the one run-specific output, naming the bundle too.
+//!
+//! An encrypted run never stores a plaintext data file: the data files are only hashed
+//! in step 1 and rendered again from the same snapshot straight into the encrypted
+//! bundle in step 3.
 
+use std::io::{Read, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use export_artifacts::{ArtifactKey, ArtifactStore, ArtifactWriter, Written};
+use export_bundle::BundleWriter;
 use export_core::{
-    checksums_txt, json_file_head, json_file_tail, ErrorCode, Format, Manifest, ManifestItem,
+    checksums_txt, json_file_head, json_file_tail, BundleFormat, ErrorCode, Format, Manifest, ManifestItem,
     ManifestProfile, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_PATH,
 };
+use export_signing::{
+    provenance_statement, sign_envelope, Keyring, ProvenanceInput, IN_TOTO_PAYLOAD_TYPE,
+    MANIFEST_PAYLOAD_TYPE,
+};
 use export_store::{Run, RunOutput, RunWarning, Store};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest, Sha256};
+use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
+
+pub const MANIFEST_DSSE_PATH: &str = "manifest.dsse.json";
+pub const PROVENANCE_PATH: &str = "provenance.dsse.json";
+/// The builder named in provenance statements.
+pub(crate) const BUILDER_ID: &str = "https://export-center.dev/builder/export-center";
 
 /// Why an export stopped before it succeeded.
 #[derive(Debug, thiserror::Error)]
@@ -22,34 +47,47 @@ pub enum ExportError {
     Internal(#[from] anyhow::Error),
 }
 
+fn internal(err: impl Into<anyhow::Error>) -> ExportError {
+    ExportError::Internal(err.into())
+}
+
+/// What an export needs besides the run.
+#[derive(Clone)]
+pub struct ExportContext {
+    pub store: Arc<dyn Store>,
+    pub artifacts: ArtifactStore,
+    pub keyring: Keyring,
+    pub max_bundle_bytes: u64,
+}
+
 /// How often progress is written to the store at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Writes every output of `run` and records each as it is published. Returns the
 /// warnings of the run (empty targets). The caller finishes the run.
 pub async fn execute_export(
-    store: &dyn Store,
-    artifacts: &ArtifactStore,
+    ctx: &ExportContext,
     run: &Run,
     cancel: &CancellationToken,
 ) -> Result<Vec<RunWarning>, ExportError> {
     let tenant = &run.id.tenant;
     let plan = &run.plan;
+    let encrypted = plan.encryption.enabled;
+    let signing_key = match (&plan.signing.enabled, &plan.signing.key_ref) {
+        (true, Some(key_ref)) => Some(ctx.keyring.signing_key(tenant, key_ref).map_err(|err| ExportError::Failed {
+            code: ErrorCode::RequestInvalid,
+            message: format!("the signing key cannot be used: {err}"),
+        })?),
+        _ => None,
+    };
+    let recipients = if encrypted { Some(age_recipients(ctx, run)?) } else { None };
+
+    // 1. Data files.
     let mut warnings = Vec::new();
     let mut items = Vec::new();
-    let mut progress = Progress::new(store, run);
-
+    let mut progress = Progress::new(ctx.store.as_ref(), run);
     for target in &plan.targets {
-        let files = write_target(
-            store,
-            artifacts,
-            run,
-            target,
-            &plan.formats,
-            &mut progress,
-            cancel,
-        )
-        .await?;
+        let files = write_target(ctx, run, target, &plan.formats, !encrypted, &mut progress, cancel).await?;
         if files.records == 0 {
             warnings.push(RunWarning {
                 code: "EMPTY_TARGET".to_owned(),
@@ -68,10 +106,9 @@ pub async fn execute_export(
                 media_type: format.media_type().to_owned(),
                 records: Some(files.records),
             };
-            store
-                .add_output(tenant, &run.id, &output)
-                .await
-                .map_err(anyhow::Error::from)?;
+            if !encrypted {
+                ctx.store.add_output(tenant, &run.id, &output).await.map_err(internal)?;
+            }
             items.push(ManifestItem {
                 kind: output.kind,
                 id: output.id,
@@ -86,30 +123,100 @@ pub async fn execute_export(
     }
     progress.flush().await?;
 
+    // 2. Manifest, envelope, checksums.
     let manifest = Manifest::new(
         tenant.clone(),
-        ManifestProfile {
-            id: plan.profile_id.clone(),
-            revision: plan.profile_revision.clone(),
-        },
+        ManifestProfile { id: plan.profile_id.clone(), revision: plan.profile_revision.clone() },
         plan.normalized_request(),
-        Snapshot {
-            watermark: run.watermark,
-            items: progress.completed,
-        },
+        Snapshot { watermark: run.watermark, items: progress.completed },
         items,
     );
-    let manifest_written = publish_fixed(store, artifacts, run, &MANIFEST, manifest.to_bytes()).await?;
-
-    let mut sums: Vec<(&str, Sha256Digest)> = manifest
+    let manifest_bytes = manifest.to_bytes();
+    let mut sums: Vec<(String, Sha256Digest)> =
+        manifest.items.iter().map(|item| (item.path.clone(), item.sha256)).collect();
+    let mut bundled: Vec<BundleSource> = manifest
         .items
         .iter()
-        .map(|item| (item.path.as_str(), item.sha256))
+        .map(|item| BundleSource { path: item.path.clone(), size: item.bytes, rendered: None })
         .collect();
-    sums.push((MANIFEST_PATH, manifest_written.sha256));
-    publish_fixed(store, artifacts, run, &CHECKSUMS, checksums_txt(sums)).await?;
+    if encrypted {
+        for (source, (target, format)) in bundled.iter_mut().zip(data_file_order(&manifest, plan)) {
+            source.rendered = Some((target, format));
+        }
+    }
+    let manifest_written = publish_fixed(ctx, run, &MANIFEST, manifest_bytes.clone()).await?;
+    sums.push((MANIFEST_PATH.to_owned(), manifest_written.sha256));
+    bundled.push(BundleSource::stored(MANIFEST_PATH, manifest_written.bytes));
+    if let Some(key) = &signing_key {
+        let envelope = sign_envelope(key, MANIFEST_PAYLOAD_TYPE, &manifest_bytes).envelope_bytes();
+        let written = publish_fixed(ctx, run, &MANIFEST_DSSE, envelope).await?;
+        sums.push((MANIFEST_DSSE_PATH.to_owned(), written.sha256));
+        bundled.push(BundleSource::stored(MANIFEST_DSSE_PATH, written.bytes));
+    }
+    let checksums = checksums_txt(sums.iter().map(|(path, digest)| (path.as_str(), *digest)));
+    let written = publish_fixed(ctx, run, &CHECKSUMS, checksums).await?;
+    bundled.push(BundleSource::stored(CHECKSUMS_PATH, written.bytes));
 
+    // 3. Bundle.
+    let mut subjects: Vec<(String, Sha256Digest)> =
+        manifest.items.iter().map(|item| (item.path.clone(), item.sha256)).collect();
+    subjects.push((MANIFEST_PATH.to_owned(), manifest_written.sha256));
+    if plan.bundle.enabled {
+        bundled.sort_by(|a, b| a.path.cmp(&b.path));
+        let (path, written) = write_bundle(ctx, run, plan.bundle.format, bundled, recipients, cancel).await?;
+        subjects.push((path, written.sha256));
+    }
+
+    // 4. Provenance.
+    if let Some(key) = &signing_key {
+        let statement = provenance_statement(&ProvenanceInput {
+            run_id: run.id.to_string(),
+            builder_id: BUILDER_ID.to_owned(),
+            builder_version: env!("CARGO_PKG_VERSION").to_owned(),
+            external_parameters: plan.normalized_request(),
+            watermark: run.watermark,
+            started_on: run.started_at.unwrap_or(run.created_at),
+            finished_on: Utc::now(),
+            subjects,
+        });
+        let envelope = sign_envelope(key, IN_TOTO_PAYLOAD_TYPE, &statement).envelope_bytes();
+        publish_fixed(ctx, run, &PROVENANCE, envelope).await?;
+    }
     Ok(warnings)
+}
+
+/// The (target, format) of each manifest item, in the manifest's item order.
+fn data_file_order(manifest: &Manifest, plan: &export_core::RunPlan) -> Vec<(Target, Format)> {
+    manifest
+        .items
+        .iter()
+        .filter_map(|item| {
+            plan.data_files()
+                .find(|(target, format)| target.file_name(*format) == item.path)
+                .map(|(target, format)| (target.clone(), format))
+        })
+        .collect()
+}
+
+fn age_recipients(ctx: &ExportContext, run: &Run) -> Result<Vec<age::x25519::Recipient>, ExportError> {
+    let plan = &run.plan;
+    let mut texts = plan.encryption.recipients.clone();
+    if let Some(kms_key) = &plan.encryption.kms_key {
+        let recipient = ctx.keyring.age_recipient(&run.id.tenant, kms_key).map_err(|err| ExportError::Failed {
+            code: ErrorCode::RequestInvalid,
+            message: format!("the encryption key cannot be used: {err}"),
+        })?;
+        texts.push(recipient);
+    }
+    texts
+        .iter()
+        .map(|text| {
+            text.parse::<age::x25519::Recipient>().map_err(|err| ExportError::Failed {
+                code: ErrorCode::RequestInvalid,
+                message: format!("`{text}` is not an age X25519 recipient: {err}"),
+            })
+        })
+        .collect()
 }
 
 struct TargetFiles {
@@ -117,133 +224,412 @@ struct TargetFiles {
     written: Vec<(Format, Written)>,
 }
 
+/// Where a data file's bytes go: the artifact store, or (for an encrypted run) only
+/// through the hash that goes into the manifest.
+enum DataSink {
+    Stored(ArtifactWriter),
+    Hashed { hasher: Sha256, bytes: u64 },
+}
+
+impl DataSink {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ExportError> {
+        match self {
+            Self::Stored(writer) => writer.write(chunk).await.map_err(internal),
+            Self::Hashed { hasher, bytes } => {
+                hasher.update(chunk);
+                *bytes += chunk.len() as u64;
+                Ok(())
+            }
+        }
+    }
+
+    async fn finish(self) -> Result<Written, ExportError> {
+        match self {
+            Self::Stored(writer) => writer.finish().await.map_err(internal),
+            Self::Hashed { hasher, bytes } => Ok(Written { sha256: hasher.into(), bytes }),
+        }
+    }
+
+    async fn abort(self) {
+        if let Self::Stored(writer) = self {
+            let _ = writer.abort().await;
+        }
+    }
+}
+
 /// Streams the target's snapshot once and renders it into every requested format.
 async fn write_target(
-    store: &dyn Store,
-    artifacts: &ArtifactStore,
+    ctx: &ExportContext,
     run: &Run,
     target: &Target,
     formats: &[Format],
+    store_files: bool,
     progress: &mut Progress<'_>,
     cancel: &CancellationToken,
 ) -> Result<TargetFiles, ExportError> {
-    let mut writers: Vec<(Format, ArtifactWriter)> = Vec::with_capacity(formats.len());
+    let mut sinks: Vec<(Format, DataSink)> = Vec::with_capacity(formats.len());
     for &format in formats {
-        let key =
-            ArtifactKey::for_run_output(&run.id, &target.file_name(format)).map_err(anyhow::Error::from)?;
-        let mut writer = artifacts.writer(&key).await.map_err(anyhow::Error::from)?;
-        if format == Format::Json {
-            writer
-                .write(json_file_head())
-                .await
-                .map_err(anyhow::Error::from)?;
-        }
-        writers.push((format, writer));
+        let sink = if store_files {
+            let key = ArtifactKey::for_run_output(&run.id, &target.file_name(format)).map_err(internal)?;
+            DataSink::Stored(ctx.artifacts.writer(&key).await.map_err(internal)?)
+        } else {
+            DataSink::Hashed { hasher: Sha256::new(), bytes: 0 }
+        };
+        sinks.push((format, sink));
     }
 
-    let result = stream_records(store, run, target, &mut writers, progress, cancel).await;
-    let records = match result {
-        Ok(records) => records,
-        Err(err) => {
-            for (_, writer) in writers {
-                let _ = writer.abort().await;
+    let mut renderer = Renderer::new(target);
+    let mut stream = ctx.store.stream_items(&run.id.tenant, run.watermark, target);
+    let mut failure = None;
+    'records: while let Some(record) = stream.next().await {
+        if cancel.is_cancelled() {
+            failure = Some(ExportError::Cancelled);
+            break;
+        }
+        let record = match record {
+            Ok(record) => record,
+            Err(err) => {
+                failure = Some(internal(err));
+                break;
             }
-            return Err(err);
+        };
+        renderer.render(&record);
+        for (format, sink) in sinks.iter_mut() {
+            if let Err(err) = sink.write(renderer.chunk(*format)).await {
+                failure = Some(err);
+                break 'records;
+            }
         }
-    };
+        if let Err(err) = progress.advance().await {
+            failure = Some(err);
+            break;
+        }
+    }
+    drop(stream);
+    if let Some(err) = failure {
+        for (_, sink) in sinks {
+            sink.abort().await;
+        }
+        return Err(err);
+    }
 
-    let mut written = Vec::with_capacity(writers.len());
-    for (format, mut writer) in writers {
-        if format == Format::Json {
-            writer
-                .write(&json_file_tail(target))
-                .await
-                .map_err(anyhow::Error::from)?;
-        }
-        let file = writer.finish().await.map_err(anyhow::Error::from)?;
+    let mut written = Vec::with_capacity(sinks.len());
+    for (format, mut sink) in sinks {
+        sink.write(&renderer.tail(format)).await?;
+        let file = sink.finish().await?;
         metrics::counter!("export_bytes_total").increment(file.bytes);
         written.push((format, file));
     }
-    Ok(TargetFiles { records, written })
+    Ok(TargetFiles { records: renderer.records, written })
 }
 
-async fn stream_records(
-    store: &dyn Store,
-    run: &Run,
-    target: &Target,
-    writers: &mut [(Format, ArtifactWriter)],
-    progress: &mut Progress<'_>,
-    cancel: &CancellationToken,
-) -> Result<u64, ExportError> {
-    let mut stream = store.stream_items(&run.id.tenant, run.watermark, target);
-    let mut line = Vec::with_capacity(64 * 1024);
-    let mut records = 0u64;
-    while let Some(record) = stream.next().await {
-        if cancel.is_cancelled() {
-            return Err(ExportError::Cancelled);
+/// Renders records into the bytes of each format: `ndjson` lines, and the `json`
+/// document's head, comma-separated items and tail.
+struct Renderer<'a> {
+    target: &'a Target,
+    records: u64,
+    ndjson: Vec<u8>,
+    json: Vec<u8>,
+}
+
+impl<'a> Renderer<'a> {
+    fn new(target: &'a Target) -> Self {
+        Self { target, records: 0, ndjson: Vec::with_capacity(64 * 1024), json: Vec::with_capacity(64 * 1024) }
+    }
+
+    fn render(&mut self, record: &export_core::EvidenceRecord) {
+        self.json.clear();
+        if self.records == 0 {
+            self.json.extend_from_slice(json_file_head());
+        } else {
+            self.json.push(b',');
         }
-        let record = record.map_err(anyhow::Error::from)?;
-        line.clear();
-        record.write_canonical(&mut line);
-        for (format, writer) in writers.iter_mut() {
-            match format {
-                Format::Ndjson => {
-                    line.push(b'\n');
-                    writer.write(&line).await.map_err(anyhow::Error::from)?;
-                    line.pop();
-                }
-                Format::Json => {
-                    if records > 0 {
-                        writer.write(b",").await.map_err(anyhow::Error::from)?;
-                    }
-                    writer.write(&line).await.map_err(anyhow::Error::from)?;
-                }
+        let start = self.json.len();
+        record.write_canonical(&mut self.json);
+        self.ndjson.clear();
+        self.ndjson.extend_from_slice(&self.json[start..]);
+        self.ndjson.push(b'\n');
+        self.records += 1;
+    }
+
+    fn chunk(&self, format: Format) -> &[u8] {
+        match format {
+            Format::Ndjson => &self.ndjson,
+            Format::Json => &self.json,
+        }
+    }
+
+    fn tail(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Ndjson => Vec::new(),
+            Format::Json if self.records == 0 => {
+                let mut out = json_file_head().to_vec();
+                out.extend_from_slice(&json_file_tail(self.target));
+                out
+            }
+            Format::Json => json_file_tail(self.target),
+        }
+    }
+}
+
+/// One entry of the bundle: a stored output, or a data file rendered again from the
+/// snapshot (encrypted runs).
+struct BundleSource {
+    path: String,
+    size: u64,
+    rendered: Option<(Target, Format)>,
+}
+
+impl BundleSource {
+    fn stored(path: &str, size: u64) -> Self {
+        Self { path: path.to_owned(), size, rendered: None }
+    }
+}
+
+/// Builds the bundle on a blocking thread (compression and encryption are CPU work)
+/// while this task streams its bytes into the artifact store, enforcing the size cap.
+async fn write_bundle(
+    ctx: &ExportContext,
+    run: &Run,
+    format: BundleFormat,
+    sources: Vec<BundleSource>,
+    recipients: Option<Vec<age::x25519::Recipient>>,
+    cancel: &CancellationToken,
+) -> Result<(String, Written), ExportError> {
+    let path = match recipients {
+        Some(_) => format!("{}.age", format.file_name()),
+        None => format.file_name().to_owned(),
+    };
+    let key = ArtifactKey::for_run_output(&run.id, &path).map_err(internal)?;
+    let mtime = run.snapshot_at.map(|at: DateTime<Utc>| at.timestamp().max(0) as u64).unwrap_or(0);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
+    let handle = tokio::runtime::Handle::current();
+    let builder_ctx = ctx.clone();
+    let builder_run = run.clone();
+    let builder = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let out = ChannelWriter::new(tx);
+        match recipients {
+            None => {
+                let out = append_entries(&handle, &builder_ctx, &builder_run, format, mtime, sources, out)?;
+                out.finish()?;
+            }
+            Some(recipients) => {
+                let encryptor =
+                    age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))?;
+                let encrypted = encryptor.wrap_output(out)?;
+                let encrypted = append_entries(&handle, &builder_ctx, &builder_run, format, mtime, sources, encrypted)?;
+                encrypted.finish()?.finish()?;
             }
         }
-        records += 1;
-        progress.advance().await?;
+        Ok(())
+    });
+
+    let mut writer = ctx.artifacts.writer(&key).await.map_err(internal)?;
+    let mut total = 0u64;
+    let mut failure = None;
+    while let Some(chunk) = rx.recv().await {
+        total += chunk.len() as u64;
+        if cancel.is_cancelled() {
+            failure = Some(ExportError::Cancelled);
+            break;
+        }
+        if total > ctx.max_bundle_bytes {
+            failure = Some(ExportError::Failed {
+                code: ErrorCode::TooLarge,
+                message: format!("the bundle is larger than the limit of {} bytes", ctx.max_bundle_bytes),
+            });
+            break;
+        }
+        if let Err(err) = writer.write(&chunk).await {
+            failure = Some(internal(err));
+            break;
+        }
     }
-    Ok(records)
+    drop(rx);
+    let built = builder.await.map_err(internal)?;
+    if let Some(err) = failure {
+        let _ = writer.abort().await;
+        return Err(err);
+    }
+    if let Err(err) = built {
+        let _ = writer.abort().await;
+        return Err(internal(err.context("building the bundle")));
+    }
+    let written = writer.finish().await.map_err(internal)?;
+    metrics::counter!("export_bytes_total").increment(written.bytes);
+    let output = RunOutput {
+        kind: "bundle".to_owned(),
+        id: "bundle".to_owned(),
+        format: path.trim_start_matches("bundle.").to_owned(),
+        path: path.clone(),
+        sha256: written.sha256,
+        bytes: written.bytes,
+        media_type: bundle_media_type(&path).to_owned(),
+        records: None,
+    };
+    ctx.store.add_output(&run.id.tenant, &run.id, &output).await.map_err(internal)?;
+    Ok((path, written))
+}
+
+fn bundle_media_type(path: &str) -> &'static str {
+    if path.ends_with(".age") {
+        "application/octet-stream"
+    } else if path.ends_with(".zst") {
+        "application/zstd"
+    } else if path.ends_with(".gz") {
+        "application/gzip"
+    } else {
+        "application/zip"
+    }
+}
+
+/// Appends every source, in order, on the blocking thread.
+fn append_entries<W: Write>(
+    handle: &tokio::runtime::Handle,
+    ctx: &ExportContext,
+    run: &Run,
+    format: BundleFormat,
+    mtime: u64,
+    sources: Vec<BundleSource>,
+    out: W,
+) -> anyhow::Result<W> {
+    let mut bundle = BundleWriter::new(format, mtime, out)?;
+    for source in sources {
+        let reader = handle.block_on(open_source(ctx, run, &source))?;
+        bundle.append(&source.path, source.size, reader)?;
+    }
+    Ok(bundle.finish()?)
+}
+
+async fn open_source(ctx: &ExportContext, run: &Run, source: &BundleSource) -> anyhow::Result<Box<dyn Read + Send>> {
+    let stream = match &source.rendered {
+        None => {
+            let key = ArtifactKey::for_run_output(&run.id, &source.path)?;
+            let read = ctx.artifacts.get(&key, None).await?;
+            read.stream.map_err(std::io::Error::other).boxed()
+        }
+        Some((target, format)) => render_stream(ctx.clone(), run.clone(), target.clone(), *format),
+    };
+    Ok(Box::new(SyncIoBridge::new(StreamReader::new(stream))))
+}
+
+/// The bytes of one data file, rendered again from the run's snapshot.
+fn render_stream(
+    ctx: ExportContext,
+    run: Run,
+    target: Target,
+    format: Format,
+) -> futures::stream::BoxStream<'static, std::io::Result<Bytes>> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+    tokio::spawn(async move {
+        let mut renderer = Renderer::new(&target);
+        let mut stream = ctx.store.stream_items(&run.id.tenant, run.watermark, &target);
+        while let Some(record) = stream.next().await {
+            let chunk = match record {
+                Ok(record) => {
+                    renderer.render(&record);
+                    Ok(Bytes::copy_from_slice(renderer.chunk(format)))
+                }
+                Err(err) => Err(std::io::Error::other(err)),
+            };
+            let failed = chunk.is_err();
+            if tx.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+        let _ = tx.send(Ok(Bytes::from(renderer.tail(format)))).await;
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).boxed()
+}
+
+/// A blocking `Write` that hands 256 KiB chunks to the async side.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl ChannelWriter {
+    fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
+        Self { tx, buffer: Vec::with_capacity(CHUNK) }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the bundle upload stopped"))
+    }
+
+    fn finish(mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(data);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// An output that is not a data file: its type, id, format, path and media type are fixed.
 struct FixedOutput {
-    name: &'static str,
+    kind: &'static str,
+    id: &'static str,
     format: &'static str,
     path: &'static str,
     media_type: &'static str,
 }
 
-const MANIFEST: FixedOutput = FixedOutput {
-    name: "manifest",
-    format: "json",
-    path: MANIFEST_PATH,
-    media_type: "application/json",
+const MANIFEST: FixedOutput =
+    FixedOutput { kind: "manifest", id: "manifest", format: "json", path: MANIFEST_PATH, media_type: "application/json" };
+const MANIFEST_DSSE: FixedOutput = FixedOutput {
+    kind: "manifest",
+    id: "manifest.dsse",
+    format: "dsse",
+    path: MANIFEST_DSSE_PATH,
+    media_type: "application/vnd.dsse+json",
 };
 const CHECKSUMS: FixedOutput = FixedOutput {
-    name: "checksums",
+    kind: "checksums",
+    id: "checksums",
     format: "txt",
     path: CHECKSUMS_PATH,
     media_type: "text/plain; charset=utf-8",
 };
+const PROVENANCE: FixedOutput = FixedOutput {
+    kind: "provenance",
+    id: "provenance",
+    format: "dsse",
+    path: PROVENANCE_PATH,
+    media_type: "application/vnd.dsse+json",
+};
 
 /// Stores `bytes` as the fixed output and records it.
 async fn publish_fixed(
-    store: &dyn Store,
-    artifacts: &ArtifactStore,
+    ctx: &ExportContext,
     run: &Run,
     fixed: &FixedOutput,
     bytes: Vec<u8>,
 ) -> Result<Written, ExportError> {
-    let key = ArtifactKey::for_run_output(&run.id, fixed.path).map_err(anyhow::Error::from)?;
-    let written = artifacts
-        .put(&key, bytes.into())
-        .await
-        .map_err(anyhow::Error::from)?;
+    let key = ArtifactKey::for_run_output(&run.id, fixed.path).map_err(internal)?;
+    let written = ctx.artifacts.put(&key, bytes.into()).await.map_err(internal)?;
     metrics::counter!("export_bytes_total").increment(written.bytes);
     let output = RunOutput {
-        kind: fixed.name.to_owned(),
-        id: fixed.name.to_owned(),
+        kind: fixed.kind.to_owned(),
+        id: fixed.id.to_owned(),
         format: fixed.format.to_owned(),
         path: fixed.path.to_owned(),
         sha256: written.sha256,
@@ -251,10 +637,7 @@ async fn publish_fixed(
         media_type: fixed.media_type.to_owned(),
         records: None,
     };
-    store
-        .add_output(&run.id.tenant, &run.id, &output)
-        .await
-        .map_err(anyhow::Error::from)?;
+    ctx.store.add_output(&run.id.tenant, &run.id, &output).await.map_err(internal)?;
     Ok(written)
 }
 
@@ -269,12 +652,7 @@ struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     fn new(store: &'a dyn Store, run: &'a Run) -> Self {
-        Self {
-            store,
-            run,
-            completed: 0,
-            last_flush: Instant::now(),
-        }
+        Self { store, run, completed: 0, last_flush: Instant::now() }
     }
 
     async fn advance(&mut self) -> Result<(), ExportError> {
@@ -289,10 +667,6 @@ impl<'a> Progress<'a> {
     async fn flush(&mut self) -> Result<(), ExportError> {
         self.last_flush = Instant::now();
         let total = self.run.items_total.max(self.completed);
-        self.store
-            .set_progress(&self.run.id.tenant, &self.run.id, self.completed, total)
-            .await
-            .map_err(anyhow::Error::from)?;
-        Ok(())
+        self.store.set_progress(&self.run.id.tenant, &self.run.id, self.completed, total).await.map_err(internal)
     }
 }

@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::export::{execute_export, ExportError};
+use export_signing::Keyring;
+
+use crate::export::{execute_export, ExportContext, ExportError};
 
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
@@ -30,6 +32,10 @@ pub struct RunnerConfig {
     /// The attempt after this many fails the run for good.
     pub max_attempts: u32,
     pub job_timeout: Duration,
+    /// Where `kms://` signing and encryption keys live.
+    pub keyring: Keyring,
+    /// A bundle larger than this fails the run with `ERR_EXPORT_TOO_LARGE`.
+    pub max_bundle_bytes: u64,
 }
 
 impl Default for RunnerConfig {
@@ -43,6 +49,8 @@ impl Default for RunnerConfig {
             max_active_per_tenant: 4,
             max_attempts: 3,
             job_timeout: Duration::from_secs(60 * 60),
+            keyring: Keyring::new("keyrings"),
+            max_bundle_bytes: 500 * 1024 * 1024,
         }
     }
 }
@@ -58,6 +66,7 @@ struct Inner {
     artifacts: ArtifactStore,
     clock: Arc<dyn Clock>,
     config: RunnerConfig,
+    export: ExportContext,
     wake: Notify,
 }
 
@@ -68,15 +77,13 @@ impl Runner {
         clock: Arc<dyn Clock>,
         config: RunnerConfig,
     ) -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                store,
-                artifacts,
-                clock,
-                config,
-                wake: Notify::new(),
-            }),
-        }
+        let export = ExportContext {
+            store: store.clone(),
+            artifacts: artifacts.clone(),
+            keyring: config.keyring.clone(),
+            max_bundle_bytes: config.max_bundle_bytes,
+        };
+        Self { inner: Arc::new(Inner { store, artifacts, clock, config, export, wake: Notify::new() }) }
     }
 
     /// Wakes an idle worker: called when a run was just queued.
@@ -193,7 +200,7 @@ impl Runner {
         let started = Instant::now();
         let result = tokio::time::timeout(
             inner.config.job_timeout,
-            execute_export(store, &inner.artifacts, &run, &cancel),
+            execute_export(&inner.export, &run, &cancel),
         )
         .await;
         heartbeat.abort();

@@ -14,6 +14,7 @@ use export_artifacts::ArtifactStore;
 use export_core::{Clock, SystemClock};
 use export_distribution::{UrlSigner, UrlSigningKey};
 use export_runner::{Runner, RunnerConfig};
+use export_signing::Keyring;
 use export_store::Store;
 use export_store_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -53,6 +54,7 @@ impl App {
         let artifacts = ArtifactStore::from_url(&config.artifacts_url()).context("artifacts.url")?;
         let urls = Arc::new(url_signer(&config)?);
         let profiles = Arc::new(ProfileRegistry::new(config.profiles()?));
+        let keyring = Keyring::new(config.keyring_dir());
 
         let workers = &config.workers;
         let runner = Runner::new(
@@ -68,6 +70,8 @@ impl App {
                 max_active_per_tenant: workers.max_active_per_tenant,
                 max_attempts: workers.max_attempts,
                 job_timeout: Duration::from_secs(config.limits.job_timeout_seconds),
+                keyring: keyring.clone(),
+                max_bundle_bytes: config.limits.max_bundle_bytes,
             },
         );
         let wake = runner.clone();
@@ -76,6 +80,7 @@ impl App {
             artifacts,
             urls,
             profiles,
+            keyring: keyring.clone(),
             clock,
             config: Arc::new(ApiConfig {
                 public_base_url: String::new(),

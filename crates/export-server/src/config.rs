@@ -18,6 +18,7 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub artifacts: ArtifactsConfig,
     pub url_signing: UrlSigningConfig,
+    pub signing: SigningConfig,
     pub workers: WorkersConfig,
     pub limits: Limits,
     pub logging: LoggingConfig,
@@ -97,6 +98,15 @@ pub struct UrlKeyConfig {
     pub secret_file: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The tenants' keyrings: `kms://<tenant>/<name>` is `<keyring_dir>/<tenant>/<name>.pem`
+    /// (a PKCS#8 signing key) or `<name>.age` (an age recipient). Defaults to
+    /// `<data_dir>/keyrings`.
+    pub keyring_dir: Option<PathBuf>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkersConfig {
@@ -153,6 +163,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             artifacts: ArtifactsConfig::default(),
             url_signing: UrlSigningConfig::default(),
+            signing: SigningConfig::default(),
             workers: WorkersConfig::default(),
             limits: Limits::default(),
             logging: LoggingConfig::default(),
@@ -291,6 +302,10 @@ impl Config {
             }
         }
         Ok(profiles)
+    }
+
+    pub fn keyring_dir(&self) -> PathBuf {
+        self.signing.keyring_dir.clone().unwrap_or_else(|| self.server.data_dir.join("keyrings"))
     }
 
     pub fn database_url(&self) -> String {

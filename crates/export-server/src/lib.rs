@@ -6,7 +6,9 @@ pub mod app;
 pub mod config;
 pub mod demo;
 pub mod ingest;
+pub mod keys;
 pub mod telemetry;
+pub mod verify;
 
 pub use app::{App, Role};
 pub use config::Config;

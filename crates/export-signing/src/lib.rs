@@ -3,6 +3,7 @@
 
 mod dsse;
 mod error;
+mod keyring;
 mod keys;
 mod provenance;
 
@@ -11,6 +12,7 @@ pub use dsse::{
     MANIFEST_PAYLOAD_TYPE,
 };
 pub use error::SigningError;
+pub use keyring::{KeyRefError, Keyring};
 pub use keys::{generate, KeyAlgorithm, SigningKey, VerifyingKey};
 pub use provenance::{
     provenance_statement, statement_subjects, ProvenanceInput, BUILD_TYPE, PROVENANCE_PREDICATE_TYPE,

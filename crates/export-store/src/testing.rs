@@ -301,6 +301,19 @@ async fn claim_id(store: &dyn Store, now: DateTime<Utc>, max_active: u32) -> Opt
     claim(store, "worker-1", now, max_active).await.map(|run| run.id)
 }
 
+/// Claims runs until none is left, at most `expected + 1` times, so a backend that
+/// hands a run out twice fails the test instead of looping forever.
+async fn claim_all(store: &dyn Store, now: DateTime<Utc>, max_active: u32, expected: usize) -> Vec<RunId> {
+    let mut claimed = Vec::new();
+    while claimed.len() <= expected {
+        match claim_id(store, now, max_active).await {
+            Some(run_id) => claimed.push(run_id),
+            None => break,
+        }
+    }
+    claimed
+}
+
 async fn list(store: &dyn Store, tenant: &TenantId, query: RunQuery) -> Vec<RunId> {
     let page = store.list_runs(tenant, &query).await.expect("list runs");
     page.runs.into_iter().map(|run| run.id).collect()
@@ -658,6 +671,10 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
         .await
         .expect("add output");
     let before = get(store, &acme, &run.id).await;
+    // The other tenant's own first run has the same day and sequence: only the tenant
+    // inside the run id tells them apart.
+    let own = create(store, &globex, normal_run(&globex, at(0))).await;
+    assert_eq!((own.id.date, own.id.seq), (run.id.date, run.id.seq));
 
     assert_eq!(
         store.snapshot_point(&globex).await.expect("snapshot"),
@@ -669,7 +686,23 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
     assert_eq!(count(store, &globex, 2, "advisory").await, 0);
     assert_eq!(stream(store, &globex, 2, "advisory").await, []);
     assert_eq!(store.get_run(&globex, &run.id).await.expect("get run"), None);
-    assert_eq!(list(store, &globex, query(50)).await, []);
+    assert_eq!(
+        list(store, &globex, query(50)).await,
+        std::slice::from_ref(&own.id)
+    );
+    assert_eq!(
+        list(
+            store,
+            &globex,
+            RunQuery {
+                after: Some(run.id.clone()),
+                ..query(50)
+            }
+        )
+        .await,
+        [],
+        "a cursor of another tenant continues nothing"
+    );
     assert_eq!(
         store
             .get_output(&globex, &run.id, "manifest.json")
@@ -720,6 +753,7 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
         before,
         "the other tenant changed nothing"
     );
+    assert_eq!(get(store, &globex, &own.id).await, own, "nor its own run");
     assert_eq!(
         store.begin_idempotency(&acme, &key, at(3)).await.expect("begin"),
         IdempotencyBegin::Replay(run.id.clone())
@@ -1259,10 +1293,7 @@ pub async fn claims_take_higher_priority_first_then_older(store: &dyn Store) {
                 .id,
         );
     }
-    let mut claimed = Vec::new();
-    while let Some(run_id) = claim_id(store, at(10), NO_LIMIT).await {
-        claimed.push(run_id);
-    }
+    let claimed = claim_all(store, at(10), NO_LIMIT, ids.len()).await;
     let order = [2, 4, 1, 3, 0].map(|idx| ids[idx].clone());
     assert_eq!(claimed, order);
 }
@@ -1284,10 +1315,7 @@ pub async fn claims_are_fair_across_tenants(store: &dyn Store) {
     let g2 = create(store, &globex, new_run(&globex, "daily", at(6), Priority::Low))
         .await
         .id;
-    let mut claimed = Vec::new();
-    while let Some(run_id) = claim_id(store, at(10), NO_LIMIT).await {
-        claimed.push(run_id);
-    }
+    let claimed = claim_all(store, at(10), NO_LIMIT, 4).await;
     assert_eq!(claimed, [a1, g1, a2, g2]);
 }
 
@@ -1302,10 +1330,7 @@ pub async fn claims_respect_the_active_run_limit_per_tenant(store: &dyn Store) {
     }
     let globex_run = create(store, &globex, normal_run(&globex, at(10))).await.id;
 
-    let mut claimed = Vec::new();
-    while let Some(run_id) = claim_id(store, at(20), 2).await {
-        claimed.push(run_id);
-    }
+    let claimed = claim_all(store, at(20), 2, 3).await;
     assert_eq!(
         claimed,
         [acme_runs[0].clone(), globex_run.clone(), acme_runs[1].clone()]
@@ -1341,8 +1366,12 @@ pub async fn concurrent_claimers_claim_every_run_exactly_once(store: Arc<dyn Sto
             tokio::spawn(async move {
                 let worker = format!("worker-{worker_idx}");
                 let mut claimed = Vec::new();
-                while let Some(run) = claim(&*store, &worker, at(100), NO_LIMIT).await {
-                    claimed.push(run.id);
+                // Bounded, so a backend that hands out runs twice fails instead of spinning.
+                while claimed.len() <= 40 {
+                    match claim(&*store, &worker, at(100), NO_LIMIT).await {
+                        Some(run) => claimed.push(run.id),
+                        None => break,
+                    }
                 }
                 claimed
             })

@@ -78,6 +78,25 @@ impl TestApp {
         }
     }
 
+    /// Writes a signing key into the tenant's keyring; returns its public key PEM.
+    pub(crate) fn install_signing_key(&self, tenant: &str, name: &str, algorithm: &str) -> String {
+        let (private, public) = export_signing::generate(algorithm.parse().unwrap()).unwrap();
+        let dir = self.data_dir.join("keyrings").join(tenant);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.pem")), private).unwrap();
+        public
+    }
+
+    /// Writes an age recipient into the tenant's keyring; returns its identity.
+    pub(crate) fn install_age_key(&self, tenant: &str, name: &str) -> String {
+        use age::secrecy::ExposeSecret;
+        let identity = age::x25519::Identity::generate();
+        let dir = self.data_dir.join("keyrings").join(tenant);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.age")), identity.to_public().to_string()).unwrap();
+        identity.to_string().expose_secret().to_owned()
+    }
+
     pub(crate) fn tenant(&self, tenant: &str) -> TenantClient<'_> {
         TenantClient {
             app: self,
@@ -261,6 +280,29 @@ bundle = { enabled = false }
 [acme.profiles.tiny]
 targets = ["advisory"]
 
+[acme.profiles.signed]
+targets = ["advisory", "vex", "policy"]
+signing = { enabled = true, keys = ["kms://acme/signer", "kms://acme/p256", "kms://globex/signer", "vault://acme/signer", "kms://acme/absent"] }
+
+[acme.profiles.signed-gz]
+targets = ["advisory", "vex", "policy"]
+signing = { enabled = true, keys = ["kms://acme/signer"] }
+bundle = { format = "tar.gz" }
+
+[acme.profiles.signed-zip]
+targets = ["advisory", "vex", "policy"]
+signing = { enabled = true, keys = ["kms://acme/signer"] }
+bundle = { format = "zip" }
+
+[acme.profiles.sealed-off]
+targets = ["advisory"]
+signing = { enabled = true, keys = ["kms://acme/signer"] }
+encryption = { recipients = ["age1p88lfa2wgjlr8f3gv7f25p3ufka7k99khla7345utvnzdyyru58q6v00sr"] }
+
 [globex.profiles.daily]
 targets = ["advisory", "vex"]
 "#;
+
+/// The identity of the fixed test recipient in the `sealed-off` profile.
+pub(crate) const TEST_AGE_IDENTITY: &str =
+    "AGE-SECRET-KEY-1D5D70GYFGY0LWHUP3D8C48STWMFS9TQ7QRG8CW2WVNTV9KRG75NSZLYD8J";

@@ -8,3 +8,4 @@ mod helpers;
 mod ingest;
 mod runs;
 mod service;
+mod signing;

@@ -69,6 +69,7 @@ async fn a_run_goes_from_queued_to_succeeded_with_every_output() {
     let expected: Vec<(String, String, String)> = [
         ("advisory", "advisory", "json"),
         ("advisory", "advisory", "ndjson"),
+        ("bundle", "bundle", "tar.zst"),
         ("checksums", "checksums", "txt"),
         ("manifest", "manifest", "json"),
         ("policy", "policy", "json"),
@@ -593,7 +594,11 @@ async fn profiles_are_listed_sorted_with_their_revision() {
         [
             "export-profile::acme::daily",
             "export-profile::acme::osv-only",
-            "export-profile::acme::tiny"
+            "export-profile::acme::sealed-off",
+            "export-profile::acme::signed",
+            "export-profile::acme::signed-gz",
+            "export-profile::acme::signed-zip",
+            "export-profile::acme::tiny",
         ]
     );
     assert!(items[0]["revision"].as_str().unwrap().starts_with("sha256:"));

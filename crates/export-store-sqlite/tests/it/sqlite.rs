@@ -101,12 +101,16 @@ async fn two_stores_on_one_file_never_claim_the_same_run() {
             tokio::spawn(async move {
                 let worker = format!("process-{}-worker-{worker_idx}", worker_idx % 2);
                 let mut claimed = Vec::new();
-                while let Some(run) = store
-                    .claim_next_run(&worker, at(100), LEASE, 100)
-                    .await
-                    .expect("claim next run")
-                {
-                    claimed.push(run.id);
+                // Bounded, so a double claim fails the test instead of spinning.
+                while claimed.len() <= 60 {
+                    match store
+                        .claim_next_run(&worker, at(100), LEASE, 100)
+                        .await
+                        .expect("claim next run")
+                    {
+                        Some(run) => claimed.push(run.id),
+                        None => break,
+                    }
                 }
                 claimed
             })
