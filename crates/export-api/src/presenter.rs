@@ -4,15 +4,13 @@ use chrono::{DateTime, Utc};
 use export_api_types::{
     OutputResponse, Progress, RunAccepted, RunErrorBody, RunLinks, RunStatusResponse, RunWarningBody,
 };
-use export_core::{format_timestamp, RunId, RunStatus};
+// The manifest's DSSE envelope is shown as the manifest's `dsseUrl` rather than as an
+// output of its own.
+use export_core::{format_timestamp, RunId, RunStatus, MANIFEST_DSSE_PATH};
 use export_distribution::link_expiry;
 use export_store::{Run, RunOutput};
 
 use crate::state::AppState;
-
-/// The file name of the manifest's DSSE envelope; shown as the manifest's `dsseUrl`
-/// rather than as an output of its own.
-pub(crate) const MANIFEST_DSSE_PATH: &str = "manifest.dsse.json";
 
 pub(crate) fn run_links(run_id: &RunId) -> RunLinks {
     let status = format!("/export-center/runs/{run_id}");

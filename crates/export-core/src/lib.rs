@@ -23,7 +23,7 @@ pub use ids::{DistributionId, IdError, ProfileId, ProfileName, ProjectId, RunId,
 pub use limits::Limits;
 pub use manifest::{
     checksums_txt, rerun_hash, Manifest, ManifestItem, ManifestProfile, Snapshot, CHECKSUMS_PATH,
-    MANIFEST_PATH, MANIFEST_SCHEMA,
+    MANIFEST_DSSE_PATH, MANIFEST_PATH, MANIFEST_SCHEMA, PROVENANCE_PATH,
 };
 pub use plan::{
     DistributionRequest, EncryptionRequest, PlanError, PlanErrorKind, PlannedDistribution, PlannedEncryption,

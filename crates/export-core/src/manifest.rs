@@ -9,6 +9,10 @@ use crate::ids::{ProfileId, TenantId};
 pub const MANIFEST_SCHEMA: &str = "export-center/manifest/v1";
 pub const MANIFEST_PATH: &str = "manifest.json";
 pub const CHECKSUMS_PATH: &str = "checksums.txt";
+/// The DSSE envelope of `manifest.json`.
+pub const MANIFEST_DSSE_PATH: &str = "manifest.dsse.json";
+/// The run-specific provenance envelope; never inside the bundle or `checksums.txt`.
+pub const PROVENANCE_PATH: &str = "provenance.dsse.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -19,7 +19,8 @@ use export_artifacts::{ArtifactKey, ArtifactStore, ArtifactWriter, Written};
 use export_bundle::BundleWriter;
 use export_core::{
     checksums_txt, json_file_head, json_file_tail, BundleFormat, ErrorCode, Format, Manifest, ManifestItem,
-    ManifestProfile, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_PATH,
+    ManifestProfile, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    PROVENANCE_PATH,
 };
 use export_signing::{
     provenance_statement, sign_envelope, Keyring, ProvenanceInput, IN_TOTO_PAYLOAD_TYPE,
@@ -31,8 +32,6 @@ use sha2::{Digest, Sha256};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
-pub const MANIFEST_DSSE_PATH: &str = "manifest.dsse.json";
-pub const PROVENANCE_PATH: &str = "provenance.dsse.json";
 /// The builder named in provenance statements.
 pub(crate) const BUILDER_ID: &str = "https://export-center.dev/builder/export-center";
 
@@ -74,13 +73,23 @@ pub async fn execute_export(
     let plan = &run.plan;
     let encrypted = plan.encryption.enabled;
     let signing_key = match (&plan.signing.enabled, &plan.signing.key_ref) {
-        (true, Some(key_ref)) => Some(ctx.keyring.signing_key(tenant, key_ref).map_err(|err| ExportError::Failed {
-            code: ErrorCode::RequestInvalid,
-            message: format!("the signing key cannot be used: {err}"),
-        })?),
+        (true, Some(key_ref)) => {
+            Some(
+                ctx.keyring
+                    .signing_key(tenant, key_ref)
+                    .map_err(|err| ExportError::Failed {
+                        code: ErrorCode::RequestInvalid,
+                        message: format!("the signing key cannot be used: {err}"),
+                    })?,
+            )
+        }
         _ => None,
     };
-    let recipients = if encrypted { Some(age_recipients(ctx, run)?) } else { None };
+    let recipients = if encrypted {
+        Some(age_recipients(ctx, run)?)
+    } else {
+        None
+    };
 
     // 1. Data files.
     let mut warnings = Vec::new();
@@ -107,7 +116,10 @@ pub async fn execute_export(
                 records: Some(files.records),
             };
             if !encrypted {
-                ctx.store.add_output(tenant, &run.id, &output).await.map_err(internal)?;
+                ctx.store
+                    .add_output(tenant, &run.id, &output)
+                    .await
+                    .map_err(internal)?;
             }
             items.push(ManifestItem {
                 kind: output.kind,
@@ -126,18 +138,31 @@ pub async fn execute_export(
     // 2. Manifest, envelope, checksums.
     let manifest = Manifest::new(
         tenant.clone(),
-        ManifestProfile { id: plan.profile_id.clone(), revision: plan.profile_revision.clone() },
+        ManifestProfile {
+            id: plan.profile_id.clone(),
+            revision: plan.profile_revision.clone(),
+        },
         plan.normalized_request(),
-        Snapshot { watermark: run.watermark, items: progress.completed },
+        Snapshot {
+            watermark: run.watermark,
+            items: progress.completed,
+        },
         items,
     );
     let manifest_bytes = manifest.to_bytes();
-    let mut sums: Vec<(String, Sha256Digest)> =
-        manifest.items.iter().map(|item| (item.path.clone(), item.sha256)).collect();
+    let mut sums: Vec<(String, Sha256Digest)> = manifest
+        .items
+        .iter()
+        .map(|item| (item.path.clone(), item.sha256))
+        .collect();
     let mut bundled: Vec<BundleSource> = manifest
         .items
         .iter()
-        .map(|item| BundleSource { path: item.path.clone(), size: item.bytes, rendered: None })
+        .map(|item| BundleSource {
+            path: item.path.clone(),
+            size: item.bytes,
+            rendered: None,
+        })
         .collect();
     if encrypted {
         for (source, (target, format)) in bundled.iter_mut().zip(data_file_order(&manifest, plan)) {
@@ -158,8 +183,11 @@ pub async fn execute_export(
     bundled.push(BundleSource::stored(CHECKSUMS_PATH, written.bytes));
 
     // 3. Bundle.
-    let mut subjects: Vec<(String, Sha256Digest)> =
-        manifest.items.iter().map(|item| (item.path.clone(), item.sha256)).collect();
+    let mut subjects: Vec<(String, Sha256Digest)> = manifest
+        .items
+        .iter()
+        .map(|item| (item.path.clone(), item.sha256))
+        .collect();
     subjects.push((MANIFEST_PATH.to_owned(), manifest_written.sha256));
     if plan.bundle.enabled {
         bundled.sort_by(|a, b| a.path.cmp(&b.path));
@@ -202,19 +230,23 @@ fn age_recipients(ctx: &ExportContext, run: &Run) -> Result<Vec<age::x25519::Rec
     let plan = &run.plan;
     let mut texts = plan.encryption.recipients.clone();
     if let Some(kms_key) = &plan.encryption.kms_key {
-        let recipient = ctx.keyring.age_recipient(&run.id.tenant, kms_key).map_err(|err| ExportError::Failed {
-            code: ErrorCode::RequestInvalid,
-            message: format!("the encryption key cannot be used: {err}"),
-        })?;
+        let recipient = ctx
+            .keyring
+            .age_recipient(&run.id.tenant, kms_key)
+            .map_err(|err| ExportError::Failed {
+                code: ErrorCode::RequestInvalid,
+                message: format!("the encryption key cannot be used: {err}"),
+            })?;
         texts.push(recipient);
     }
     texts
         .iter()
         .map(|text| {
-            text.parse::<age::x25519::Recipient>().map_err(|err| ExportError::Failed {
-                code: ErrorCode::RequestInvalid,
-                message: format!("`{text}` is not an age X25519 recipient: {err}"),
-            })
+            text.parse::<age::x25519::Recipient>()
+                .map_err(|err| ExportError::Failed {
+                    code: ErrorCode::RequestInvalid,
+                    message: format!("`{text}` is not an age X25519 recipient: {err}"),
+                })
         })
         .collect()
 }
@@ -246,7 +278,10 @@ impl DataSink {
     async fn finish(self) -> Result<Written, ExportError> {
         match self {
             Self::Stored(writer) => writer.finish().await.map_err(internal),
-            Self::Hashed { hasher, bytes } => Ok(Written { sha256: hasher.into(), bytes }),
+            Self::Hashed { hasher, bytes } => Ok(Written {
+                sha256: hasher.into(),
+                bytes,
+            }),
         }
     }
 
@@ -273,7 +308,10 @@ async fn write_target(
             let key = ArtifactKey::for_run_output(&run.id, &target.file_name(format)).map_err(internal)?;
             DataSink::Stored(ctx.artifacts.writer(&key).await.map_err(internal)?)
         } else {
-            DataSink::Hashed { hasher: Sha256::new(), bytes: 0 }
+            DataSink::Hashed {
+                hasher: Sha256::new(),
+                bytes: 0,
+            }
         };
         sinks.push((format, sink));
     }
@@ -320,7 +358,10 @@ async fn write_target(
         metrics::counter!("export_bytes_total").increment(file.bytes);
         written.push((format, file));
     }
-    Ok(TargetFiles { records: renderer.records, written })
+    Ok(TargetFiles {
+        records: renderer.records,
+        written,
+    })
 }
 
 /// Renders records into the bytes of each format: `ndjson` lines, and the `json`
@@ -334,7 +375,12 @@ struct Renderer<'a> {
 
 impl<'a> Renderer<'a> {
     fn new(target: &'a Target) -> Self {
-        Self { target, records: 0, ndjson: Vec::with_capacity(64 * 1024), json: Vec::with_capacity(64 * 1024) }
+        Self {
+            target,
+            records: 0,
+            ndjson: Vec::with_capacity(64 * 1024),
+            json: Vec::with_capacity(64 * 1024),
+        }
     }
 
     fn render(&mut self, record: &export_core::EvidenceRecord) {
@@ -382,7 +428,11 @@ struct BundleSource {
 
 impl BundleSource {
     fn stored(path: &str, size: u64) -> Self {
-        Self { path: path.to_owned(), size, rendered: None }
+        Self {
+            path: path.to_owned(),
+            size,
+            rendered: None,
+        }
     }
 }
 
@@ -401,7 +451,10 @@ async fn write_bundle(
         None => format.file_name().to_owned(),
     };
     let key = ArtifactKey::for_run_output(&run.id, &path).map_err(internal)?;
-    let mtime = run.snapshot_at.map(|at: DateTime<Utc>| at.timestamp().max(0) as u64).unwrap_or(0);
+    let mtime = run
+        .snapshot_at
+        .map(|at: DateTime<Utc>| at.timestamp().max(0) as u64)
+        .unwrap_or(0);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(8);
     let handle = tokio::runtime::Handle::current();
     let builder_ctx = ctx.clone();
@@ -417,7 +470,15 @@ async fn write_bundle(
                 let encryptor =
                     age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))?;
                 let encrypted = encryptor.wrap_output(out)?;
-                let encrypted = append_entries(&handle, &builder_ctx, &builder_run, format, mtime, sources, encrypted)?;
+                let encrypted = append_entries(
+                    &handle,
+                    &builder_ctx,
+                    &builder_run,
+                    format,
+                    mtime,
+                    sources,
+                    encrypted,
+                )?;
                 encrypted.finish()?.finish()?;
             }
         }
@@ -436,7 +497,10 @@ async fn write_bundle(
         if total > ctx.max_bundle_bytes {
             failure = Some(ExportError::Failed {
                 code: ErrorCode::TooLarge,
-                message: format!("the bundle is larger than the limit of {} bytes", ctx.max_bundle_bytes),
+                message: format!(
+                    "the bundle is larger than the limit of {} bytes",
+                    ctx.max_bundle_bytes
+                ),
             });
             break;
         }
@@ -467,7 +531,10 @@ async fn write_bundle(
         media_type: bundle_media_type(&path).to_owned(),
         records: None,
     };
-    ctx.store.add_output(&run.id.tenant, &run.id, &output).await.map_err(internal)?;
+    ctx.store
+        .add_output(&run.id.tenant, &run.id, &output)
+        .await
+        .map_err(internal)?;
     Ok((path, written))
 }
 
@@ -501,7 +568,11 @@ fn append_entries<W: Write>(
     Ok(bundle.finish()?)
 }
 
-async fn open_source(ctx: &ExportContext, run: &Run, source: &BundleSource) -> anyhow::Result<Box<dyn Read + Send>> {
+async fn open_source(
+    ctx: &ExportContext,
+    run: &Run,
+    source: &BundleSource,
+) -> anyhow::Result<Box<dyn Read + Send>> {
     let stream = match &source.rendered {
         None => {
             let key = ArtifactKey::for_run_output(&run.id, &source.path)?;
@@ -552,7 +623,10 @@ const CHUNK: usize = 256 * 1024;
 
 impl ChannelWriter {
     fn new(tx: tokio::sync::mpsc::Sender<Vec<u8>>) -> Self {
-        Self { tx, buffer: Vec::with_capacity(CHUNK) }
+        Self {
+            tx,
+            buffer: Vec::with_capacity(CHUNK),
+        }
     }
 
     fn send(&mut self) -> std::io::Result<()> {
@@ -593,8 +667,13 @@ struct FixedOutput {
     media_type: &'static str,
 }
 
-const MANIFEST: FixedOutput =
-    FixedOutput { kind: "manifest", id: "manifest", format: "json", path: MANIFEST_PATH, media_type: "application/json" };
+const MANIFEST: FixedOutput = FixedOutput {
+    kind: "manifest",
+    id: "manifest",
+    format: "json",
+    path: MANIFEST_PATH,
+    media_type: "application/json",
+};
 const MANIFEST_DSSE: FixedOutput = FixedOutput {
     kind: "manifest",
     id: "manifest.dsse",
@@ -637,7 +716,10 @@ async fn publish_fixed(
         media_type: fixed.media_type.to_owned(),
         records: None,
     };
-    ctx.store.add_output(&run.id.tenant, &run.id, &output).await.map_err(internal)?;
+    ctx.store
+        .add_output(&run.id.tenant, &run.id, &output)
+        .await
+        .map_err(internal)?;
     Ok(written)
 }
 
@@ -652,7 +734,12 @@ struct Progress<'a> {
 
 impl<'a> Progress<'a> {
     fn new(store: &'a dyn Store, run: &'a Run) -> Self {
-        Self { store, run, completed: 0, last_flush: Instant::now() }
+        Self {
+            store,
+            run,
+            completed: 0,
+            last_flush: Instant::now(),
+        }
     }
 
     async fn advance(&mut self) -> Result<(), ExportError> {
@@ -667,6 +754,9 @@ impl<'a> Progress<'a> {
     async fn flush(&mut self) -> Result<(), ExportError> {
         self.last_flush = Instant::now();
         let total = self.run.items_total.max(self.completed);
-        self.store.set_progress(&self.run.id.tenant, &self.run.id, self.completed, total).await.map_err(internal)
+        self.store
+            .set_progress(&self.run.id.tenant, &self.run.id, self.completed, total)
+            .await
+            .map_err(internal)
     }
 }

@@ -8,5 +8,5 @@
 mod export;
 mod worker;
 
-pub use export::{execute_export, ExportContext, ExportError, MANIFEST_DSSE_PATH, PROVENANCE_PATH};
+pub use export::{execute_export, ExportContext, ExportError};
 pub use worker::{Runner, RunnerConfig};

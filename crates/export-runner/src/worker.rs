@@ -36,6 +36,8 @@ pub struct RunnerConfig {
     pub keyring: Keyring,
     /// A bundle larger than this fails the run with `ERR_EXPORT_TOO_LARGE`.
     pub max_bundle_bytes: u64,
+    /// How often the retention janitor looks for expired runs.
+    pub janitor_interval: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -51,6 +53,7 @@ impl Default for RunnerConfig {
             job_timeout: Duration::from_secs(60 * 60),
             keyring: Keyring::new("keyrings"),
             max_bundle_bytes: 500 * 1024 * 1024,
+            janitor_interval: Duration::from_secs(60),
         }
     }
 }
@@ -83,7 +86,16 @@ impl Runner {
             keyring: config.keyring.clone(),
             max_bundle_bytes: config.max_bundle_bytes,
         };
-        Self { inner: Arc::new(Inner { store, artifacts, clock, config, export, wake: Notify::new() }) }
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                artifacts,
+                clock,
+                config,
+                export,
+                wake: Notify::new(),
+            }),
+        }
     }
 
     /// Wakes an idle worker: called when a run was just queued.
@@ -124,16 +136,48 @@ impl Runner {
         }
     }
 
-    /// Starts `concurrency` worker loops that run until `shutdown` is cancelled; each
-    /// finishes the run in hand before it exits.
+    /// Deletes the bytes of every succeeded run past its retention and marks it
+    /// `expired`; the run record and its manifest digest stay. Returns how many expired.
+    pub async fn expire_due(&self) -> anyhow::Result<usize> {
+        let inner = &self.inner;
+        let mut expired = 0;
+        loop {
+            let due = inner.store.runs_due_for_expiry(inner.clock.now(), 100).await?;
+            if due.is_empty() {
+                return Ok(expired);
+            }
+            for run_id in due {
+                let deleted = inner.artifacts.delete_run(&run_id).await?;
+                inner.store.mark_expired(&run_id.tenant, &run_id).await?;
+                tracing::info!(tenant.id = %run_id.tenant, run.id = %run_id, "run {run_id} expired; deleted {deleted} artifacts");
+                expired += 1;
+            }
+        }
+    }
+
+    /// Starts `concurrency` worker loops and the retention janitor; they run until
+    /// `shutdown` is cancelled, each worker finishing the run in hand before it exits.
     pub fn spawn(&self, shutdown: CancellationToken) -> Vec<JoinHandle<()>> {
-        (0..self.inner.config.concurrency.max(1))
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.concurrency.max(1))
             .map(|_| {
                 let runner = self.clone();
                 let shutdown = shutdown.clone();
                 tokio::spawn(async move { runner.work_loop(shutdown).await })
             })
-            .collect()
+            .collect();
+        let janitor = self.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                if let Err(err) = janitor.expire_due().await {
+                    tracing::error!(error = format!("{err:#}"), "the retention janitor failed");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(janitor.inner.config.janitor_interval) => {}
+                }
+            }
+        }));
+        tasks
     }
 
     async fn work_loop(&self, shutdown: CancellationToken) {

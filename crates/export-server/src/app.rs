@@ -72,6 +72,7 @@ impl App {
                 job_timeout: Duration::from_secs(config.limits.job_timeout_seconds),
                 keyring: keyring.clone(),
                 max_bundle_bytes: config.limits.max_bundle_bytes,
+                janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),
             },
         );
         let wake = runner.clone();

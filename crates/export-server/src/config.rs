@@ -11,7 +11,7 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -117,6 +117,8 @@ pub struct WorkersConfig {
     pub heartbeat_seconds: u64,
     pub max_active_per_tenant: u32,
     pub max_attempts: u32,
+    /// How often expired runs' bytes are deleted.
+    pub janitor_interval_seconds: u64,
 }
 
 impl Default for WorkersConfig {
@@ -128,6 +130,7 @@ impl Default for WorkersConfig {
             heartbeat_seconds: 10,
             max_active_per_tenant: 4,
             max_attempts: 3,
+            janitor_interval_seconds: 60,
         }
     }
 }
@@ -154,23 +157,6 @@ impl Default for LoggingConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct TenantConfig {
     pub profiles: BTreeMap<String, ProfileDefinition>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            database: DatabaseConfig::default(),
-            artifacts: ArtifactsConfig::default(),
-            url_signing: UrlSigningConfig::default(),
-            signing: SigningConfig::default(),
-            workers: WorkersConfig::default(),
-            limits: Limits::default(),
-            logging: LoggingConfig::default(),
-            sealed: false,
-            tenants: BTreeMap::new(),
-        }
-    }
 }
 
 const ENV_PREFIX: &str = "EXPORT_CENTER_";
@@ -265,6 +251,10 @@ impl Config {
             ),
             ("workers.max_attempts", u64::from(self.workers.max_attempts)),
             ("workers.poll_interval_ms", self.workers.poll_interval_ms),
+            (
+                "workers.janitor_interval_seconds",
+                self.workers.janitor_interval_seconds,
+            ),
         ] {
             if value == 0 {
                 bail!("{key}: must be positive");
@@ -305,7 +295,10 @@ impl Config {
     }
 
     pub fn keyring_dir(&self) -> PathBuf {
-        self.signing.keyring_dir.clone().unwrap_or_else(|| self.server.data_dir.join("keyrings"))
+        self.signing
+            .keyring_dir
+            .clone()
+            .unwrap_or_else(|| self.server.data_dir.join("keyrings"))
     }
 
     pub fn database_url(&self) -> String {

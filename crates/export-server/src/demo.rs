@@ -67,7 +67,7 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
             "   {name:<14} {:>3} documents",
             report.inserted + report.replaced + report.unchanged
         );
-        for rejection in &report.rejected {
+        if let Some(rejection) = report.rejected.first() {
             bail!("sample evidence rejected: {rejection}");
         }
     }

@@ -35,8 +35,7 @@ pub fn generate_keys(alg: KeyAlgorithm, out_dir: &Path, name: &str) -> anyhow::R
             bail!("refusing to overwrite existing key {}", path.display());
         }
     }
-    fs::create_dir_all(out_dir)
-        .with_context(|| format!("creating key directory {}", out_dir.display()))?;
+    fs::create_dir_all(out_dir).with_context(|| format!("creating key directory {}", out_dir.display()))?;
 
     let (private_pem, public_pem) = generate(alg).context("generating a key pair")?;
     let keyid = VerifyingKey::from_public_key_pem(&public_pem)
@@ -80,7 +79,10 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 /// Writes `bytes` to a temporary file in `dir` with `mode`, syncs it, then links it to `path`
 /// unless `path` already exists.
 fn write_new(dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<()> {
-    let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{file_name}."))
         .suffix(".tmp")
@@ -129,7 +131,10 @@ mod tests {
     fn writes_a_pair_that_loads_with_a_private_mode() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("keys/nested");
-        for (alg, name) in [(KeyAlgorithm::Ed25519, "signing"), (KeyAlgorithm::P256, "p256-key")] {
+        for (alg, name) in [
+            (KeyAlgorithm::Ed25519, "signing"),
+            (KeyAlgorithm::P256, "p256-key"),
+        ] {
             let key = generate_keys(alg, &out, name).unwrap();
             assert_eq!(key.private_path, out.join(format!("{name}.pem")));
             assert_eq!(key.public_path, out.join(format!("{name}.pub.pem")));
@@ -154,7 +159,15 @@ mod tests {
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["p256-key.pem", "p256-key.pub.pem", "signing.pem", "signing.pub.pem"]);
+        assert_eq!(
+            names,
+            [
+                "p256-key.pem",
+                "p256-key.pub.pem",
+                "signing.pem",
+                "signing.pub.pem"
+            ]
+        );
     }
 
     #[test]
@@ -165,7 +178,10 @@ mod tests {
         let err = generate_keys(KeyAlgorithm::Ed25519, dir.path(), "k").unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("refusing to overwrite existing key {}", first.private_path.display())
+            format!(
+                "refusing to overwrite existing key {}",
+                first.private_path.display()
+            )
         );
         assert_eq!(fs::read(&first.private_path).unwrap(), before);
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use export_core::{SourceName, SystemClock, TenantId};
-use export_server::{ingest, telemetry, App, Config, Role};
+use export_server::{ingest, keys, telemetry, verify, App, Config, Role};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -43,6 +43,32 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Manages signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Checks a downloaded run (a directory or a bundle file) fully offline: checksums,
+    /// the manifest signature, the rerun hash and the provenance.
+    ///
+    /// Exit codes: 0 verified, 2 checksum mismatch or missing file, 3 signature invalid or
+    /// key not trusted, 1 usage or other error.
+    Verify {
+        /// The run's directory, or a bundle file (.tar.zst, .tar.gz, .zip, or .age).
+        target: PathBuf,
+        /// The public key (PEM) the manifest must be signed by.
+        #[arg(long)]
+        key: PathBuf,
+        /// The provenance envelope, when it is not beside the target.
+        #[arg(long)]
+        provenance: Option<PathBuf>,
+        /// An age identity file to decrypt an encrypted bundle.
+        #[arg(long)]
+        identity: Option<PathBuf>,
+        /// Print the verdict as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Shows the whole flow on the embedded defaults: starts a server on a temporary
     /// data directory, ingests the sample evidence, runs an export over HTTP, downloads
     /// every output through its signed URL and checks it against the manifest.
@@ -56,8 +82,37 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Writes a PKCS#8 private key `<name>.pem` (mode 0600) and its public key
+    /// `<name>.pub.pem`, and prints the key id.
+    Generate {
+        /// `ed25519` or `p256`.
+        #[arg(long, default_value = "ed25519")]
+        alg: String,
+        /// The directory, e.g. the tenant's keyring `<keyring_dir>/<tenant>`.
+        #[arg(long)]
+        out: PathBuf,
+        /// The key's name: `kms://<tenant>/<name>` in a keyring.
+        #[arg(long, default_value = "signer")]
+        name: String,
+    },
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, never 2: `verify` reserves 2 for a checksum mismatch.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return match err.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(1),
+            };
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -121,6 +176,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(2)
             })
+        }
+        Command::Keys {
+            command: KeysCommand::Generate { alg, out, name },
+        } => {
+            let alg: export_signing::KeyAlgorithm =
+                alg.parse().map_err(|err| anyhow::anyhow!("--alg: {err}"))?;
+            let key = keys::generate_keys(alg, &out, &name)?;
+            println!("private key: {}", key.private_path.display());
+            println!("public key:  {}", key.public_path.display());
+            println!("keyid:       {}", key.keyid);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify {
+            target,
+            key,
+            provenance,
+            identity,
+            json,
+        } => {
+            let verdict = verify::verify(&verify::VerifyOptions {
+                target,
+                key,
+                provenance,
+                identity,
+            });
+            if json {
+                println!("{}", serde_json::to_string_pretty(&verdict)?);
+            } else {
+                print!("{}", verify::render_text(&verdict));
+            }
+            Ok(ExitCode::from(verdict.exit_code))
         }
         Command::Demo { data_dir, fixtures } => export_server::demo::run(data_dir, fixtures).await,
     }

@@ -6,24 +6,22 @@
 //! one: `1` when an operational error prevented checking, else `3` when a signature failed or
 //! the key is not trusted, else `2` for a checksum mismatch or a missing file, else `0`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use export_core::{rerun_hash, Manifest, Sha256Digest, CHECKSUMS_PATH, MANIFEST_PATH, MANIFEST_SCHEMA};
+use export_core::{
+    rerun_hash, Manifest, Sha256Digest, CHECKSUMS_PATH, MANIFEST_DSSE_PATH, MANIFEST_PATH, MANIFEST_SCHEMA,
+    PROVENANCE_PATH,
+};
 use export_signing::{
     statement_subjects, verify_envelope, DsseEnvelope, SigningError, VerifyingKey, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
 };
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
-
-/// The manifest's DSSE envelope, beside `manifest.json`.
-pub const MANIFEST_DSSE_PATH: &str = "manifest.dsse.json";
-/// The provenance envelope, beside the manifest or the bundle file.
-pub const PROVENANCE_PATH: &str = "provenance.dsse.json";
 
 /// Everything checked out.
 pub const EXIT_VERIFIED: u8 = 0;
@@ -110,7 +108,11 @@ pub fn verify(options: &VerifyOptions) -> Verdict {
         Ok(verdict) => verdict,
         Err(_) => {
             let mut report = Report::default();
-            report.fail("verify", EXIT_ERROR, "internal error while verifying (this is a bug)");
+            report.fail(
+                "verify",
+                EXIT_ERROR,
+                "internal error while verifying (this is a bug)",
+            );
             report.finish()
         }
     }
@@ -118,7 +120,12 @@ pub fn verify(options: &VerifyOptions) -> Verdict {
 
 /// The human-readable verdict: one line per check, then the result.
 pub fn render_text(verdict: &Verdict) -> String {
-    let width = verdict.checks.iter().map(|check| check.name.len()).max().unwrap_or(0);
+    let width = verdict
+        .checks
+        .iter()
+        .map(|check| check.name.len())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for check in &verdict.checks {
         out.push_str(&format!(
@@ -407,8 +414,11 @@ impl Verifier {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(err) => {
-                self.report
-                    .fail("key", EXIT_ERROR, format!("cannot read key file {}: {err}", path.display()));
+                self.report.fail(
+                    "key",
+                    EXIT_ERROR,
+                    format!("cannot read key file {}: {err}", path.display()),
+                );
                 return None;
             }
         };
@@ -416,7 +426,12 @@ impl Verifier {
             Ok(key) => {
                 self.report.ok(
                     "key",
-                    format!("{} public key {} ({})", key.algorithm(), key.keyid(), path.display()),
+                    format!(
+                        "{} public key {} ({})",
+                        key.algorithm(),
+                        key.keyid(),
+                        path.display()
+                    ),
                 );
                 Some(key)
             }
@@ -441,8 +456,11 @@ impl Verifier {
         let metadata = match fs::metadata(target) {
             Ok(metadata) => metadata,
             Err(err) => {
-                self.report
-                    .fail("target", EXIT_ERROR, format!("cannot read {}: {err}", target.display()));
+                self.report.fail(
+                    "target",
+                    EXIT_ERROR,
+                    format!("cannot read {}: {err}", target.display()),
+                );
                 return None;
             }
         };
@@ -469,8 +487,11 @@ impl Verifier {
         let encrypted = match encrypted_bundles(dir) {
             Ok(found) => found.into_iter().next(),
             Err(err) => {
-                self.report
-                    .fail("target", EXIT_ERROR, format!("cannot list {}: {err}", dir.display()));
+                self.report.fail(
+                    "target",
+                    EXIT_ERROR,
+                    format!("cannot list {}: {err}", dir.display()),
+                );
                 None
             }
         };
@@ -498,7 +519,7 @@ impl Verifier {
             layout.data_unavailable = Some("the bundle is encrypted".to_owned());
             return layout;
         };
-        match open_bundle(&age_path, &age_name, Some(identity)) {
+        match open_bundle(&age_path, &age_name, Some(identity), true) {
             Ok(opened) => {
                 let mut findings = Findings::default();
                 for name in [MANIFEST_PATH, MANIFEST_DSSE_PATH, CHECKSUMS_PATH] {
@@ -517,11 +538,14 @@ impl Verifier {
                 }
                 let summary = format!(
                     "decrypted {age_name}: {}; the bundled manifest, envelope and checksums match those in the clear",
-                    plural(opened.entries, "entry", "entries")
+                    plural(opened.entries.len(), "entry", "entries")
                 );
                 self.report.findings("bundle", findings, summary);
+                self.remember(&opened);
                 layout.data_dir = Some(opened.files.clone());
-                layout.plain_bundle = opened.plain_digest.map(|digest| (opened.plain_name.clone(), digest));
+                layout.plain_bundle = opened
+                    .plain_digest
+                    .map(|digest| (opened.plain_name.clone(), digest));
                 layout._scratch = Some(opened.scratch);
             }
             Err(err) => {
@@ -563,16 +587,26 @@ impl Verifier {
             layout.data_unavailable = Some("the bundle is encrypted".to_owned());
             return layout;
         }
-        match open_bundle(file, &name, options.identity.as_deref()) {
+        match open_bundle(file, &name, options.identity.as_deref(), true) {
             Ok(opened) => {
-                let verb = if encrypted { "decrypted and extracted" } else { "extracted" };
+                let verb = if encrypted {
+                    "decrypted and extracted"
+                } else {
+                    "extracted"
+                };
                 self.report.ok(
                     "bundle",
-                    format!("{verb} {name}: {}", plural(opened.entries, "entry", "entries")),
+                    format!(
+                        "{verb} {name}: {}",
+                        plural(opened.entries.len(), "entry", "entries")
+                    ),
                 );
+                self.remember(&opened);
                 layout.run_dir = Some(opened.files.clone());
                 layout.data_dir = Some(opened.files.clone());
-                layout.plain_bundle = opened.plain_digest.map(|digest| (opened.plain_name.clone(), digest));
+                layout.plain_bundle = opened
+                    .plain_digest
+                    .map(|digest| (opened.plain_name.clone(), digest));
                 layout.data_unavailable = None;
                 layout._scratch = Some(opened.scratch);
             }
@@ -581,9 +615,9 @@ impl Verifier {
         layout
     }
 
-    /// A plaintext bundle beside the files: it must hold exactly what the directory holds.
+    /// A plaintext bundle beside the files: it must hold what the directory holds.
     fn check_bundle_in_directory(&mut self, dir: &Path, name: &str) {
-        let opened = match open_bundle(&dir.join(name), name, None) {
+        let opened = match open_bundle(&dir.join(name), name, None, false) {
             Ok(opened) => opened,
             Err(err) => {
                 self.report.fail("bundle", EXIT_ERROR, err);
@@ -591,42 +625,47 @@ impl Verifier {
             }
         };
         let mut findings = Findings::default();
-        for entry in &opened.paths {
-            let Ok(relative) = safe_relative(entry) else { continue };
-            let inside = self.digest(&opened.files.join(&relative));
-            let beside = self.digest(&dir.join(&relative));
-            match (inside, beside) {
-                (Ok(inside), Ok(beside)) if inside != beside => findings.problem(
+        for (entry, inside) in &opened.entries {
+            let Ok(relative) = safe_relative(entry) else {
+                continue;
+            };
+            match self.digest(&dir.join(&relative)) {
+                Ok(beside) if beside != *inside => findings.problem(
                     EXIT_CHECKSUM,
                     format!("{entry} in {name} differs from the one in the directory"),
                 ),
-                (Ok(_), Err(FileProblem::Missing)) => {
+                Ok(_) => {}
+                Err(FileProblem::Missing) => {
                     findings.warning(format!("{entry} is in {name} but not in the directory"))
                 }
-                (Err(problem), _) | (_, Err(problem)) if problem != FileProblem::Missing => {
-                    findings.file_problem(entry, &problem)
-                }
-                _ => {}
+                Err(problem) => findings.file_problem(entry, &problem),
             }
         }
         for required in [MANIFEST_PATH, CHECKSUMS_PATH] {
-            if !opened.paths.contains(required) {
+            if !opened.entries.contains_key(required) {
                 findings.problem(EXIT_CHECKSUM, format!("{name} has no {required}"));
             }
         }
-        if dir.join(MANIFEST_DSSE_PATH).is_file() && !opened.paths.contains(MANIFEST_DSSE_PATH) {
+        if dir.join(MANIFEST_DSSE_PATH).is_file() && !opened.entries.contains_key(MANIFEST_DSSE_PATH) {
             findings.problem(EXIT_CHECKSUM, format!("{name} has no {MANIFEST_DSSE_PATH}"));
         }
-        if opened.paths.contains(PROVENANCE_PATH) {
+        if opened.entries.contains_key(PROVENANCE_PATH) {
             findings.warning(format!("{name} holds {PROVENANCE_PATH}, which belongs beside it"));
         }
         let summary = format!(
             "{name}: {} match the directory",
-            plural(opened.entries, "entry", "entries")
+            plural(opened.entries.len(), "entry", "entries")
         );
         self.report.findings("bundle", findings, summary);
-        // The extracted copy is only needed for this comparison.
-        drop(opened);
+    }
+
+    /// Records the digests taken while extracting, so the extracted files are not read again.
+    fn remember(&mut self, opened: &OpenedBundle) {
+        for (path, digest) in &opened.entries {
+            if let Ok(relative) = safe_relative(path) {
+                self.digests.insert(opened.files.join(relative), Ok(*digest));
+            }
+        }
     }
 
     /// Checks every manifest item's file and the `rerunHash`.
@@ -665,10 +704,7 @@ impl Verifier {
                         } else if size != item.bytes {
                             findings.problem(
                                 EXIT_CHECKSUM,
-                                format!(
-                                    "{} is {size} bytes, the manifest says {}",
-                                    item.path, item.bytes
-                                ),
+                                format!("{} is {size} bytes, the manifest says {}", item.path, item.bytes),
                             );
                         } else {
                             checked += 1;
@@ -684,7 +720,10 @@ impl Verifier {
             plural(manifest.items.len(), "item", "items")
         );
         if unchecked > 0 {
-            let reason = layout.data_unavailable.as_deref().unwrap_or("they are not available");
+            let reason = layout
+                .data_unavailable
+                .as_deref()
+                .unwrap_or("they are not available");
             summary = format!(
                 "{} not checked: {reason}",
                 plural(unchecked, "data file", "data files")
@@ -697,7 +736,8 @@ impl Verifier {
 
         let recomputed = rerun_hash(manifest.items.iter().map(|item| item.sha256));
         if recomputed == manifest.rerun_hash {
-            self.report.ok("rerun-hash", format!("{recomputed} matches the items"));
+            self.report
+                .ok("rerun-hash", format!("{recomputed} matches the items"));
         } else {
             self.report.fail(
                 "rerun-hash",
@@ -723,8 +763,11 @@ impl Verifier {
                 return;
             }
             Err(err) => {
-                self.report
-                    .fail("checksums", EXIT_ERROR, format!("cannot read {CHECKSUMS_PATH}: {err}"));
+                self.report.fail(
+                    "checksums",
+                    EXIT_ERROR,
+                    format!("cannot read {CHECKSUMS_PATH}: {err}"),
+                );
                 return;
             }
         };
@@ -739,10 +782,7 @@ impl Verifier {
             let Some((expected, path)) = parse_checksum_line(line) else {
                 findings.problem(
                     EXIT_CHECKSUM,
-                    format!(
-                        "{CHECKSUMS_PATH} line {} is not `<sha256>  <path>`",
-                        number + 1
-                    ),
+                    format!("{CHECKSUMS_PATH} line {} is not `<sha256>  <path>`", number + 1),
                 );
                 continue;
             };
@@ -761,7 +801,11 @@ impl Verifier {
                     Ok((digest, _)) if digest == expected => matched += 1,
                     Ok((digest, _)) => findings.problem(
                         EXIT_CHECKSUM,
-                        format!("{path} does not match: sha256 is {}, listed {}", digest.hex(), expected.hex()),
+                        format!(
+                            "{path} does not match: sha256 is {}, listed {}",
+                            digest.hex(),
+                            expected.hex()
+                        ),
                     ),
                 },
             }
@@ -780,7 +824,10 @@ impl Verifier {
         }
         let mut summary = format!("{} match", plural(matched, "file", "files"));
         if unchecked > 0 {
-            let reason = layout.data_unavailable.as_deref().unwrap_or("they are not available");
+            let reason = layout
+                .data_unavailable
+                .as_deref()
+                .unwrap_or("they are not available");
             summary.push_str(&format!(
                 "; {} not checked: {reason}",
                 plural(unchecked, "data file", "data files")
@@ -816,8 +863,11 @@ impl Verifier {
         let envelope = match DsseEnvelope::from_json(&bytes) {
             Ok(envelope) => envelope,
             Err(err) => {
-                self.report
-                    .fail("signature", EXIT_SIGNATURE, format!("{MANIFEST_DSSE_PATH}: {err}"));
+                self.report.fail(
+                    "signature",
+                    EXIT_SIGNATURE,
+                    format!("{MANIFEST_DSSE_PATH}: {err}"),
+                );
                 return;
             }
         };
@@ -850,7 +900,11 @@ impl Verifier {
         self.report.findings(
             "signature",
             findings,
-            format!("{MANIFEST_PATH} is signed by {} key {}", key.algorithm(), key.keyid()),
+            format!(
+                "{MANIFEST_PATH} is signed by {} key {}",
+                key.algorithm(),
+                key.keyid()
+            ),
         );
     }
 
@@ -867,19 +921,26 @@ impl Verifier {
                 .skip("provenance", format!("not checked: {place} (pass --provenance)"));
             return;
         };
-        let shown = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        let shown = path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let bytes = match fs::read(path) {
             Ok(bytes) => bytes,
             Err(err) => {
-                self.report
-                    .fail("provenance", EXIT_ERROR, format!("cannot read {}: {err}", path.display()));
+                self.report.fail(
+                    "provenance",
+                    EXIT_ERROR,
+                    format!("cannot read {}: {err}", path.display()),
+                );
                 return;
             }
         };
         let envelope = match DsseEnvelope::from_json(&bytes) {
             Ok(envelope) => envelope,
             Err(err) => {
-                self.report.fail("provenance", EXIT_SIGNATURE, format!("{shown}: {err}"));
+                self.report
+                    .fail("provenance", EXIT_SIGNATURE, format!("{shown}: {err}"));
                 return;
             }
         };
@@ -906,8 +967,10 @@ impl Verifier {
                 );
             }
             None if findings.problems.is_empty() => {
-                self.report
-                    .skip("provenance", "signature not checked: no usable key (see the key check)");
+                self.report.skip(
+                    "provenance",
+                    "signature not checked: no usable key (see the key check)",
+                );
             }
             None => self.report.findings("provenance", findings, String::new()),
         }
@@ -971,12 +1034,19 @@ impl Verifier {
                 findings.warning(format!("the bundle {bundle_name} is not a subject"));
             }
         }
-        let mut summary = format!("{} of {} match", matched, plural(subjects.len(), "subject", "subjects"));
+        let mut summary = format!(
+            "{} of {} match",
+            matched,
+            plural(subjects.len(), "subject", "subjects")
+        );
         if bundle_is_subject {
             summary.push_str(", the bundle's included");
         }
         if unchecked > 0 {
-            let reason = layout.data_unavailable.as_deref().unwrap_or("they are not available");
+            let reason = layout
+                .data_unavailable
+                .as_deref()
+                .unwrap_or("they are not available");
             summary.push_str(&format!("; {unchecked} not checked: {reason}"));
         }
         self.report.findings("provenance-subjects", findings, summary);
@@ -1126,19 +1196,27 @@ fn encrypted_bundles(dir: &Path) -> io::Result<Vec<String>> {
 
 /// A bundle, decrypted if needed and extracted into a scratch directory.
 struct OpenedBundle {
-    /// Where the extracted files are, inside `scratch`.
+    /// Where the extracted files are, inside `scratch` (empty when not extracting).
     files: PathBuf,
     scratch: tempfile::TempDir,
-    entries: usize,
-    paths: BTreeSet<String>,
+    /// Every entry's path, digest and size.
+    entries: Entries,
     /// The name without `.age` and, for an encrypted bundle, the digest of the plaintext.
     plain_name: String,
     plain_digest: Option<Sha256Digest>,
 }
 
-/// Decrypts (when `name` ends with `.age`) and extracts the bundle `file`; the error is one
-/// line that names the file.
-fn open_bundle(file: &Path, name: &str, identity: Option<&Path>) -> Result<OpenedBundle, String> {
+/// A bundle's entries: path → (digest, size).
+type Entries = BTreeMap<String, (Sha256Digest, u64)>;
+
+/// Decrypts (when `name` ends with `.age`) the bundle `file` and reads every entry, extracting
+/// them when `extract` is set; the error is one line that names the file.
+fn open_bundle(
+    file: &Path,
+    name: &str,
+    identity: Option<&Path>,
+    extract: bool,
+) -> Result<OpenedBundle, String> {
     let plain_name = name.strip_suffix(".age").unwrap_or(name).to_owned();
     let kind = BundleKind::of(&plain_name).ok_or_else(|| format!("{name} is not a known bundle type"))?;
     let scratch = tempfile::Builder::new()
@@ -1149,7 +1227,8 @@ fn open_bundle(file: &Path, name: &str, identity: Option<&Path>) -> Result<Opene
     fs::create_dir(&extracted).map_err(|err| format!("cannot create a scratch directory: {err}"))?;
 
     let (archive_path, plain_digest) = if name.ends_with(".age") {
-        let identity = identity.ok_or_else(|| format!("the bundle is encrypted: pass --identity to decrypt {name}"))?;
+        let identity =
+            identity.ok_or_else(|| format!("the bundle is encrypted: pass --identity to decrypt {name}"))?;
         let plain = scratch.path().join(&plain_name);
         let digest = decrypt(file, name, identity, &plain)?;
         (plain, Some(digest))
@@ -1157,20 +1236,21 @@ fn open_bundle(file: &Path, name: &str, identity: Option<&Path>) -> Result<Opene
         (file.to_owned(), None)
     };
 
-    let paths = match kind {
+    let into = extract.then_some(extracted.as_path());
+    let entries = match kind {
         BundleKind::TarZst => {
             let archive = File::open(&archive_path).map_err(|err| format!("cannot read {name}: {err}"))?;
             let decoder = zstd::stream::read::Decoder::new(archive)
                 .map_err(|err| format!("{name} is not a valid zstd stream: {err}"))?;
-            extract_tar(decoder, &extracted)
+            extract_tar(decoder, into)
         }
         BundleKind::TarGz => {
             let archive = File::open(&archive_path).map_err(|err| format!("cannot read {name}: {err}"))?;
-            extract_tar(flate2::read::GzDecoder::new(BufReader::new(archive)), &extracted)
+            extract_tar(flate2::read::GzDecoder::new(BufReader::new(archive)), into)
         }
         BundleKind::Zip => {
             let archive = File::open(&archive_path).map_err(|err| format!("cannot read {name}: {err}"))?;
-            extract_zip(archive, &extracted)
+            extract_zip(archive, into)
         }
     }
     .map_err(|err| format!("{name} is corrupt or truncated: {err}"))?;
@@ -1182,8 +1262,7 @@ fn open_bundle(file: &Path, name: &str, identity: Option<&Path>) -> Result<Opene
     Ok(OpenedBundle {
         files: extracted,
         scratch,
-        entries: paths.len(),
-        paths,
+        entries,
         plain_name,
         plain_digest,
     })
@@ -1197,13 +1276,20 @@ fn decrypt(file: &Path, name: &str, identity: &Path, out: &Path) -> Result<Sha25
         .into_identities()
         .map_err(|err| format!("cannot use age identity file {}: {err}", identity.display()))?;
     if identities.is_empty() {
-        return Err(format!("age identity file {} holds no identity", identity.display()));
+        return Err(format!(
+            "age identity file {} holds no identity",
+            identity.display()
+        ));
     }
     let input = File::open(file).map_err(|err| format!("cannot read {}: {err}", file.display()))?;
     let decryptor = age::Decryptor::new_buffered(BufReader::new(input))
         .map_err(|err| format!("{name} is not a readable age file: {err}"))?;
     let mut reader = decryptor
-        .decrypt(identities.iter().map(|identity| identity.as_ref() as &dyn age::Identity))
+        .decrypt(
+            identities
+                .iter()
+                .map(|identity| identity.as_ref() as &dyn age::Identity),
+        )
         .map_err(|err| match err {
             age::DecryptError::NoMatchingKeys => {
                 format!("no identity in {} can decrypt {name}", identity.display())
@@ -1225,9 +1311,9 @@ fn decrypt(file: &Path, name: &str, identity: &Path, out: &Path) -> Result<Sha25
 /// Extracts the regular files of a tar stream into `into`, refusing unsafe or duplicate paths
 /// and anything but regular files and directories, then reads the stream to its end so a
 /// truncated or corrupt compression stream is noticed.
-fn extract_tar<R: Read>(reader: R, into: &Path) -> Result<BTreeSet<String>, String> {
+fn extract_tar<R: Read>(reader: R, into: Option<&Path>) -> Result<Entries, String> {
     let mut archive = tar::Archive::new(reader);
-    let mut paths = BTreeSet::new();
+    let mut entries = Entries::new();
     for entry in archive.entries().map_err(|err| err.to_string())? {
         let mut entry = entry.map_err(|err| err.to_string())?;
         let path = String::from_utf8(entry.path_bytes().into_owned())
@@ -1237,20 +1323,23 @@ fn extract_tar<R: Read>(reader: R, into: &Path) -> Result<BTreeSet<String>, Stri
             tar::EntryType::Directory => continue,
             other => return Err(format!("entry `{path}` is not a regular file ({other:?})")),
         }
-        let size = entry.header().size().map_err(|err| format!("entry `{path}`: {err}"))?;
-        let copied = write_entry(&path, &mut entry, into, &mut paths)?;
+        let size = entry
+            .header()
+            .size()
+            .map_err(|err| format!("entry `{path}`: {err}"))?;
+        let copied = write_entry(&path, &mut entry, into, &mut entries)?;
         if copied != size {
             return Err(format!("entry `{path}` has {copied} of its {size} bytes"));
         }
     }
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|err| err.to_string())?;
-    Ok(paths)
+    Ok(entries)
 }
 
-fn extract_zip(file: File, into: &Path) -> Result<BTreeSet<String>, String> {
+fn extract_zip(file: File, into: Option<&Path>) -> Result<Entries, String> {
     let mut archive = zip::ZipArchive::new(BufReader::new(file)).map_err(|err| err.to_string())?;
-    let mut paths = BTreeSet::new();
+    let mut entries = Entries::new();
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|err| err.to_string())?;
         let path = entry.name().to_owned();
@@ -1261,30 +1350,50 @@ fn extract_zip(file: File, into: &Path) -> Result<BTreeSet<String>, String> {
             return Err(format!("entry `{path}` is a symbolic link"));
         }
         let size = entry.size();
-        let copied = write_entry(&path, &mut entry, into, &mut paths)?;
+        let copied = write_entry(&path, &mut entry, into, &mut entries)?;
         if copied != size {
             return Err(format!("entry `{path}` has {copied} of its {size} bytes"));
         }
     }
-    Ok(paths)
+    Ok(entries)
 }
 
+/// Hashes one entry's bytes and, with `into`, writes them to their path under it.
 fn write_entry(
     path: &str,
     data: &mut impl Read,
-    into: &Path,
-    paths: &mut BTreeSet<String>,
+    into: Option<&Path>,
+    entries: &mut Entries,
 ) -> Result<u64, String> {
     let relative = safe_relative(path).map_err(|reason| format!("refusing entry `{path}`: {reason}"))?;
-    if !paths.insert(path.to_owned()) {
+    if entries.contains_key(path) {
         return Err(format!("entry `{path}` appears twice"));
     }
-    let dest = into.join(relative);
-    if let Some(parent) = dest.parent() {
-        fs::create_dir_all(parent).map_err(|err| format!("cannot extract `{path}`: {err}"))?;
-    }
-    let mut out = File::create_new(&dest).map_err(|err| format!("cannot extract `{path}`: {err}"))?;
-    io::copy(data, &mut out).map_err(|err| format!("entry `{path}`: {err}"))
+    let (digest, size) = match into {
+        Some(into) => {
+            let dest = into.join(relative);
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(|err| format!("cannot extract `{path}`: {err}"))?;
+            }
+            let file = File::create_new(&dest).map_err(|err| format!("cannot extract `{path}`: {err}"))?;
+            let mut writer = HashingWriter {
+                hasher: Sha256::new(),
+                inner: io::BufWriter::new(file),
+            };
+            let size = io::copy(data, &mut writer).map_err(|err| format!("entry `{path}`: {err}"))?;
+            writer
+                .flush()
+                .map_err(|err| format!("cannot extract `{path}`: {err}"))?;
+            (writer.digest(), size)
+        }
+        None => {
+            let mut writer = HashingWriter::<io::Sink>::default();
+            let size = io::copy(data, &mut writer).map_err(|err| format!("entry `{path}`: {err}"))?;
+            (writer.digest(), size)
+        }
+    };
+    entries.insert(path.to_owned(), (digest, size));
+    Ok(size)
 }
 
 #[cfg(test)]

@@ -20,7 +20,11 @@ pub enum KeyRefError {
     #[error("key `{reference}` not found at {}", path.display())]
     Missing { reference: String, path: PathBuf },
     #[error("key `{reference}` at {} is not usable: {reason}", path.display())]
-    Unusable { reference: String, path: PathBuf, reason: String },
+    Unusable {
+        reference: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// The per-tenant keyring directories: `<root>/<tenant>/<name>.pem` holds a PKCS#8
@@ -80,12 +84,16 @@ impl Keyring {
         let Some(rest) = reference.strip_prefix("kms://") else {
             return Err(KeyRefError::UnknownScheme(reference.to_owned()));
         };
-        let (owner, name) = rest.split_once('/').ok_or_else(|| KeyRefError::Malformed(reference.to_owned()))?;
+        let (owner, name) = rest
+            .split_once('/')
+            .ok_or_else(|| KeyRefError::Malformed(reference.to_owned()))?;
         let owner = TenantId::parse(owner).map_err(|_| KeyRefError::Malformed(reference.to_owned()))?;
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && !name.starts_with('.')
-            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if !name_ok {
             return Err(KeyRefError::Malformed(reference.to_owned()));
         }
@@ -98,8 +106,15 @@ impl Keyring {
 
 fn read(reference: &str, path: &Path) -> Result<String, KeyRefError> {
     std::fs::read_to_string(path).map_err(|err| match err.kind() {
-        std::io::ErrorKind::NotFound => KeyRefError::Missing { reference: reference.to_owned(), path: path.to_owned() },
-        _ => KeyRefError::Unusable { reference: reference.to_owned(), path: path.to_owned(), reason: err.to_string() },
+        std::io::ErrorKind::NotFound => KeyRefError::Missing {
+            reference: reference.to_owned(),
+            path: path.to_owned(),
+        },
+        _ => KeyRefError::Unusable {
+            reference: reference.to_owned(),
+            path: path.to_owned(),
+            reason: err.to_string(),
+        },
     })
 }
 
@@ -115,20 +130,48 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("acme")).unwrap();
         let (private, _) = generate(KeyAlgorithm::Ed25519).unwrap();
         std::fs::write(dir.path().join("acme/signer.pem"), &private).unwrap();
-        std::fs::write(dir.path().join("acme/backup.age"), "# backup\nage1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n").unwrap();
+        std::fs::write(
+            dir.path().join("acme/backup.age"),
+            "# backup\nage1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq\n",
+        )
+        .unwrap();
         let keyring = Keyring::new(dir.path());
 
         assert!(keyring.signing_key(&acme, "kms://acme/signer").is_ok());
         let file_ref = format!("file:{}", dir.path().join("acme/signer.pem").display());
         assert!(keyring.signing_key(&acme, &file_ref).is_ok());
-        assert!(keyring.age_recipient(&acme, "kms://acme/backup").unwrap().starts_with("age1"));
+        assert!(keyring
+            .age_recipient(&acme, "kms://acme/backup")
+            .unwrap()
+            .starts_with("age1"));
 
-        assert!(matches!(keyring.signing_key(&acme, "kms://globex/signer"), Err(KeyRefError::OtherTenant(_))));
-        assert!(matches!(keyring.signing_key(&acme, "vault://x"), Err(KeyRefError::UnknownScheme(_))));
-        assert!(matches!(keyring.signing_key(&acme, "kms://acme/missing"), Err(KeyRefError::Missing { .. })));
-        for bad in ["kms://acme/../acme/signer", "kms://acme/", "kms://acme", "kms://acme/a/b", "kms://acme/.hidden"] {
-            assert!(matches!(keyring.signing_key(&acme, bad), Err(KeyRefError::Malformed(_))), "{bad}");
+        assert!(matches!(
+            keyring.signing_key(&acme, "kms://globex/signer"),
+            Err(KeyRefError::OtherTenant(_))
+        ));
+        assert!(matches!(
+            keyring.signing_key(&acme, "vault://x"),
+            Err(KeyRefError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            keyring.signing_key(&acme, "kms://acme/missing"),
+            Err(KeyRefError::Missing { .. })
+        ));
+        for bad in [
+            "kms://acme/../acme/signer",
+            "kms://acme/",
+            "kms://acme",
+            "kms://acme/a/b",
+            "kms://acme/.hidden",
+        ] {
+            assert!(
+                matches!(keyring.signing_key(&acme, bad), Err(KeyRefError::Malformed(_))),
+                "{bad}"
+            );
         }
-        assert!(matches!(keyring.age_recipient(&acme, "kms://acme/signer"), Err(KeyRefError::Missing { .. })));
+        assert!(matches!(
+            keyring.age_recipient(&acme, "kms://acme/signer"),
+            Err(KeyRefError::Missing { .. })
+        ));
     }
 }

@@ -78,6 +78,7 @@ impl SqliteStore {
             .await
             .map_err(db)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::backend)?;
+        tracing::debug!("sqlite database open, schema up to date");
         Ok(Self { pool })
     }
 
@@ -232,6 +233,14 @@ impl Store for SqliteStore {
         profile_id: &ProfileId,
     ) -> Result<Option<f64>, StoreError> {
         runs::profile_throughput(&self.pool, tenant, profile_id).await
+    }
+
+    async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError> {
+        runs::due_for_expiry(&self.pool, now, limit).await
+    }
+
+    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError> {
+        runs::mark_expired(&self.pool, tenant, run_id).await
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {

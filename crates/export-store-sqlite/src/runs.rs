@@ -504,6 +504,49 @@ pub(crate) async fn profile_throughput(
     Ok((seconds > 0.0).then(|| items / seconds))
 }
 
+pub(crate) async fn due_for_expiry(
+    pool: &SqlitePool,
+    now: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<RunId>, StoreError> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT tenant, day, seq FROM runs WHERE status = 'succeeded' AND expires_at <= ? \
+         ORDER BY expires_at, run_key LIMIT ?",
+    )
+    .bind(timestamp(now))
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.into_iter()
+        .map(|(tenant, day, seq)| {
+            let text = format!("export-run::{tenant}::{day}::{seq:04}");
+            RunId::parse(&text).map_err(|err| StoreError::corrupt("run id", err))
+        })
+        .collect()
+}
+
+pub(crate) async fn mark_expired(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    run_id: &RunId,
+) -> Result<(), StoreError> {
+    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
+    let updated = sqlx::query(
+        "UPDATE runs SET status = 'expired' WHERE tenant = ? AND day = ? AND seq = ? AND status = 'succeeded'",
+    )
+    .bind(tenant.as_str())
+    .bind(&day)
+    .bind(seq)
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    if updated.rows_affected() == 0 && get(pool, tenant, run_id).await?.is_none() {
+        return Err(not_found(run_id));
+    }
+    Ok(())
+}
+
 pub(crate) async fn queue_depth(pool: &SqlitePool) -> Result<u64, StoreError> {
     let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
         .fetch_one(pool)

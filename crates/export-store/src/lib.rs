@@ -163,12 +163,22 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Mean items per second of the profile's past succeeded runs, if any.
+    /// Items per second of the profile's recent succeeded runs: their items over their
+    /// total run time (`started_at` to `completed_at`), so long runs weigh more than
+    /// short ones; `None` without such a run.
     async fn profile_throughput(
         &self,
         tenant: &TenantId,
         profile_id: &ProfileId,
     ) -> Result<Option<f64>, StoreError>;
+
+    /// Succeeded runs of all tenants whose retention ended at or before `now`, oldest
+    /// expiry first, at most `limit` (for the retention janitor).
+    async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError>;
+
+    /// Marks a succeeded run `expired` once its bytes are deleted. The run record and
+    /// its output records (the manifest digest among them) are kept.
+    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError>;
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;

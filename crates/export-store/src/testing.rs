@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
             finished_run_keeps_its_first_outcome,
             profile_throughput_comes_from_succeeded_runs,
             queue_depth_counts_queued_runs_of_every_tenant,
+            succeeded_runs_past_retention_are_due_and_expire_keeping_their_records,
         );
 
         #[test]
@@ -1802,4 +1803,60 @@ pub async fn queue_depth_counts_queued_runs_of_every_tenant(store: &dyn Store) {
     assert_eq!(store.queue_depth().await.expect("queue depth"), 2);
     store.request_cancel(&acme, &second, at(4)).await.expect("cancel");
     assert_eq!(store.queue_depth().await.expect("queue depth"), 1);
+}
+
+pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_records(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let mut finished = Vec::new();
+    for (owner, expires) in [(&acme, 200), (&globex, 100), (&acme, 900)] {
+        let run = create(store, owner, normal_run(owner, at(0))).await;
+        claim(store, "worker-1", at(0), NO_LIMIT)
+            .await
+            .expect("a run to claim");
+        let manifest = output("manifest", "manifest", "json", "manifest.json", "{}");
+        store
+            .add_output(owner, &run.id, &manifest)
+            .await
+            .expect("add output");
+        finish(store, owner, &run.id, succeeded(at(expires)), at(50)).await;
+        finished.push(run.id);
+    }
+    let failed = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    finish(store, &acme, &failed.id, RunOutcome::Failed(failure()), at(50)).await;
+
+    assert!(store
+        .runs_due_for_expiry(at(99), 10)
+        .await
+        .expect("due")
+        .is_empty());
+    let due = store.runs_due_for_expiry(at(500), 10).await.expect("due");
+    assert_eq!(
+        due,
+        [finished[1].clone(), finished[0].clone()],
+        "oldest expiry first, every tenant"
+    );
+    assert_eq!(store.runs_due_for_expiry(at(500), 1).await.expect("due").len(), 1);
+
+    store
+        .mark_expired(&acme, &finished[0])
+        .await
+        .expect("mark expired");
+    let expired = get(store, &acme, &finished[0]).await;
+    assert_eq!(expired.status, RunStatus::Expired);
+    assert_eq!(expired.outputs.len(), 1, "the manifest digest is kept");
+    assert_eq!(
+        store.runs_due_for_expiry(at(500), 10).await.expect("due"),
+        [finished[1].clone()]
+    );
+    // Another tenant cannot expire acme's run, and a failed run never expires.
+    assert_not_found(
+        store.mark_expired(&globex, &finished[2]).await,
+        "another tenant's run",
+    );
+    store.mark_expired(&acme, &failed.id).await.expect("no-op");
+    assert_eq!(get(store, &acme, &failed.id).await.status, RunStatus::Failed);
 }
