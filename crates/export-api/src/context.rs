@@ -4,6 +4,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use export_auth::{public_request_url, Authenticator, Principal, RequestFacts};
 use export_core::{ErrorCode, ProjectId, TenantId};
 
 use crate::error::ApiError;
@@ -54,7 +55,12 @@ impl Caller {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // Authentication comes first: an anonymous request learns nothing else.
+        let principal = match &state.auth {
+            Some(auth) => Some(authenticate(parts, state, auth).await?),
+            None => None,
+        };
         let tenant = tenant_from_headers(parts)?;
         let project = match header_text(parts, PROJECT_HEADER)? {
             Some(text) => Some(
@@ -63,14 +69,70 @@ impl FromRequestParts<AppState> for Caller {
             ),
             None => None,
         };
-        // Until DPoP authentication lands every caller is anonymous with both scopes.
+        let Some(principal) = principal else {
+            // Authentication disabled (benchmarks only): the tenant header alone.
+            return Ok(Caller {
+                tenant,
+                project,
+                subject: "anonymous".to_owned(),
+                scopes: vec![Scope::ExportRead, Scope::ExportWrite],
+            });
+        };
+        if principal.tenant != tenant {
+            return Err(ApiError::new(
+                ErrorCode::TenantMismatch,
+                "the `X-StellaOps-Tenant` header names another tenant than the access token",
+            ));
+        }
+        let scopes = [Scope::ExportRead, Scope::ExportWrite]
+            .into_iter()
+            .filter(|scope| principal.has_scope(scope.as_str()))
+            .collect();
         Ok(Caller {
             tenant,
             project,
-            subject: "anonymous".to_owned(),
-            scopes: vec![Scope::ExportRead, Scope::ExportWrite],
+            subject: principal.subject,
+            scopes,
         })
     }
+}
+
+/// Verifies the DPoP-bound access token and its proof for this request; the proof's
+/// `htu` is checked against the public URL, so the service works behind a proxy.
+async fn authenticate(parts: &Parts, state: &AppState, auth: &Authenticator) -> Result<Principal, ApiError> {
+    let joined = |name: &str| {
+        let values: Vec<&str> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let authorization = joined("authorization");
+    let dpop = joined("dpop");
+    let public_url = public_request_url(&state.config.public_base_url, parts.uri.path());
+    let facts = RequestFacts {
+        method: parts.method.as_str(),
+        public_url: &public_url,
+        authorization: authorization.as_deref(),
+        dpop: dpop.as_deref(),
+        now: state.clock.now(),
+    };
+    auth.authenticate(&facts).await.map_err(|err| {
+        if err.is_unauthenticated() {
+            let detail = err.description().unwrap_or("authentication failed").to_owned();
+            let mut error = ApiError::new(ErrorCode::Unauthenticated, detail)
+                .with_header("www-authenticate", auth.www_authenticate(&err));
+            if let Some(nonce) = err.dpop_nonce() {
+                error = error.with_header("dpop-nonce", nonce);
+            }
+            error
+        } else {
+            ApiError::internal(anyhow::anyhow!("authentication backend: {err}"))
+                .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+        }
+    })
 }
 
 fn tenant_from_headers(parts: &Parts) -> Result<TenantId, ApiError> {

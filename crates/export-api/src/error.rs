@@ -17,6 +17,8 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// The cause of a 5xx: logged with the trace id, never sent.
     pub source: Option<anyhow::Error>,
+    /// Headers the answer must carry (`WWW-Authenticate`, `DPoP-Nonce`, rate limits).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
@@ -29,7 +31,13 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             source: None,
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_status(mut self, status: StatusCode) -> Self {
@@ -100,6 +108,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert("retry-after", HeaderValue::from(seconds));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(*name, value);
+            }
         }
         let detail = if self.status.is_server_error() && self.source.is_some() {
             "an internal error occurred; quote the trace id to the operator".to_owned()

@@ -47,6 +47,20 @@ pub(crate) async fn create_run(
     body: JsonBody<CreateRunRequest>,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::ExportWrite)?;
+    let rate = app.rate_limiter.acquire(&caller.tenant);
+    if !rate.allowed {
+        let mut error = ApiError::new(
+            ErrorCode::RateLimit,
+            format!(
+                "tenant `{}` is creating runs faster than its limit",
+                caller.tenant
+            ),
+        )
+        .with_header("ratelimit", app.rate_limiter.header(&rate))
+        .with_header("ratelimit-policy", app.rate_limiter.policy());
+        error.retry_after = Some(rate.reset_seconds);
+        return Err(error);
+    }
     let JsonBody {
         value: request,
         fingerprint,

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use export_artifacts::ArtifactStore;
+use export_auth::Authenticator;
 use export_core::{Clock, Limits, Profile, ProfileId, TenantId};
 use export_distribution::UrlSigner;
 use export_signing::Keyring;
+
+use crate::rate_limit::RateLimiter;
 use export_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -65,6 +68,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<ApiConfig>,
     pub metrics: Option<PrometheusHandle>,
+    /// Verifies DPoP-bound access tokens; `None` only when authentication is disabled.
+    pub auth: Option<Arc<Authenticator>>,
+    pub rate_limiter: Arc<RateLimiter>,
     /// Wakes the workers of this process when a run is queued.
     pub wake_workers: Arc<dyn Fn() + Send + Sync>,
 }

@@ -204,7 +204,11 @@ impl Authenticator {
             }
         }
         let until = proof.issued_at + to_delta(self.config.dpop_window) + to_delta(self.config.clock_skew);
-        if !self.replay.check_and_insert(proof.jti_hash, until).await? {
+        if !self
+            .replay
+            .check_and_insert(proof.jti_hash, until, facts.now)
+            .await?
+        {
             return Err(AuthError::proof("dpop proof replayed"));
         }
         Ok(Principal {

@@ -6,6 +6,7 @@ pub mod client;
 mod config;
 pub mod dev;
 mod error;
+pub mod http;
 mod htu;
 mod jose;
 mod jwk;

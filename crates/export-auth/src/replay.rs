@@ -17,7 +17,13 @@ use crate::error::AuthError;
 pub trait ReplayCache: Send + Sync {
     /// Records `jti_hash` until `until`. True if it was newly inserted, false if the jti was
     /// already seen (and its entry has not expired).
-    async fn check_and_insert(&self, jti_hash: [u8; 32], until: DateTime<Utc>) -> Result<bool, AuthError>;
+    /// `now` is the verifier's clock, the same one the proof's `iat` was checked against.
+    async fn check_and_insert(
+        &self,
+        jti_hash: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AuthError>;
 }
 
 /// An in-process [`ReplayCache`] with expiring entries and a hard cap on their number.
@@ -118,7 +124,12 @@ impl Entries {
 
 #[async_trait]
 impl ReplayCache for MemoryReplayCache {
-    async fn check_and_insert(&self, jti_hash: [u8; 32], until: DateTime<Utc>) -> Result<bool, AuthError> {
-        self.check_and_insert_at(jti_hash, until, Utc::now())
+    async fn check_and_insert(
+        &self,
+        jti_hash: [u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AuthError> {
+        self.check_and_insert_at(jti_hash, until, now)
     }
 }

@@ -15,6 +15,10 @@ pub struct Limits {
     pub max_bundle_bytes: u64,
     /// A run still working after this many seconds fails with `ERR_EXPORT_TIMEOUT`.
     pub job_timeout_seconds: u64,
+    /// Runs one tenant may create per minute (a token bucket refilling at this rate).
+    pub runs_per_minute: u32,
+    /// Runs one tenant may create at once before the rate applies.
+    pub runs_burst: u32,
 }
 
 impl Default for Limits {
@@ -25,6 +29,8 @@ impl Default for Limits {
             max_outputs: 1000,
             max_bundle_bytes: 500 * 1024 * 1024,
             job_timeout_seconds: 60 * 60,
+            runs_per_minute: 60,
+            runs_burst: 10,
         }
     }
 }

@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use export_api::{ApiConfig, AppState, ProfileRegistry};
+use export_api::{ApiConfig, AppState, ProfileRegistry, RateLimiter};
 use export_artifacts::ArtifactStore;
+use export_auth::dev::DevIssuer;
+use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, UrlJwks};
 use export_core::{Clock, SystemClock};
 use export_distribution::{UrlSigner, UrlSigningKey};
 use export_runner::{Runner, RunnerConfig};
@@ -89,6 +91,11 @@ impl App {
                 link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
                 sealed: config.sealed,
             }),
+            auth: authenticator(&config)?,
+            rate_limiter: Arc::new(RateLimiter::new(
+                config.limits.runs_per_minute,
+                config.limits.runs_burst,
+            )),
             metrics: Some(metrics_handle()),
             wake_workers: Arc::new(move || wake.notify()),
         };
@@ -147,6 +154,44 @@ impl App {
             None => format!("http://{address}"),
         }
     }
+}
+
+/// The access-token verifier of the configured `auth.mode`.
+fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
+    let auth = &config.auth;
+    let mut verifier = AuthConfig::new(auth.issuer.clone(), auth.audience.clone());
+    verifier.clock_skew = Duration::from_secs(auth.clock_skew_seconds);
+    verifier.dpop_window = Duration::from_secs(auth.dpop_window_seconds);
+    verifier.require_nonce = auth.require_nonce;
+    let jwks: Arc<dyn JwksSource> = match auth.mode.as_str() {
+        "disabled" => {
+            tracing::warn!("authentication is DISABLED: any caller may act for any tenant; never run this way in production");
+            return Ok(None);
+        }
+        "dev" => {
+            let issuer = DevIssuer::load_or_create(&config.server.data_dir)
+                .context("auth.mode = dev: loading the local issuer key")?
+                .with_issuer(auth.issuer.clone(), auth.audience.clone());
+            tracing::warn!(
+                "auth.mode = dev: tokens come from the local issuer key in {}; use `export-center token` to mint them. Not for production",
+                issuer.path().display()
+            );
+            Arc::new(issuer.jwks())
+        }
+        _ => match (&auth.jwks_file, &auth.jwks_url) {
+            (Some(path), _) => Arc::new(
+                FileJwks::load(path)
+                    .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?,
+            ),
+            (None, Some(url)) => Arc::new(
+                UrlJwks::new(url, Duration::from_secs(300))
+                    .with_context(|| format!("auth.jwks_url: {url}"))?,
+            ),
+            (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
+        },
+    };
+    let replay = Arc::new(MemoryReplayCache::new());
+    Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {

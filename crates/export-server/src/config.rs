@@ -19,6 +19,7 @@ pub struct Config {
     pub artifacts: ArtifactsConfig,
     pub url_signing: UrlSigningConfig,
     pub signing: SigningConfig,
+    pub auth: AuthSettings,
     pub workers: WorkersConfig,
     pub limits: Limits,
     pub logging: LoggingConfig,
@@ -105,6 +106,44 @@ pub struct SigningConfig {
     /// (a PKCS#8 signing key) or `<name>.age` (an age recipient). Defaults to
     /// `<data_dir>/keyrings`.
     pub keyring_dir: Option<PathBuf>,
+}
+
+/// How callers are authenticated (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `dev`: a local issuer whose key lives in the data directory (`export-center token`
+    /// mints tokens); `jwt`: tokens of an external issuer, verified against `jwks_file` or
+    /// `jwks_url`; `disabled`: no authentication at all, the tenant header alone (for
+    /// benchmarks; refused when sealed).
+    pub mode: String,
+    /// The tokens' `iss`.
+    pub issuer: String,
+    /// Must be in the tokens' `aud`.
+    pub audience: String,
+    /// The issuer's JWKS as a file (the air-gapped default).
+    pub jwks_file: Option<PathBuf>,
+    /// The issuer's JWKS fetched over HTTP (cached; refused when sealed).
+    pub jwks_url: Option<String>,
+    pub clock_skew_seconds: u64,
+    pub dpop_window_seconds: u64,
+    /// Require server nonces in DPoP proofs (`DPoP-Nonce`, `use_dpop_nonce`).
+    pub require_nonce: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            mode: "dev".to_owned(),
+            issuer: "urn:export-center:dev-issuer".to_owned(),
+            audience: "export-center".to_owned(),
+            jwks_file: None,
+            jwks_url: None,
+            clock_skew_seconds: 30,
+            dpop_window_seconds: 60,
+            require_nonce: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +301,24 @@ impl Config {
         }
         if self.workers.heartbeat_seconds >= self.workers.lease_seconds {
             bail!("workers.heartbeat_seconds: must be shorter than workers.lease_seconds");
+        }
+        let auth = &self.auth;
+        match auth.mode.as_str() {
+            "dev" if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
+            "disabled" if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
+            "dev" | "disabled" => {}
+            "jwt" => match (&auth.jwks_file, &auth.jwks_url) {
+                (Some(_), None) => {}
+                (None, Some(_)) if self.sealed => {
+                    bail!("auth.jwks_url: a sealed site reads its JWKS from auth.jwks_file")
+                }
+                (None, Some(url)) if !(url.starts_with("https://") || url.starts_with("http://")) => {
+                    bail!("auth.jwks_url: `{url}` is not an http(s) URL")
+                }
+                (None, Some(_)) => {}
+                _ => bail!("auth: set exactly one of `jwks_file` and `jwks_url` with mode `jwt`"),
+            },
+            other => bail!("auth.mode: `{other}` is not `dev`, `jwt` or `disabled`"),
         }
         if !matches!(self.logging.format.as_str(), "text" | "json") {
             bail!(

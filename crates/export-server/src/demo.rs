@@ -10,11 +10,17 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use export_api_types::{ProfileList, RunAccepted, RunStatusResponse};
+use export_auth::client::DpopKey;
+use export_auth::dev::DevIssuer;
+use export_auth::http::DpopClient;
+use export_auth::Alg;
 use export_core::{Manifest, Sha256Digest, SourceName, SystemClock, TenantId};
+use export_signing::KeyAlgorithm;
+use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoggingConfig;
-use crate::{ingest, telemetry, App, Config, Role};
+use crate::{ingest, telemetry, verify, App, Config, Role};
 
 const TENANT: &str = "tenant-default";
 
@@ -38,7 +44,22 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
         );
     }
 
-    let app = App::build(Config::for_data_dir(&data_dir)).await?;
+    // The demo's profile signs its exports with a key generated in the tenant's keyring.
+    let mut config = Config::for_data_dir(&data_dir);
+    let keyring = config.keyring_dir().join(TENANT);
+    let public_key = keyring.join("demo-signer.pub.pem");
+    if !public_key.exists() {
+        crate::keys::generate_keys(KeyAlgorithm::Ed25519, &keyring, "demo-signer")?;
+    }
+    if let Some(profile) = config
+        .tenants
+        .get_mut(TENANT)
+        .and_then(|t| t.profiles.get_mut("default"))
+    {
+        profile.signing.enabled = true;
+        profile.signing.keys = vec![format!("kms://{TENANT}/demo-signer")];
+    }
+    let app = App::build(config).await?;
     let listener = app.bind().await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
@@ -72,27 +93,47 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
         }
     }
 
-    let client = reqwest::Client::new();
-    let profiles: ProfileList = client
-        .get(format!("{base}/export-center/profiles"))
-        .header("X-StellaOps-Tenant", TENANT)
-        .send()
+    // The demo speaks to the server as a real client would: a DPoP-bound token from the
+    // dev issuer, and a fresh proof on every request.
+    let issuer =
+        DevIssuer::load_or_create(&data_dir)?.with_issuer(&app.config.auth.issuer, &app.config.auth.audience);
+    let key = DpopKey::generate(Alg::ES256);
+    let tenant_id = TenantId::parse(TENANT)?;
+    let scopes = ["export:read", "export:write"];
+    let token = issuer.mint(
+        &tenant_id,
+        &scopes,
+        "demo",
+        key.jwk_thumbprint(),
+        Duration::from_secs(3600),
+    );
+    let api = DpopClient::new(reqwest::Client::new(), token, key);
+    let get = |url: String| {
+        let api = &api;
+        async move {
+            api.send(Method::GET, &url, |r| r.header("X-StellaOps-Tenant", TENANT))
+                .await?
+                .error_for_status()
+        }
+    };
+
+    let profiles: ProfileList = get(format!("{base}/export-center/profiles"))
         .await?
-        .error_for_status()?
         .json()
         .await?;
     let profile = profiles.items.first().context("the demo tenant has no profile")?;
     println!(
-        "3. creating a run of {} (targets {})",
+        "3. creating a run of {} (targets {}, signed)",
         profile.id,
         profile.targets.join(", ")
     );
-    let accepted: RunAccepted = client
-        .post(format!("{base}/export-center/runs"))
-        .header("X-StellaOps-Tenant", TENANT)
-        .header("Idempotency-Key", "demo-run")
-        .json(&serde_json::json!({ "profileId": profile.id }))
-        .send()
+    let body = serde_json::json!({ "profileId": profile.id });
+    let accepted: RunAccepted = api
+        .send(Method::POST, &format!("{base}/export-center/runs"), |r| {
+            r.header("X-StellaOps-Tenant", TENANT)
+                .header("Idempotency-Key", "demo-run")
+                .json(&body)
+        })
         .await?
         .error_for_status()?
         .json()
@@ -103,12 +144,8 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
     );
 
     let status = loop {
-        let status: RunStatusResponse = client
-            .get(format!("{base}{}", accepted.links.status))
-            .header("X-StellaOps-Tenant", TENANT)
-            .send()
+        let status: RunStatusResponse = get(format!("{base}{}", accepted.links.status))
             .await?
-            .error_for_status()?
             .json()
             .await?;
         if !matches!(status.status.as_str(), "queued" | "running") {
@@ -141,25 +178,32 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
         status.outputs.len()
     );
     let mut files = BTreeMap::new();
+    let download = reqwest::Client::new();
+    let mut links: Vec<(String, String)> = status
+        .outputs
+        .iter()
+        .map(|o| (o.url.clone(), o.sha256.clone()))
+        .collect();
     for output in &status.outputs {
-        let bytes = client
-            .get(&output.url)
+        if let Some(dsse_url) = &output.dsse_url {
+            links.push((dsse_url.clone(), String::new()));
+        }
+    }
+    for (url, expected) in links {
+        let bytes = download
+            .get(&url)
             .send()
             .await?
             .error_for_status()?
             .bytes()
             .await?;
-        let digest = Sha256Digest::of(&bytes);
-        if digest.to_string() != output.sha256 {
-            bail!(
-                "{} downloaded with digest {digest}, the run says {}",
-                output.id,
-                output.sha256
-            );
+        let digest = Sha256Digest::of(&bytes).to_string();
+        if !expected.is_empty() && digest != expected {
+            bail!("{url} downloaded with digest {digest}, the run says {expected}");
         }
-        let name = file_name(&output.url)?;
+        let name = file_name(&url)?;
         std::fs::write(download_dir.join(&name), &bytes)?;
-        println!("   {name:<24} {:>9} bytes  {}", bytes.len(), &output.sha256[..19]);
+        println!("   {name:<24} {:>9} bytes  {}", bytes.len(), &digest[..19]);
         files.insert(name, bytes);
     }
 
@@ -192,7 +236,24 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
         &manifest.rerun_hash[..19],
         checksums.lines().count()
     );
+    println!("7. offline verification (export-center verify) with the signer's public key:");
+    let verdict = verify::verify(&verify::VerifyOptions {
+        target: download_dir.clone(),
+        key: public_key.clone(),
+        ..Default::default()
+    });
+    for line in verify::render_text(&verdict).lines() {
+        println!("   {line}");
+    }
+    if !verdict.verified() {
+        bail!("the downloaded run did not verify");
+    }
     println!("   files: {}", download_dir.display());
+    println!(
+        "   again by hand: export-center verify {} --key {}",
+        download_dir.display(),
+        public_key.display()
+    );
     println!(
         "   check them yourself: (cd {} && sha256sum -c checksums.txt)",
         download_dir.display()

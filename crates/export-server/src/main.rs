@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use export_auth::client::DpopKey;
+use export_auth::dev::DevIssuer;
+use export_auth::Alg;
 use export_core::{SourceName, SystemClock, TenantId};
 use export_server::{ingest, keys, telemetry, verify, App, Config, Role};
 use tokio_util::sync::CancellationToken;
@@ -42,6 +45,21 @@ enum Command {
         /// Files and directories (read recursively: *.json, *.yaml, *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+    },
+    /// Mints a DPoP-bound access token from the dev issuer (auth.mode = "dev") and prints
+    /// it as JSON with the proof key the client must sign its DPoP proofs with.
+    Token {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        tenant: String,
+        /// Space-separated scopes.
+        #[arg(long, default_value = "export:read export:write")]
+        scopes: String,
+        #[arg(long, default_value = "dev-user")]
+        subject: String,
+        #[arg(long, default_value_t = 3600)]
+        lifetime_seconds: u64,
     },
     /// Manages signing keys.
     Keys {
@@ -176,6 +194,40 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(2)
             })
+        }
+        Command::Token {
+            config,
+            tenant,
+            scopes,
+            subject,
+            lifetime_seconds,
+        } => {
+            let tenant = TenantId::parse(&tenant).context("--tenant")?;
+            let config = Config::load(config.as_deref())?;
+            if config.auth.mode != "dev" {
+                anyhow::bail!(
+                    "auth.mode is `{}`: tokens are minted only by the dev issuer",
+                    config.auth.mode
+                );
+            }
+            let issuer = DevIssuer::load_or_create(&config.server.data_dir)
+                .context("loading the dev issuer key")?
+                .with_issuer(config.auth.issuer.clone(), config.auth.audience.clone());
+            let key = DpopKey::generate(Alg::ES256);
+            let scopes: Vec<&str> = scopes.split_whitespace().collect();
+            let lifetime = std::time::Duration::from_secs(lifetime_seconds);
+            let token = issuer.mint(&tenant, &scopes, &subject, key.jwk_thumbprint(), lifetime);
+            let pem = key
+                .to_pkcs8_pem()
+                .map_err(|err| anyhow::anyhow!("encoding the proof key: {err}"))?;
+            let minted = serde_json::json!({
+                "accessToken": token,
+                "tokenType": "DPoP",
+                "expiresIn": lifetime_seconds,
+                "dpopKey": pem.as_str(),
+            });
+            println!("{}", serde_json::to_string_pretty(&minted)?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Keys {
             command: KeysCommand::Generate { alg, out, name },

@@ -9,15 +9,15 @@ use export_auth::{AuthError, MemoryReplayCache, NonceSource, ReplayCache};
 async fn a_jti_is_accepted_once_until_it_expires() {
     let cache = MemoryReplayCache::new();
     let until = Utc::now() + TimeDelta::seconds(90);
-    assert!(cache.check_and_insert([1; 32], until).await.unwrap());
-    assert!(!cache.check_and_insert([1; 32], until).await.unwrap());
-    assert!(cache.check_and_insert([2; 32], until).await.unwrap());
+    assert!(cache.check_and_insert([1; 32], until, Utc::now()).await.unwrap());
+    assert!(!cache.check_and_insert([1; 32], until, Utc::now()).await.unwrap());
+    assert!(cache.check_and_insert([2; 32], until, Utc::now()).await.unwrap());
     assert_eq!(cache.len(), 2);
 
     let past = Utc::now() - TimeDelta::seconds(1);
-    assert!(cache.check_and_insert([3; 32], past).await.unwrap());
+    assert!(cache.check_and_insert([3; 32], past, Utc::now()).await.unwrap());
     assert!(
-        cache.check_and_insert([3; 32], past).await.unwrap(),
+        cache.check_and_insert([3; 32], past, Utc::now()).await.unwrap(),
         "an expired entry no longer counts"
     );
 }
@@ -27,10 +27,13 @@ async fn expired_entries_are_dropped() {
     let cache = MemoryReplayCache::new();
     let past = Utc::now() - TimeDelta::seconds(1);
     for byte in 0..100u8 {
-        cache.check_and_insert([byte; 32], past).await.unwrap();
+        cache
+            .check_and_insert([byte; 32], past, Utc::now())
+            .await
+            .unwrap();
     }
     cache
-        .check_and_insert([200; 32], Utc::now() + TimeDelta::seconds(60))
+        .check_and_insert([200; 32], Utc::now() + TimeDelta::seconds(60), Utc::now())
         .await
         .unwrap();
     assert_eq!(cache.len(), 1);
@@ -40,12 +43,15 @@ async fn expired_entries_are_dropped() {
 async fn a_full_cache_refuses_rather_than_forgets() {
     let cache = MemoryReplayCache::with_capacity(2);
     let until = Utc::now() + TimeDelta::seconds(60);
-    cache.check_and_insert([1; 32], until).await.unwrap();
-    cache.check_and_insert([2; 32], until).await.unwrap();
-    let error = cache.check_and_insert([3; 32], until).await.unwrap_err();
+    cache.check_and_insert([1; 32], until, Utc::now()).await.unwrap();
+    cache.check_and_insert([2; 32], until, Utc::now()).await.unwrap();
+    let error = cache
+        .check_and_insert([3; 32], until, Utc::now())
+        .await
+        .unwrap_err();
     assert!(matches!(error, AuthError::ReplayCache(_)), "{error}");
     assert!(!error.is_unauthenticated());
-    assert!(!cache.check_and_insert([1; 32], until).await.unwrap());
+    assert!(!cache.check_and_insert([1; 32], until, Utc::now()).await.unwrap());
 }
 
 #[test]

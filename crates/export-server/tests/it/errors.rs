@@ -1,6 +1,6 @@
 //! Every error this surface produces is an RFC 9457 problem with the contract's code.
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, TestApp};
@@ -8,27 +8,26 @@ use crate::helpers::{assert_problem, TestApp};
 #[tokio::test]
 async fn the_tenant_header_is_required_and_checked() {
     let app = TestApp::spawn().await;
-    let missing = app.get("/export-center/profiles").await;
+    let acme = app.tenant("acme");
+    let profiles = "/export-center/profiles";
+    let missing = acme.authed(Method::GET, profiles).send().await.unwrap();
     assert_problem(missing, 400, "ERR_TENANT_REQUIRED").await;
-    let invalid = app
-        .http
-        .get(app.url("/export-center/profiles"))
+    let invalid = acme
+        .authed(Method::GET, profiles)
         .header("X-StellaOps-Tenant", "Not A Tenant")
         .send()
         .await
         .unwrap();
     assert_problem(invalid, 400, "ERR_TENANT_REQUIRED").await;
-    let legacy = app
-        .http
-        .get(app.url("/export-center/profiles"))
+    let legacy = acme
+        .authed(Method::GET, profiles)
         .header("X-Stella-Tenant", "acme")
         .send()
         .await
         .unwrap();
     assert_eq!(legacy.status(), StatusCode::OK, "the legacy header is an alias");
-    let conflicting = app
-        .http
-        .get(app.url("/export-center/profiles"))
+    let conflicting = acme
+        .authed(Method::GET, profiles)
         .header("X-StellaOps-Tenant", "acme")
         .header("X-Stella-Tenant", "globex")
         .send()

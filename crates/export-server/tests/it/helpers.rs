@@ -4,6 +4,11 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use export_auth::client::DpopKey;
+use export_auth::dev::DevIssuer;
+use export_auth::Alg;
 
 use chrono::{DateTime, TimeZone, Utc};
 use export_api_types::{RunAccepted, RunStatusResponse};
@@ -19,9 +24,11 @@ pub(crate) struct TestClock(Arc<Mutex<DateTime<Utc>>>);
 
 impl TestClock {
     pub(crate) fn new() -> Self {
-        Self(Arc::new(Mutex::new(
-            Utc.with_ymd_and_hms(2025, 12, 6, 9, 59, 58).unwrap(),
-        )))
+        Self::starting_at(Utc.with_ymd_and_hms(2025, 12, 6, 9, 59, 58).unwrap())
+    }
+
+    pub(crate) fn starting_at(at: DateTime<Utc>) -> Self {
+        Self(Arc::new(Mutex::new(at)))
     }
 
     pub(crate) fn advance(&self, duration: chrono::Duration) {
@@ -41,6 +48,9 @@ pub(crate) struct TestApp {
     pub(crate) clock: TestClock,
     pub(crate) http: reqwest::Client,
     pub(crate) data_dir: PathBuf,
+    /// The URL clients use (a proxy's, when configured); DPoP proofs are made for it.
+    pub(crate) public_base: String,
+    pub(crate) issuer: DevIssuer,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -52,14 +62,31 @@ impl TestApp {
 
     /// Spawns with a configuration changed by `configure` (after the test defaults).
     pub(crate) async fn spawn_with(configure: impl FnOnce(&mut Config)) -> Self {
+        Self::spawn_at(TestClock::new(), configure).await
+    }
+
+    /// Spawns with a clock starting at `clock`'s time (`TestClock::starting_at(Utc::now())`
+    /// for tests whose tokens come from outside).
+    pub(crate) async fn spawn_at(clock: TestClock, configure: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Tokens come from an issuer whose JWKS the service reads from a file, the
+        // air-gapped default; the tests mint with the issuer's key.
+        let issuer = DevIssuer::load_or_create(&dir.path().join("issuer")).unwrap();
+        let jwks_file = dir.path().join("jwks.json");
+        std::fs::write(&jwks_file, issuer.jwks().to_json().to_string()).unwrap();
         let mut config = Config::for_data_dir(dir.path());
+        config.auth.mode = "jwt".to_owned();
+        config.auth.jwks_file = Some(jwks_file);
+        config.auth.issuer = issuer.issuer().to_owned();
+        config.auth.audience = issuer.audience().to_owned();
         config.workers.concurrency = 0;
         config.logging.level = "warn".to_owned();
         config.tenants = toml::from_str(TENANTS).unwrap();
+        // Tests create many runs quickly; the rate-limit test sets its own limits.
+        config.limits.runs_burst = 10_000;
         configure(&mut config);
+        let public_base = config.server.public_base_url.clone();
         config.validate().unwrap();
-        let clock = TestClock::new();
         let app = App::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .unwrap();
@@ -68,11 +95,13 @@ impl TestApp {
         let shutdown = CancellationToken::new();
         tokio::spawn(app.clone().serve(listener, Role::Api, shutdown.clone()));
         Self {
+            public_base: public_base.unwrap_or_else(|| base.clone()),
             base,
             app,
             clock,
             http: reqwest::Client::new(),
             data_dir: dir.path().to_owned(),
+            issuer,
             shutdown,
             _dir: dir,
         }
@@ -156,17 +185,38 @@ pub(crate) struct TenantClient<'a> {
 }
 
 impl TenantClient<'_> {
-    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
+    /// A token of this tenant with `scopes`, bound to `key`, issued now (test clock).
+    pub(crate) fn token(&self, key: &DpopKey, scopes: &[&str]) -> String {
+        let tenant = TenantId::parse(&self.tenant).unwrap();
+        let now = self.app.clock.now();
+        let lifetime = Duration::from_secs(3600);
+        self.app
+            .issuer
+            .mint_at(&tenant, scopes, "test-user", key.jwk_thumbprint(), lifetime, now)
+    }
+
+    /// A request with a fresh DPoP-bound token and proof, without the tenant header.
+    pub(crate) fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let url = self.app.url(path);
+        let key = DpopKey::generate(Alg::EdDSA);
+        let token = self.token(&key, &["export:read", "export:write"]);
+        let public = url.replacen(&self.app.base, &self.app.public_base, 1);
+        let htu = public.split('?').next().unwrap().to_owned();
+        let proof = key.proof_at(method.as_str(), &htu, Some(&token), None, self.app.clock.now());
         self.app
             .http
-            .get(self.app.url(path))
+            .request(method, url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+    }
+
+    pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.authed(reqwest::Method::GET, path)
             .header("X-StellaOps-Tenant", &self.tenant)
     }
 
     pub(crate) fn post(&self, path: &str) -> reqwest::RequestBuilder {
-        self.app
-            .http
-            .post(self.app.url(path))
+        self.authed(reqwest::Method::POST, path)
             .header("X-StellaOps-Tenant", &self.tenant)
     }
 

@@ -107,3 +107,25 @@ fn bad_arguments_and_configuration_name_the_culprit() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn the_demo_runs_the_whole_flow_and_verifies_it() {
+    let data = tempfile::tempdir().unwrap();
+    let output = binary()
+        .arg("demo")
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--fixtures")
+        .arg(fixtures())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("4. run succeeded: 39 items, 100%"), "{stdout}");
+    assert!(stdout.contains("ok    signature"), "{stdout}");
+    assert!(stdout.lines().any(|line| line.trim() == "verified"), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the whole service: a real server on a loopback port, real
 //! SQLite files and a real artifact directory, exercised over HTTP.
 
+mod auth;
 mod determinism;
 mod downloads;
 mod errors;

@@ -386,7 +386,7 @@ async fn a_request_in_flight_under_the_same_key_is_a_conflict() {
     // Another replica has claimed the key and not yet created its run.
     let fingerprint = Sha256Digest::of(&export_core::canonical_json(&body));
     let claim = IdempotencyClaim {
-        subject: "anonymous".into(),
+        subject: "test-user".into(),
         method: "POST".into(),
         path: "/export-center/runs".into(),
         key: "in-flight".into(),

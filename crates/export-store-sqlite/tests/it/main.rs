@@ -5,24 +5,19 @@ mod conformance;
 mod sqlite;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use export_store::Store;
 use export_store_sqlite::SqliteStore;
 
 /// A path for a new database file, in a directory of its own that outlives the test.
 ///
-/// The directories live under Cargo's per-target temporary directory; each run of this
-/// binary clears the previous run's, so they never pile up and the last run's files are
-/// there to inspect after a failure.
+/// The directories live under Cargo's per-target temporary directory, so a failed test
+/// leaves its file there to inspect. Nothing is cleared at start: test runners such as
+/// nextest run every test in its own process, in parallel, and a clean-up at start
+/// would delete the files of tests still running.
 pub(crate) fn fresh_path() -> PathBuf {
-    static BASE: OnceLock<PathBuf> = OnceLock::new();
-    let base = BASE.get_or_init(|| {
-        let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-store-sqlite-it");
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(&base).expect("creating the test directory");
-        base
-    });
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("export-store-sqlite-it");
+    std::fs::create_dir_all(&base).expect("creating the test directory");
     let dir = tempfile::Builder::new()
         .prefix("store-")
         .tempdir_in(base)
