@@ -450,6 +450,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+        let err = load_toml("sealed = true\n").unwrap_err().to_string();
+        assert!(
+            err.contains("auth.mode") && err.contains("sealed"),
+            "dev auth is refused when sealed: {err}"
+        );
+        let sealed_url = "sealed = true\n[auth]\nmode = \"jwt\"\njwks_url = \"https://issuer/jwks\"\n";
+        let err = load_toml(sealed_url).unwrap_err().to_string();
+        assert!(err.contains("auth.jwks_url"), "{err}");
     }
 
     #[test]

@@ -598,3 +598,32 @@ fn the_dev_mode_token_command_mints_a_token_the_server_accepts() {
         shutdown.cancel();
     });
 }
+
+#[tokio::test]
+async fn the_dpop_client_answers_a_nonce_challenge_by_retrying_once() {
+    let app = TestApp::spawn_at(TestClock::starting_at(Utc::now()), |config| {
+        config.auth.require_nonce = true
+    })
+    .await;
+    let acme = app.tenant("acme");
+    // Without a nonce the server challenges and hands one out.
+    let bare = acme.get("/export-center/profiles").send().await.unwrap();
+    let nonce = bare
+        .headers()
+        .get("dpop-nonce")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let www = bare.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert_problem(bare, 401, "ERR_UNAUTHENTICATED").await;
+    assert!(www.contains("use_dpop_nonce"), "{www}");
+    assert!(nonce.is_some());
+    // The shared client retries with it and gets through.
+    let key = DpopKey::generate(Alg::EdDSA);
+    let token = acme.token(&key, &["export:read"]);
+    let client = export_auth::http::DpopClient::new(reqwest::Client::new(), token, key);
+    let url = app.url("/export-center/profiles");
+    let response = client
+        .send(Method::GET, &url, |r| r.header("X-StellaOps-Tenant", "acme"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+}
