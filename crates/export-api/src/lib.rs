@@ -5,6 +5,8 @@ mod artifacts;
 mod body;
 mod context;
 mod error;
+mod event_hub;
+mod events;
 mod openapi;
 mod presenter;
 mod problem_layer;
@@ -17,6 +19,7 @@ mod state;
 
 pub use context::{Caller, Scope};
 pub use error::ApiError;
+pub use event_hub::EventHub;
 pub use openapi::openapi_document;
 pub use rate_limit::RateLimiter;
 pub use router::router;

@@ -16,6 +16,7 @@ use utoipa::OpenApi;
         crate::runs::list_runs,
         crate::runs::get_run,
         crate::runs::cancel_run,
+        crate::events::stream_run_events,
         crate::artifacts::download_artifact,
         crate::service::openapi_json,
         crate::service::healthz,

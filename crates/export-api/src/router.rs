@@ -5,7 +5,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::state::AppState;
-use crate::{artifacts, problem_layer, profiles, runs, service};
+use crate::{artifacts, events, problem_layer, profiles, runs, service};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -13,6 +13,10 @@ pub fn router(state: AppState) -> Router {
         .route("/export-center/runs", post(runs::create_run).get(runs::list_runs))
         .route("/export-center/runs/{run_id}", get(runs::get_run))
         .route("/export-center/runs/{run_id}/cancel", post(runs::cancel_run))
+        .route(
+            "/export-center/runs/{run_id}/events",
+            get(events::stream_run_events),
+        )
         .route(
             "/export-center/artifacts/{*resource}",
             get(artifacts::download_artifact),

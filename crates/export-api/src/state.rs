@@ -10,6 +10,7 @@ use export_core::{Clock, Limits, Profile, ProfileId, TenantId};
 use export_distribution::UrlSigner;
 use export_signing::Keyring;
 
+use crate::event_hub::EventHub;
 use crate::rate_limit::RateLimiter;
 use export_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -24,6 +25,10 @@ pub struct ApiConfig {
     /// How long a signed download link lives (before rounding and the retention cap).
     pub link_lifetime: Duration,
     pub sealed: bool,
+    /// A `: keep-alive` comment on event streams this often.
+    pub sse_keep_alive: Duration,
+    /// An event stream that carried no event this long is closed.
+    pub sse_idle_timeout: Duration,
 }
 
 /// The profiles of every tenant, from configuration.
@@ -71,6 +76,8 @@ pub struct AppState {
     /// Verifies DPoP-bound access tokens; `None` only when authentication is disabled.
     pub auth: Option<Arc<Authenticator>>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// Fan-out of run events to SSE listeners.
+    pub events: Arc<EventHub>,
     /// Wakes the workers of this process when a run is queued.
     pub wake_workers: Arc<dyn Fn() + Send + Sync>,
 }

@@ -32,6 +32,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use tokio_util::sync::CancellationToken;
 
+use crate::events::EventSink;
+
 /// The builder named in provenance statements.
 pub(crate) const BUILDER_ID: &str = "https://export-center.dev/builder/export-center";
 
@@ -57,6 +59,7 @@ pub struct ExportContext {
     pub artifacts: ArtifactStore,
     pub keyring: Keyring,
     pub max_bundle_bytes: u64,
+    pub events: EventSink,
 }
 
 /// How often progress is written to the store at most.
@@ -94,7 +97,7 @@ pub async fn execute_export(
     // 1. Data files.
     let mut warnings = Vec::new();
     let mut items = Vec::new();
-    let mut progress = Progress::new(ctx.store.as_ref(), run);
+    let mut progress = Progress::new(ctx, run);
     for target in &plan.targets {
         let files = write_target(ctx, run, target, &plan.formats, !encrypted, &mut progress, cancel).await?;
         if files.records == 0 {
@@ -116,10 +119,7 @@ pub async fn execute_export(
                 records: Some(files.records),
             };
             if !encrypted {
-                ctx.store
-                    .add_output(tenant, &run.id, &output)
-                    .await
-                    .map_err(internal)?;
+                record_output(ctx, run, &output).await?;
             }
             items.push(ManifestItem {
                 kind: output.kind,
@@ -531,10 +531,7 @@ async fn write_bundle(
         media_type: bundle_media_type(&path).to_owned(),
         records: None,
     };
-    ctx.store
-        .add_output(&run.id.tenant, &run.id, &output)
-        .await
-        .map_err(internal)?;
+    record_output(ctx, run, &output).await?;
     Ok((path, written))
 }
 
@@ -716,26 +713,33 @@ async fn publish_fixed(
         media_type: fixed.media_type.to_owned(),
         records: None,
     };
+    record_output(ctx, run, &output).await?;
+    Ok(written)
+}
+
+/// Records a published output and announces it on the run's stream.
+async fn record_output(ctx: &ExportContext, run: &Run, output: &RunOutput) -> Result<(), ExportError> {
     ctx.store
-        .add_output(&run.id.tenant, &run.id, &output)
+        .add_output(&run.id.tenant, &run.id, output)
         .await
         .map_err(internal)?;
-    Ok(written)
+    ctx.events.artifact_ready(&run.id, output).await;
+    Ok(())
 }
 
 /// Counts completed items and writes them to the store at most every
 /// `PROGRESS_INTERVAL`, so progress is live without a write per item.
 struct Progress<'a> {
-    store: &'a dyn Store,
+    ctx: &'a ExportContext,
     run: &'a Run,
     completed: u64,
     last_flush: Instant,
 }
 
 impl<'a> Progress<'a> {
-    fn new(store: &'a dyn Store, run: &'a Run) -> Self {
+    fn new(ctx: &'a ExportContext, run: &'a Run) -> Self {
         Self {
-            store,
+            ctx,
             run,
             completed: 0,
             last_flush: Instant::now(),
@@ -751,12 +755,18 @@ impl<'a> Progress<'a> {
         Ok(())
     }
 
+    /// Writes the count to the run and its stream: at most every `PROGRESS_INTERVAL`,
+    /// which keeps progress events under the contract's 4 per second.
     async fn flush(&mut self) -> Result<(), ExportError> {
         self.last_flush = Instant::now();
         let total = self.run.items_total.max(self.completed);
-        self.store
-            .set_progress(&self.run.id.tenant, &self.run.id, self.completed, total)
+        let run_id = &self.run.id;
+        self.ctx
+            .store
+            .set_progress(&run_id.tenant, run_id, self.completed, total)
             .await
-            .map_err(internal)
+            .map_err(internal)?;
+        self.ctx.events.progress(run_id, self.completed, total).await;
+        Ok(())
     }
 }

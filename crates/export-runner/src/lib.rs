@@ -5,8 +5,10 @@
 //! attempt left and produces the same bytes again, because everything it writes is a
 //! function of the plan and the snapshot.
 
+mod events;
 mod export;
 mod worker;
 
+pub use events::{EventNotifier, EventSink};
 pub use export::{execute_export, ExportContext, ExportError};
 pub use worker::{Runner, RunnerConfig};

@@ -15,6 +15,10 @@ use tracing::Instrument;
 
 use export_signing::Keyring;
 
+use export_core::{MANIFEST_DSSE_PATH, MANIFEST_PATH};
+use serde_json::json;
+
+use crate::events::{EventNotifier, EventSink};
 use crate::export::{execute_export, ExportContext, ExportError};
 
 #[derive(Debug, Clone)]
@@ -79,12 +83,14 @@ impl Runner {
         artifacts: ArtifactStore,
         clock: Arc<dyn Clock>,
         config: RunnerConfig,
+        notify: EventNotifier,
     ) -> Self {
         let export = ExportContext {
             store: store.clone(),
             artifacts: artifacts.clone(),
             keyring: config.keyring.clone(),
             max_bundle_bytes: config.max_bundle_bytes,
+            events: EventSink::new(store.clone(), clock.clone(), notify),
         };
         Self {
             inner: Arc::new(Inner {
@@ -223,9 +229,11 @@ impl Runner {
                 inner.config.max_attempts
             );
             inner.artifacts.delete_run(&run.id).await?;
+            let outcome = RunOutcome::Failed(error);
             store
-                .finish_run(tenant, &run.id, RunOutcome::Failed(error), inner.clock.now())
+                .finish_run(tenant, &run.id, outcome.clone(), inner.clock.now())
                 .await?;
+            self.announce_outcome(&run, &outcome).await;
             metrics::counter!("export_runs_total", "status" => "failed", "profile" => profile).increment(1);
             return Ok(());
         }
@@ -234,6 +242,9 @@ impl Runner {
         // rewritten byte for byte, so nothing of it needs to be kept.
         inner.artifacts.delete_run(&run.id).await?;
         tracing::info!("starting run {} (attempt {})", run.id, run.attempts);
+        if run.attempts == 1 {
+            inner.export.events.started(&run.id).await;
+        }
 
         let cancel = CancellationToken::new();
         let lease_lost = Arc::new(AtomicBool::new(false));
@@ -290,7 +301,8 @@ impl Runner {
             inner.artifacts.delete_run(&run.id).await?;
         }
         let status = outcome.status();
-        store.finish_run(tenant, &run.id, outcome, now).await?;
+        store.finish_run(tenant, &run.id, outcome.clone(), now).await?;
+        self.announce_outcome(&run, &outcome).await;
         tracing::info!(
             "run {} finished {status} in {:.3} s",
             run.id,
@@ -303,8 +315,40 @@ impl Runner {
         Ok(())
     }
 
-    /// Renews the lease while the run executes; cancels the run when a cancel was
-    /// requested or the lease went to another worker.
+    /// The terminal event of the run's stream. Download links are signed by the stream
+    /// from the paths named here.
+    async fn announce_outcome(&self, run: &Run, outcome: &RunOutcome) {
+        let run_id = run.id.to_string();
+        let (event, data) = match outcome {
+            RunOutcome::Succeeded { .. } => {
+                let mut data =
+                    json!({ "runId": run_id, "status": "succeeded", "manifestPath": MANIFEST_PATH });
+                if run.plan.signing.enabled {
+                    data["manifestDssePath"] = json!(MANIFEST_DSSE_PATH);
+                }
+                ("completed", data)
+            }
+            RunOutcome::Failed(error) => {
+                let mut data = json!({
+                    "runId": run_id,
+                    "status": "failed",
+                    "code": error.code,
+                    "message": error.message,
+                });
+                if let Some(seconds) = error.retry_after_seconds {
+                    data["retryAfterSeconds"] = json!(seconds);
+                }
+                ("failed", data)
+            }
+            RunOutcome::Cancelled => ("cancelled", json!({ "runId": run_id, "status": "cancelled" })),
+        };
+        self.inner.export.events.emit(&run.id, event, data).await;
+    }
+
+    /// Renews the lease while the run executes and watches for a cancel request: the
+    /// request is noticed within `CANCEL_POLL`, the lease renewed every heartbeat
+    /// interval. Cancels the run when a cancel was requested or the lease went to
+    /// another worker.
     fn spawn_heartbeat(
         &self,
         run: &Run,
@@ -316,8 +360,18 @@ impl Runner {
         let run_id = run.id.clone();
         tokio::spawn(async move {
             let config = &inner.config;
+            let mut last_beat = Instant::now();
             loop {
-                tokio::time::sleep(config.heartbeat_interval).await;
+                tokio::time::sleep(CANCEL_POLL.min(config.heartbeat_interval)).await;
+                if last_beat.elapsed() < config.heartbeat_interval {
+                    if let Ok(Some(current)) = inner.store.get_run(&tenant, &run_id).await {
+                        if current.cancel_requested {
+                            cancel.cancel();
+                        }
+                    }
+                    continue;
+                }
+                last_beat = Instant::now();
                 let state = inner
                     .store
                     .heartbeat(
@@ -334,9 +388,7 @@ impl Runner {
                         cancel.cancel();
                         return;
                     }
-                    Ok(state) if state.cancel_requested => {
-                        cancel.cancel();
-                    }
+                    Ok(state) if state.cancel_requested => cancel.cancel(),
                     Ok(_) => {}
                     Err(err) => tracing::warn!(error = %err, "heartbeat for run {run_id} failed"),
                 }
@@ -344,3 +396,6 @@ impl Runner {
         })
     }
 }
+
+/// How soon a running run notices a cancel request.
+const CANCEL_POLL: Duration = Duration::from_millis(500);

@@ -9,13 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use export_api::{ApiConfig, AppState, ProfileRegistry, RateLimiter};
+use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
 use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, UrlJwks};
 use export_core::{Clock, SystemClock};
 use export_distribution::{UrlSigner, UrlSigningKey};
-use export_runner::{Runner, RunnerConfig};
+use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
 use export_store::Store;
 use export_store_sqlite::SqliteStore;
@@ -58,6 +58,12 @@ impl App {
         let profiles = Arc::new(ProfileRegistry::new(config.profiles()?));
         let keyring = Keyring::new(config.keyring_dir());
 
+        let events = EventHub::new(
+            store.clone(),
+            Duration::from_millis(config.events.poll_interval_ms),
+        );
+        let hub = events.clone();
+        let notify: EventNotifier = Arc::new(move |run_id| hub.notify(run_id));
         let workers = &config.workers;
         let runner = Runner::new(
             store.clone(),
@@ -76,6 +82,7 @@ impl App {
                 max_bundle_bytes: config.limits.max_bundle_bytes,
                 janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),
             },
+            notify,
         );
         let wake = runner.clone();
         let state = AppState {
@@ -90,7 +97,10 @@ impl App {
                 limits: config.limits.clone(),
                 link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
                 sealed: config.sealed,
+                sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
+                sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
             }),
+            events,
             auth: authenticator(&config)?,
             rate_limiter: Arc::new(RateLimiter::new(
                 config.limits.runs_per_minute,

@@ -20,6 +20,7 @@ pub struct Config {
     pub url_signing: UrlSigningConfig,
     pub signing: SigningConfig,
     pub auth: AuthSettings,
+    pub events: EventsConfig,
     pub workers: WorkersConfig,
     pub limits: Limits,
     pub logging: LoggingConfig,
@@ -106,6 +107,29 @@ pub struct SigningConfig {
     /// (a PKCS#8 signing key) or `<name>.age` (an age recipient). Defaults to
     /// `<data_dir>/keyrings`.
     pub keyring_dir: Option<PathBuf>,
+}
+
+/// Server-Sent Events streams (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// A `: keep-alive` comment this often.
+    pub keep_alive_ms: u64,
+    /// A stream that carried no event this long is closed (the client reconnects with
+    /// `Last-Event-ID`).
+    pub idle_timeout_ms: u64,
+    /// How often a run's stream looks for events written by another process.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            keep_alive_ms: 15_000,
+            idle_timeout_ms: 60_000,
+            poll_interval_ms: 500,
+        }
+    }
 }
 
 /// How callers are authenticated (SPEC §3).
@@ -290,6 +314,9 @@ impl Config {
             ),
             ("workers.max_attempts", u64::from(self.workers.max_attempts)),
             ("workers.poll_interval_ms", self.workers.poll_interval_ms),
+            ("events.keep_alive_ms", self.events.keep_alive_ms),
+            ("events.idle_timeout_ms", self.events.idle_timeout_ms),
+            ("events.poll_interval_ms", self.events.poll_interval_ms),
             (
                 "workers.janitor_interval_seconds",
                 self.workers.janitor_interval_seconds,

@@ -23,7 +23,7 @@ use chrono::{DateTime, Utc};
 use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
 use export_store::{
     CancelOutcome, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence, NewRun, Run,
-    RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
+    RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
 };
 use futures::stream::BoxStream;
 use sqlx::migrate::Migrator;
@@ -233,6 +233,27 @@ impl Store for SqliteStore {
         profile_id: &ProfileId,
     ) -> Result<Option<f64>, StoreError> {
         runs::profile_throughput(&self.pool, tenant, profile_id).await
+    }
+
+    async fn append_event(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        event: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        runs::append_event(&self.pool, tenant, run_id, event, data, now).await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        runs::events_after(&self.pool, tenant, run_id, after, limit).await
     }
 
     async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError> {

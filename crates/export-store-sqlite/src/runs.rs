@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use export_core::{ProfileId, ProjectId, RunId, RunStatus, Sha256Digest, TenantId};
 use export_store::{
-    CancelOutcome, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput, RunPage, RunQuery,
-    StoreError,
+    CancelOutcome, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage,
+    RunQuery, StoreError,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -502,6 +502,74 @@ pub(crate) async fn profile_throughput(
         seconds += elapsed.max(1.0);
     }
     Ok((seconds > 0.0).then(|| items / seconds))
+}
+
+pub(crate) async fn append_event(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    run_id: &RunId,
+    event: &str,
+    data: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
+    let key = key_of(&mut tx, tenant, &day, seq)
+        .await?
+        .ok_or_else(|| not_found(run_id))?;
+    let next: i64 = sqlx::query_scalar(
+        "INSERT INTO run_events (run_key, tenant, seq, event, data, created_at) \
+         SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM run_events WHERE tenant = ? AND run_key = ? \
+         RETURNING seq",
+    )
+    .bind(key)
+    .bind(tenant.as_str())
+    .bind(event)
+    .bind(to_json(data)?)
+    .bind(timestamp(now))
+    .bind(tenant.as_str())
+    .bind(key)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(next)
+}
+
+pub(crate) async fn events_after(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    run_id: &RunId,
+    after: i64,
+    limit: u32,
+) -> Result<Vec<RunEvent>, StoreError> {
+    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT e.seq, e.event, e.data FROM run_events e JOIN runs r ON r.run_key = e.run_key \
+         WHERE r.tenant = ? AND r.day = ? AND r.seq = ? AND e.tenant = ? AND e.seq > ? \
+         ORDER BY e.seq LIMIT ?",
+    )
+    .bind(tenant.as_str())
+    .bind(&day)
+    .bind(seq)
+    .bind(tenant.as_str())
+    .bind(after)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    if rows.is_empty() {
+        let mut conn = pool.acquire().await.map_err(db)?;
+        key_of(&mut conn, tenant, &day, seq)
+            .await?
+            .ok_or_else(|| not_found(run_id))?;
+    }
+    rows.into_iter()
+        .map(|(seq, event, data)| {
+            let data = serde_json::from_str(&data).map_err(|err| StoreError::corrupt("event data", err))?;
+            Ok(RunEvent { seq, event, data })
+        })
+        .collect()
 }
 
 pub(crate) async fn due_for_expiry(

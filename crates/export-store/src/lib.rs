@@ -163,6 +163,25 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
+    /// Appends an event to the run's stream with the next sequence number (1, 2, 3 …).
+    async fn append_event(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        event: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError>;
+
+    /// The run's events after `after` (exclusive), in order, at most `limit`.
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError>;
+
     /// Items per second of the profile's recent succeeded runs: their items over their
     /// total run time (`started_at` to `completed_at`), so long runs weigh more than
     /// short ones; `None` without such a run.

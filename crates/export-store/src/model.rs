@@ -209,3 +209,21 @@ impl RunOutcome {
         }
     }
 }
+
+/// One stored event of a run (SPEC §7). `data` holds no signed URL: the stream signs
+/// fresh links from the `path`s it names when it sends the event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEvent {
+    /// 1, 2, 3 … per run: the SSE `id`.
+    pub seq: i64,
+    /// `started`, `progress`, `artifact_ready`, `completed`, `failed` or `cancelled`.
+    pub event: String,
+    pub data: serde_json::Value,
+}
+
+impl RunEvent {
+    /// Whether the stream ends after this event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.event.as_str(), "completed" | "failed" | "cancelled")
+    }
+}

@@ -79,6 +79,7 @@ macro_rules! conformance_tests {
             profile_throughput_comes_from_succeeded_runs,
             queue_depth_counts_queued_runs_of_every_tenant,
             succeeded_runs_past_retention_are_due_and_expire_keeping_their_records,
+            run_events_are_numbered_per_run_and_read_after_an_id,
         );
 
         #[test]
@@ -1859,4 +1860,63 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
     );
     store.mark_expired(&acme, &failed.id).await.expect("no-op");
     assert_eq!(get(store, &acme, &failed.id).await.status, RunStatus::Failed);
+}
+
+pub async fn run_events_are_numbered_per_run_and_read_after_an_id(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let first = create(store, &acme, normal_run(&acme, at(0))).await;
+    let second = create(store, &acme, normal_run(&acme, at(1))).await;
+    for (idx, name) in ["started", "progress", "completed"].iter().enumerate() {
+        let data = serde_json::json!({ "n": idx });
+        let seq = store
+            .append_event(&acme, &first.id, name, &data, at(idx as i64))
+            .await
+            .expect("append");
+        assert_eq!(seq, idx as i64 + 1);
+    }
+    let other = store
+        .append_event(&acme, &second.id, "started", &serde_json::json!({}), at(5))
+        .await
+        .expect("append");
+    assert_eq!(other, 1, "each run counts its own events");
+
+    let all = store
+        .events_after(&acme, &first.id, 0, 100)
+        .await
+        .expect("events");
+    let names: Vec<&str> = all.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names, ["started", "progress", "completed"]);
+    assert_eq!(all[1].data, serde_json::json!({ "n": 1 }));
+    assert!(all[2].is_terminal() && !all[0].is_terminal());
+    let after = store
+        .events_after(&acme, &first.id, 1, 100)
+        .await
+        .expect("events");
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3]);
+    assert_eq!(
+        store
+            .events_after(&acme, &first.id, 1, 1)
+            .await
+            .expect("events")
+            .len(),
+        1
+    );
+    assert!(store
+        .events_after(&acme, &first.id, 3, 100)
+        .await
+        .expect("events")
+        .is_empty());
+    // Another tenant reads nothing and appends nothing.
+    let foreign = RunId::new(globex.clone(), first.id.date, first.id.seq);
+    assert_not_found(
+        store.events_after(&globex, &foreign, 0, 100).await,
+        "another tenant's run",
+    );
+    assert_not_found(
+        store
+            .append_event(&globex, &foreign, "started", &serde_json::json!({}), at(9))
+            .await,
+        "another tenant's run",
+    );
 }

@@ -5,6 +5,7 @@ mod auth;
 mod determinism;
 mod downloads;
 mod errors;
+mod events;
 mod helpers;
 mod ingest;
 mod runs;
