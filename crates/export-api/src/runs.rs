@@ -218,7 +218,9 @@ pub(crate) async fn get_run(
 ) -> Result<Json<RunStatusResponse>, ApiError> {
     caller.require(Scope::ExportRead)?;
     let run = visible_run(&app, &caller, &run_id).await?;
-    Ok(Json(run_status(&app, &run, app.clock.now())))
+    let mut status = run_status(&app, &run, app.clock.now());
+    status.queue_position = app.store.queue_position(&caller.tenant, &run.id).await?;
+    Ok(Json(status))
 }
 
 /// The caller's run with this id, or `404` for a malformed id, another tenant's or

@@ -504,6 +504,27 @@ pub(crate) async fn profile_throughput(
     Ok((seconds > 0.0).then(|| items / seconds))
 }
 
+pub(crate) async fn queue_position(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    run_id: &RunId,
+) -> Result<Option<u64>, StoreError> {
+    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
+    let ahead: Option<i64> = sqlx::query_scalar(
+        "SELECT (SELECT COUNT(*) FROM runs o WHERE o.tenant = r.tenant AND o.status = 'queued' \
+           AND (o.priority > r.priority OR (o.priority = r.priority AND (o.created_at < r.created_at \
+             OR (o.created_at = r.created_at AND o.run_key < r.run_key))))) \
+         FROM runs r WHERE r.tenant = ? AND r.day = ? AND r.seq = ? AND r.status = 'queued'",
+    )
+    .bind(tenant.as_str())
+    .bind(&day)
+    .bind(seq)
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?;
+    Ok(ahead.map(|count| count as u64 + 1))
+}
+
 pub(crate) async fn append_event(
     pool: &SqlitePool,
     tenant: &TenantId,

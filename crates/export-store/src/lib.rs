@@ -182,6 +182,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<RunEvent>, StoreError>;
 
+    /// A queued run's place in its tenant's queue, in claim order (1 = next); `None`
+    /// for a run that is not queued.
+    async fn queue_position(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<u64>, StoreError>;
+
     /// Items per second of the profile's recent succeeded runs: their items over their
     /// total run time (`started_at` to `completed_at`), so long runs weigh more than
     /// short ones; `None` without such a run.

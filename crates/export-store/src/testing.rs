@@ -80,6 +80,7 @@ macro_rules! conformance_tests {
             queue_depth_counts_queued_runs_of_every_tenant,
             succeeded_runs_past_retention_are_due_and_expire_keeping_their_records,
             run_events_are_numbered_per_run_and_read_after_an_id,
+            queued_runs_know_their_place_in_the_tenants_queue,
         );
 
         #[test]
@@ -1919,4 +1920,42 @@ pub async fn run_events_are_numbered_per_run_and_read_after_an_id(store: &dyn St
             .await,
         "another tenant's run",
     );
+}
+
+pub async fn queued_runs_know_their_place_in_the_tenants_queue(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let old = create(store, &acme, new_run(&acme, "daily", at(0), Priority::Normal)).await;
+    let urgent = create(store, &acme, new_run(&acme, "daily", at(5), Priority::High)).await;
+    let young = create(store, &acme, new_run(&acme, "daily", at(9), Priority::Normal)).await;
+    create(store, &globex, new_run(&globex, "daily", at(1), Priority::High)).await;
+    let position = |run: &Run| {
+        let run_id = run.id.clone();
+        let tenant = run.id.tenant.clone();
+        async move {
+            store
+                .queue_position(&tenant, &run_id)
+                .await
+                .expect("queue position")
+        }
+    };
+    assert_eq!(position(&urgent).await, Some(1), "higher priority first");
+    assert_eq!(position(&old).await, Some(2), "then older");
+    assert_eq!(
+        position(&young).await,
+        Some(3),
+        "another tenant's runs do not count"
+    );
+    assert_eq!(
+        claim_id(store, at(10), NO_LIMIT)
+            .await
+            .map(|id| id.tenant == acme || id.tenant == globex),
+        Some(true)
+    );
+    store
+        .request_cancel(&acme, &urgent.id, at(11))
+        .await
+        .expect("cancel");
+    assert_eq!(position(&urgent).await, None, "only queued runs have a place");
+    assert_eq!(position(&old).await, Some(1));
 }

@@ -39,6 +39,7 @@ async fn a_run_goes_from_queued_to_succeeded_with_every_output() {
 
     let queued = acme.run("export-run::acme::2025-12-06::0001").await;
     assert_eq!(queued.status, "queued");
+    assert_eq!(queued.queue_position, Some(1), "next in the tenant's queue");
     assert_eq!(queued.priority, "high");
     assert_eq!(queued.created_at, "2025-12-06T09:59:58Z");
     assert!(queued.outputs.is_empty());
@@ -54,6 +55,7 @@ async fn a_run_goes_from_queued_to_succeeded_with_every_output() {
     let done = acme.run("export-run::acme::2025-12-06::0001").await;
     assert_eq!(done.status, "succeeded", "{:?}", done.errors);
     assert_eq!(done.progress.percent, 100);
+    assert_eq!(done.queue_position, None);
     assert_eq!(done.progress.items_completed, total);
     assert_eq!(
         done.expires_at.as_deref(),
