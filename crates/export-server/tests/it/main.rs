@@ -2,6 +2,7 @@
 //! SQLite files and a real artifact directory, exercised over HTTP.
 
 mod auth;
+mod control;
 mod crash;
 mod determinism;
 mod downloads;
