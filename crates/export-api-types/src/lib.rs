@@ -274,3 +274,63 @@ pub struct ReadinessCheck {
     pub ok: bool,
     pub detail: String,
 }
+
+/// `GET /export-center/distributions/{id}`: where and how a run was published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionResponse {
+    pub id: String,
+    pub run_id: String,
+    /// `http`, `oci` or `object`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `published` or `failed` (`expired` answers `410`).
+    pub status: String,
+    /// The pushed reference with its digest (`oci`); absent for `http`.
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// `sha256:` of `manifest.json`, once published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsse: Option<DsseReference>,
+    /// Sorted by (rel, href).
+    pub links: Vec<DistributionLink>,
+    /// Sorted by (type, id, format, url).
+    pub artifacts: Vec<DistributionArtifact>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DsseReference {
+    pub href: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionLink {
+    /// `self` (the manifest), `alternate` (its DSSE envelope) or `bundle`.
+    pub rel: String,
+    pub href: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DistributionArtifact {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub format: String,
+    pub url: String,
+    pub sha256: String,
+    pub expires_at: String,
+}

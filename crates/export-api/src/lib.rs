@@ -4,6 +4,7 @@
 mod artifacts;
 mod body;
 mod context;
+mod distributions;
 mod error;
 mod event_hub;
 mod events;

@@ -17,6 +17,7 @@ use utoipa::OpenApi;
         crate::runs::get_run,
         crate::runs::cancel_run,
         crate::events::stream_run_events,
+        crate::distributions::get_distribution,
         crate::artifacts::download_artifact,
         crate::service::openapi_json,
         crate::service::healthz,
@@ -30,6 +31,7 @@ use utoipa::OpenApi;
         export_api_types::RunList,
         export_api_types::ProfileList,
         export_api_types::Problem,
+        export_api_types::DistributionResponse,
         export_api_types::Readiness,
     ))
 )]

@@ -5,7 +5,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::state::AppState;
-use crate::{artifacts, events, problem_layer, profiles, runs, service};
+use crate::{artifacts, distributions, events, problem_layer, profiles, runs, service};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -20,6 +20,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/export-center/artifacts/{*resource}",
             get(artifacts::download_artifact),
+        )
+        .route(
+            "/export-center/distributions/{id}",
+            get(distributions::get_distribution),
         )
         .route("/export-center/openapi.json", get(service::openapi_json))
         .route("/healthz", get(service::healthz))

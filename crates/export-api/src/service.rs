@@ -33,7 +33,13 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
         Ok(()) => check("artifact_store", true, "writable"),
         Err(err) => check("artifact_store", false, &err.to_string()),
     };
-    let checks = vec![database, artifacts];
+    let checks = vec![
+        database,
+        artifacts,
+        signing_keys(&app),
+        jwks(&app),
+        url_signing_keys(&app),
+    ];
     let ready = checks.iter().all(|check| check.ok);
     let body = Readiness {
         status: if ready { "ready" } else { "unready" }.to_owned(),
@@ -46,6 +52,58 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// Every profile that signs by default can load the key it signs with.
+fn signing_keys(app: &AppState) -> ReadinessCheck {
+    let mut loaded = 0;
+    let mut failures = Vec::new();
+    for profile in app.profiles.all() {
+        let signing = &profile.definition.signing;
+        let Some(key_ref) = signing
+            .default_key
+            .as_ref()
+            .or(signing.keys.first())
+            .filter(|_| signing.enabled)
+        else {
+            continue;
+        };
+        match app.keyring.signing_key(&profile.id.tenant, key_ref) {
+            Ok(_) => loaded += 1,
+            Err(err) => failures.push(format!("{}: {err}", profile.id)),
+        }
+    }
+    if failures.is_empty() {
+        check(
+            "signing_keys",
+            true,
+            &format!("{loaded} default signing keys load"),
+        )
+    } else {
+        check("signing_keys", false, &failures.join("; "))
+    }
+}
+
+fn jwks(app: &AppState) -> ReadinessCheck {
+    match (&app.auth, &app.config.jwks_file) {
+        (None, _) => check("jwks", true, "authentication is disabled"),
+        (Some(_), None) => check("jwks", true, "keys loaded"),
+        (Some(_), Some(path)) => match std::fs::read(path) {
+            Ok(bytes) if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() => {
+                check("jwks", true, &format!("{} readable", path.display()))
+            }
+            Ok(_) => check("jwks", false, &format!("{} is not JSON", path.display())),
+            Err(err) => check("jwks", false, &format!("{}: {err}", path.display())),
+        },
+    }
+}
+
+fn url_signing_keys(app: &AppState) -> ReadinessCheck {
+    check(
+        "url_signing_keys",
+        true,
+        &format!("signing links with key `{}`", app.urls.signing_kid()),
+    )
 }
 
 fn check(name: &str, ok: bool, detail: &str) -> ReadinessCheck {

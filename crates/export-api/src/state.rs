@@ -29,6 +29,8 @@ pub struct ApiConfig {
     pub sse_keep_alive: Duration,
     /// An event stream that carried no event this long is closed.
     pub sse_idle_timeout: Duration,
+    /// The issuer's JWKS file, checked by readiness.
+    pub jwks_file: Option<std::path::PathBuf>,
 }
 
 /// The profiles of every tenant, from configuration.
@@ -52,6 +54,11 @@ impl ProfileRegistry {
         self.profiles
             .get(id)
             .filter(|profile| &profile.id.tenant == tenant)
+    }
+
+    /// Every profile of every tenant.
+    pub fn all(&self) -> impl Iterator<Item = &Profile> {
+        self.profiles.values()
     }
 
     /// The tenant's profiles sorted by id.

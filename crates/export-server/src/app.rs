@@ -99,6 +99,9 @@ impl App {
                 sealed: config.sealed,
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
+                jwks_file: (config.auth.mode == "jwt")
+                    .then(|| config.auth.jwks_file.clone())
+                    .flatten(),
             }),
             events,
             auth: authenticator(&config)?,

@@ -5,6 +5,7 @@ mod auth;
 mod control;
 mod crash;
 mod determinism;
+mod distributions;
 mod downloads;
 mod errors;
 mod events;

@@ -8,6 +8,7 @@ use crate::helpers::TestApp;
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = TestApp::spawn().await;
+    app.install_signing_key("acme", "signer", "ed25519");
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
@@ -20,12 +21,26 @@ async fn health_and_readiness_answer() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["database", "artifact_store"]);
+    assert_eq!(
+        names,
+        [
+            "database",
+            "artifact_store",
+            "signing_keys",
+            "jwks",
+            "url_signing_keys"
+        ]
+    );
+    assert!(
+        body["checks"].as_array().unwrap().iter().all(|c| c["ok"] == true),
+        "{body}"
+    );
 }
 
 #[tokio::test]
 async fn readiness_fails_while_the_artifact_store_is_unwritable() {
     let app = TestApp::spawn().await;
+    app.install_signing_key("acme", "signer", "ed25519");
     let artifacts = app.data_dir.join("artifacts");
     std::fs::remove_dir_all(&artifacts).ok();
     // A file where the directory should be: not writable, even for root.
@@ -85,4 +100,40 @@ async fn the_openapi_document_is_generated_from_the_code() {
         );
     }
     insta::assert_json_snapshot!("openapi", doc);
+}
+
+#[tokio::test]
+async fn readiness_fails_while_a_signing_key_or_the_jwks_file_is_missing() {
+    let app = TestApp::spawn().await;
+    let ready = |app: &TestApp| {
+        let url = app.url("/readyz");
+        let http = app.http.clone();
+        async move {
+            let response = http.get(url).send().await.unwrap();
+            let status = response.status();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = ready(&app).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the signed profiles' key is not installed yet"
+    );
+    assert_eq!(body["checks"][2]["name"], "signing_keys");
+    assert!(body["checks"][2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("export-profile::acme::signed"));
+    app.install_signing_key("acme", "signer", "ed25519");
+    assert_eq!(ready(&app).await.0, StatusCode::OK);
+
+    let jwks = app.data_dir.join("jwks.json");
+    let saved = std::fs::read(&jwks).unwrap();
+    std::fs::remove_file(&jwks).unwrap();
+    let (status, body) = ready(&app).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["checks"][3]["ok"], false);
+    std::fs::write(&jwks, saved).unwrap();
+    assert_eq!(ready(&app).await.0, StatusCode::OK);
 }
