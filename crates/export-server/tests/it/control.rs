@@ -17,15 +17,6 @@ async fn large_tenant(app: &TestApp, copies: usize) {
     }
 }
 
-fn run_dir(app: &TestApp, run_id: &str) -> std::path::PathBuf {
-    let parts: Vec<&str> = run_id.split("::").collect();
-    app.data_dir
-        .join("artifacts/runs")
-        .join(parts[1])
-        .join(parts[2])
-        .join(parts[3])
-}
-
 async fn last_event(app: &TestApp, run_id: &str) -> (String, serde_json::Value) {
     let text = app
         .tenant("acme")
@@ -96,7 +87,7 @@ async fn cancelling_a_running_run_stops_it_within_two_seconds_and_deletes_its_ou
     }
     worker.await.unwrap();
     assert!(
-        !run_dir(&app, &queued.run_id).exists(),
+        !app.run_dir(&queued.run_id).exists(),
         "partial outputs are deleted"
     );
     assert_eq!(last_event(&app, &queued.run_id).await.0, "cancelled");
@@ -114,7 +105,7 @@ async fn a_run_over_the_job_timeout_fails_and_leaves_nothing() {
     assert_eq!(done.errors[0].code, "ERR_EXPORT_TIMEOUT");
     assert!(done.outputs.is_empty());
     assert!(
-        !run_dir(&app, &done.run_id).exists(),
+        !app.run_dir(&done.run_id).exists(),
         "partial outputs are deleted"
     );
     let (event, data) = last_event(&app, &done.run_id).await;

@@ -499,19 +499,11 @@ async fn the_janitor_expires_runs_past_retention_and_keeps_their_record() {
     assert_eq!(expired.status, "expired");
     assert!(expired.outputs.is_empty());
     assert_problem(app.get(&url).await, 410, "ERR_EXPORT_EXPIRED").await;
-    let run_dir = |run_id: &str| {
-        let parts: Vec<&str> = run_id.split("::").collect();
-        app.data_dir
-            .join("artifacts/runs")
-            .join(parts[1])
-            .join(parts[2])
-            .join(parts[3])
-    };
     assert!(
-        !run_dir(&short.run_id).exists(),
+        !app.run_dir(&short.run_id).exists(),
         "the expired run's bytes are deleted"
     );
-    assert!(run_dir(&long.run_id).is_dir(), "the other run keeps its bytes");
+    assert!(app.run_dir(&long.run_id).is_dir(), "the other run keeps its bytes");
     assert_eq!(acme.run(&long.run_id).await.status, "succeeded");
     assert_eq!(app.app.runner.expire_due().await.unwrap(), 0);
     let listed: Value = acme
