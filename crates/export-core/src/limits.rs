@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Largest accepted request body, in bytes.
@@ -13,8 +13,9 @@ pub struct Limits {
     pub max_outputs: usize,
     /// Largest compressed bundle, in bytes.
     pub max_bundle_bytes: u64,
-    /// A run still working after this many seconds fails with `ERR_EXPORT_TIMEOUT`.
-    pub job_timeout_seconds: u64,
+    /// A run still working after this many seconds fails with `ERR_EXPORT_TIMEOUT`
+    /// (fractions allowed).
+    pub job_timeout_seconds: f64,
     /// Runs one tenant may create per minute (a token bucket refilling at this rate).
     pub runs_per_minute: u32,
     /// Runs one tenant may create at once before the rate applies.
@@ -28,7 +29,7 @@ impl Default for Limits {
             max_targets: 50,
             max_outputs: 1000,
             max_bundle_bytes: 500 * 1024 * 1024,
-            job_timeout_seconds: 60 * 60,
+            job_timeout_seconds: 3600.0,
             runs_per_minute: 60,
             runs_burst: 10,
         }

@@ -77,7 +77,7 @@ impl App {
                 heartbeat_interval: Duration::from_secs(workers.heartbeat_seconds),
                 max_active_per_tenant: workers.max_active_per_tenant,
                 max_attempts: workers.max_attempts,
-                job_timeout: Duration::from_secs(config.limits.job_timeout_seconds),
+                job_timeout: Duration::from_secs_f64(config.limits.job_timeout_seconds),
                 keyring: keyring.clone(),
                 max_bundle_bytes: config.limits.max_bundle_bytes,
                 janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),

@@ -305,7 +305,6 @@ impl Config {
             ("limits.max_targets", limits.max_targets as u64),
             ("limits.max_outputs", limits.max_outputs as u64),
             ("limits.max_bundle_bytes", limits.max_bundle_bytes),
-            ("limits.job_timeout_seconds", limits.job_timeout_seconds),
             ("workers.lease_seconds", self.workers.lease_seconds),
             ("workers.heartbeat_seconds", self.workers.heartbeat_seconds),
             (
@@ -325,6 +324,10 @@ impl Config {
             if value == 0 {
                 bail!("{key}: must be positive");
             }
+        }
+        let timeout = self.limits.job_timeout_seconds;
+        if !(timeout.is_finite() && timeout > 0.0) {
+            bail!("limits.job_timeout_seconds: must be a positive number of seconds");
         }
         if self.workers.heartbeat_seconds >= self.workers.lease_seconds {
             bail!("workers.heartbeat_seconds: must be shorter than workers.lease_seconds");

@@ -45,7 +45,7 @@ async fn last_event(app: &TestApp, run_id: &str) -> (String, serde_json::Value) 
 #[tokio::test]
 async fn cancelling_a_running_run_stops_it_within_two_seconds_and_deletes_its_outputs() {
     let app = TestApp::spawn().await;
-    large_tenant(&app, 4).await;
+    large_tenant(&app, 8).await;
     let acme = app.tenant("acme");
     let queued = acme
         .create_run(json!({ "profileId": acme.profile_id("daily") }))
@@ -95,8 +95,8 @@ async fn cancelling_a_running_run_stops_it_within_two_seconds_and_deletes_its_ou
 
 #[tokio::test]
 async fn a_run_over_the_job_timeout_fails_and_leaves_nothing() {
-    let app = TestApp::spawn_with(|config| config.limits.job_timeout_seconds = 1).await;
-    large_tenant(&app, 5).await;
+    let app = TestApp::spawn_with(|config| config.limits.job_timeout_seconds = 0.05).await;
+    large_tenant(&app, 1).await;
     let acme = app.tenant("acme");
     let started = Instant::now();
     let done = acme.export("daily", json!({})).await;
@@ -104,10 +104,7 @@ async fn a_run_over_the_job_timeout_fails_and_leaves_nothing() {
     assert_eq!(done.status, "failed");
     assert_eq!(done.errors[0].code, "ERR_EXPORT_TIMEOUT");
     assert!(done.outputs.is_empty());
-    assert!(
-        !app.run_dir(&done.run_id).exists(),
-        "partial outputs are deleted"
-    );
+    assert!(!app.run_dir(&done.run_id).exists(), "partial outputs are deleted");
     let (event, data) = last_event(&app, &done.run_id).await;
     assert_eq!(event, "failed");
     assert_eq!(data["code"], "ERR_EXPORT_TIMEOUT");

@@ -129,7 +129,11 @@ impl TestApp {
     /// Where the artifact store keeps a run's files.
     pub(crate) fn run_dir(&self, run_id: &str) -> PathBuf {
         let parts: Vec<&str> = run_id.split("::").collect();
-        self.data_dir.join("artifacts/runs").join(parts[1]).join(parts[2]).join(parts[3])
+        self.data_dir
+            .join("artifacts/runs")
+            .join(parts[1])
+            .join(parts[2])
+            .join(parts[3])
     }
 
     pub(crate) fn tenant(&self, tenant: &str) -> TenantClient<'_> {

@@ -503,7 +503,10 @@ async fn the_janitor_expires_runs_past_retention_and_keeps_their_record() {
         !app.run_dir(&short.run_id).exists(),
         "the expired run's bytes are deleted"
     );
-    assert!(app.run_dir(&long.run_id).is_dir(), "the other run keeps its bytes");
+    assert!(
+        app.run_dir(&long.run_id).is_dir(),
+        "the other run keeps its bytes"
+    );
     assert_eq!(acme.run(&long.run_id).await.status, "succeeded");
     assert_eq!(app.app.runner.expire_due().await.unwrap(), 0);
     let listed: Value = acme
