@@ -1,0 +1,5 @@
+//! Integration tests of `exportctl`: the real binary against a real `export-center serve`.
+
+mod commands;
+mod restart;
+mod support;
