@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
 use export_core::{ErrorCode, RunId, RunStatus};
 use export_distribution::link_expiry;
 use export_store::RunEvent;
@@ -124,6 +125,13 @@ async fn pump(app: AppState, run_id: RunId, mut last: i64, tx: mpsc::Sender<Even
     }
     // Subscribe before reading the store, so nothing falls between replay and live.
     let mut live = app.events.subscribe(&run_id, last);
+    // The links' cap: the run's retention end, read once per stream rather than per
+    // event and listener. A run that ends while streaming has at least a day of
+    // retention left, longer than any link, so `None` is safe for it.
+    let expires_at = match app.store.get_run(&run_id.tenant, &run_id).await {
+        Ok(Some(run)) => run.expires_at,
+        _ => None,
+    };
     loop {
         let batch = match app.store.events_after(&run_id.tenant, &run_id, last, 500).await {
             Ok(batch) => batch,
@@ -136,7 +144,7 @@ async fn pump(app: AppState, run_id: RunId, mut last: i64, tx: mpsc::Sender<Even
         for event in batch {
             last = event.seq;
             let terminal = event.is_terminal();
-            if tx.send(render(&app, &run_id, event).await).await.is_err() || terminal {
+            if tx.send(render(&app, &run_id, expires_at, event)).await.is_err() || terminal {
                 return;
             }
         }
@@ -171,21 +179,16 @@ async fn pump(app: AppState, run_id: RunId, mut last: i64, tx: mpsc::Sender<Even
         }
         last = event.seq;
         let terminal = event.is_terminal();
-        if tx.send(render(&app, &run_id, event).await).await.is_err() || terminal {
+        if tx.send(render(&app, &run_id, expires_at, event)).await.is_err() || terminal {
             return;
         }
     }
 }
 
 /// The SSE message of a stored event, with fresh signed links in place of paths.
-async fn render(app: &AppState, run_id: &RunId, event: RunEvent) -> Event {
+fn render(app: &AppState, run_id: &RunId, expires_at: Option<DateTime<Utc>>, event: RunEvent) -> Event {
     let mut data = event.data;
-    let has_links = data.get("path").is_some() || data.get("manifestPath").is_some();
-    if let (Value::Object(fields), true) = (&mut data, has_links) {
-        let expires_at = match app.store.get_run(&run_id.tenant, run_id).await {
-            Ok(Some(run)) => run.expires_at,
-            _ => None,
-        };
+    if let Value::Object(fields) = &mut data {
         let expires = link_expiry(
             app.clock.now(),
             chrono_duration(app.config.link_lifetime),
