@@ -42,42 +42,10 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// The files to read: each given file as is, each directory's `.json`, `.yaml` and
-/// `.yml` files recursively, in sorted order so ingestion sequences are reproducible.
-pub fn collect_files(paths: &[PathBuf], report: &mut IngestReport) -> anyhow::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-                let entry = entry.with_context(|| format!("reading directory {}", path.display()))?;
-                if !entry.file_type().is_file() {
-                    continue;
-                }
-                let is_evidence = entry
-                    .path()
-                    .extension()
-                    .and_then(|ext| ext.to_str())
-                    .is_some_and(|ext| matches!(ext, "json" | "yaml" | "yml"));
-                if is_evidence {
-                    files.push(entry.into_path());
-                } else {
-                    report.skipped.push(entry.into_path());
-                }
-            }
-        } else if path.exists() {
-            files.push(path.clone());
-        } else {
-            report.rejected.push(Rejection {
-                path: path.clone(),
-                reason: "no such file or directory".to_owned(),
-                pointer: String::new(),
-            });
-        }
-    }
-    Ok(files)
-}
-
-/// Ingests `paths` into `source` of `tenant`.
+/// Ingests `paths` into `source` of `tenant`: each given file as is, each directory's
+/// `.json`, `.yaml` and `.yml` files recursively in sorted order (so ingestion sequences
+/// are reproducible). Directories are walked lazily, so memory does not grow with the
+/// number of files.
 pub async fn ingest_paths(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -86,15 +54,38 @@ pub async fn ingest_paths(
     paths: &[PathBuf],
 ) -> anyhow::Result<IngestReport> {
     let mut report = IngestReport::default();
-    let files = collect_files(paths, &mut report)?;
     let mut batch = Vec::with_capacity(BATCH);
-    for path in files {
-        match read_document(&path, source, clock) {
-            Ok(item) => batch.push(item),
-            Err(rejection) => report.rejected.push(rejection),
+    for path in paths {
+        if !path.exists() {
+            report.rejected.push(Rejection {
+                path: path.clone(),
+                reason: "no such file or directory".to_owned(),
+                pointer: String::new(),
+            });
+            continue;
         }
-        if batch.len() == BATCH {
-            store_batch(store, tenant, &mut batch, &mut report).await?;
+        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+            let entry = entry.with_context(|| format!("reading directory {}", path.display()))?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let given = entry.depth() == 0;
+            let is_evidence = entry
+                .path()
+                .extension()
+                .and_then(|ext| ext.to_str())
+                .is_some_and(|ext| matches!(ext, "json" | "yaml" | "yml"));
+            if !given && !is_evidence {
+                report.skipped.push(entry.into_path());
+                continue;
+            }
+            match read_document(entry.path(), source, clock) {
+                Ok(item) => batch.push(item),
+                Err(rejection) => report.rejected.push(rejection),
+            }
+            if batch.len() == BATCH {
+                store_batch(store, tenant, &mut batch, &mut report).await?;
+            }
         }
     }
     store_batch(store, tenant, &mut batch, &mut report).await?;
