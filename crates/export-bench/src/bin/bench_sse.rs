@@ -129,6 +129,8 @@ struct Shared {
     connected: AtomicUsize,
     settled: AtomicUsize,
     open: AtomicUsize,
+    /// Subscribers that have seen the terminal event.
+    ended: AtomicUsize,
 }
 
 fn main() -> ExitCode {
@@ -196,6 +198,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         connected: AtomicUsize::new(0),
         settled: AtomicUsize::new(0),
         open: AtomicUsize::new(0),
+        ended: AtomicUsize::new(0),
     });
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     let read_server = || server_pid.as_deref().map(ProcSample::read).transpose();
@@ -260,7 +263,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                         peak_rss = peak_rss.max(sample.rss_kib);
                     }
                 }
-                min_open = min_open.min(shared.open.load(Ordering::Relaxed));
+                // Streams held while the run streams, until the first subscriber is done.
+                if shared.ended.load(Ordering::Relaxed) == 0 {
+                    min_open = min_open.min(shared.open.load(Ordering::Relaxed));
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if shared.open.load(Ordering::Relaxed) == 0 {
                     return (peak_rss, min_open);
@@ -320,7 +326,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         "subscribers": args.subscribers,
         "connectSeconds": (connect_seconds * 10.0).round() / 10.0,
         "heldWhenReady": held_at_ready,
-        "minOpenWhileStreaming": if min_open == usize::MAX { 0 } else { min_open },
+        "minOpenBeforeFirstEnd": if min_open == usize::MAX { 0 } else { min_open },
         "server": server_json,
         "client": stats::process_json(&client_end, &client_ready),
         "machineBusyCores": (machine_end.busy_cores_since(&machine_ready, cores) * 100.0).round() / 100.0,
@@ -438,6 +444,7 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
                 }
                 if terminal {
                     seen.terminal = true;
+                    shared.ended.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
