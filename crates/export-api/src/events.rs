@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use export_core::{ErrorCode, RunId, RunStatus};
+use export_core::{ErrorCode, RunId};
 use export_distribution::link_expiry;
 use export_store::RunEvent;
 use futures::stream::Stream;
@@ -154,7 +154,7 @@ async fn pump(app: AppState, run_id: RunId, mut last: i64, tx: mpsc::Sender<Even
     }
     // A run that has ended and whose stream has no terminal event (it was lost) ends here.
     match app.store.get_run(&run_id.tenant, &run_id).await {
-        Ok(Some(run)) if run.status.is_terminal() && run.status != RunStatus::Running => {
+        Ok(Some(run)) if run.status.is_terminal() => {
             let ended = app
                 .store
                 .events_after(&run_id.tenant, &run_id, last, 1)
