@@ -6,6 +6,7 @@
 
 pub mod canonical;
 pub mod clock;
+pub mod egress;
 pub mod error_code;
 pub mod ids;
 pub mod limits;
@@ -18,6 +19,7 @@ pub mod target;
 
 pub use canonical::{canonical_json, canonicalize, Sha256Digest};
 pub use clock::{format_timestamp, Clock, SystemClock};
+pub use egress::{EgressPolicy, OciReference};
 pub use error_code::ErrorCode;
 pub use ids::{DistributionId, IdError, ProfileId, ProfileName, ProjectId, RunId, SourceName, TenantId};
 pub use limits::Limits;

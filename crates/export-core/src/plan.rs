@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::egress::OciReference;
 use crate::ids::ProfileId;
 use crate::limits::Limits;
 use crate::profile::{BundleOptions, DistributionType, Profile};
@@ -222,11 +223,23 @@ impl RunPlan {
             }
         };
         let reference = distribution_request.reference.filter(|r| !r.trim().is_empty());
-        if kind == DistributionType::Oci && reference.is_none() {
-            return Err(PlanError::invalid(
-                "distribution.ref",
-                "an `oci` distribution needs a `ref`",
-            ));
+        match (&reference, kind) {
+            (None, DistributionType::Oci) => {
+                return Err(PlanError::invalid(
+                    "distribution.ref",
+                    "an `oci` distribution needs a `ref`",
+                ));
+            }
+            (Some(text), DistributionType::Oci) => {
+                OciReference::parse(text).map_err(|reason| PlanError::invalid("distribution.ref", reason))?;
+            }
+            (Some(_), _) => {
+                return Err(PlanError::invalid(
+                    "distribution.ref",
+                    format!("a `{kind}` distribution takes no `ref`"),
+                ));
+            }
+            (None, _) => {}
         }
         let signing_request = distribution_request.signing.unwrap_or_default();
         let signing_enabled = signing_request.enabled.unwrap_or(definition.signing.enabled);
@@ -401,6 +414,40 @@ mod tests {
 
     fn err(request: RunRequest) -> PlanError {
         RunPlan::parse(&daily(), request, &Limits::default()).unwrap_err()
+    }
+
+    #[test]
+    fn distribution_refs_are_checked_against_the_type() {
+        let oci = profile(serde_json::json!({
+            "targets": ["advisory"],
+            "distributions": ["oci", "http"],
+        }));
+        let request = |kind: &str, reference: Option<&str>| RunRequest {
+            distribution: Some(DistributionRequest {
+                kind: Some(kind.into()),
+                reference: reference.map(Into::into),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let parse = |request| RunPlan::parse(&oci, request, &Limits::default());
+        let plan = parse(request("oci", Some("registry.local:5000/exports/daily:v1"))).unwrap();
+        assert_eq!(
+            plan.distribution.reference.as_deref(),
+            Some("registry.local:5000/exports/daily:v1")
+        );
+        for bad in [
+            None,
+            Some("exports/daily"),
+            Some("registry.local/Daily"),
+            Some("r.local/x@sha256:00"),
+        ] {
+            let err = parse(request("oci", bad)).unwrap_err();
+            assert_eq!(err.field, "distribution.ref", "{bad:?}: {}", err.message);
+        }
+        let err = parse(request("http", Some("registry.local/exports"))).unwrap_err();
+        assert_eq!(err.field, "distribution.ref");
+        assert!(err.message.contains("takes no `ref`"), "{}", err.message);
     }
 
     #[test]

@@ -43,9 +43,25 @@ pub enum ExportError {
     #[error("the run was cancelled")]
     Cancelled,
     #[error("{message}")]
-    Failed { code: ErrorCode, message: String },
+    Failed {
+        code: ErrorCode,
+        message: String,
+        /// When a retry may succeed (a registry that was down, say).
+        retry_after_seconds: Option<u64>,
+    },
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl ExportError {
+    /// A failure that retrying the same request will not cure.
+    pub(crate) fn failed(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Failed {
+            code,
+            message: message.into(),
+            retry_after_seconds: None,
+        }
+    }
 }
 
 fn internal(err: impl Into<anyhow::Error>) -> ExportError {
@@ -65,27 +81,32 @@ pub struct ExportContext {
 /// How often progress is written to the store at most.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Writes every output of `run` and records each as it is published. Returns the
-/// warnings of the run (empty targets). The caller finishes the run.
+/// What a finished export hands back to the worker that finishes the run.
+#[derive(Debug, Clone, Default)]
+pub struct Exported {
+    /// Empty targets and the like.
+    pub warnings: Vec<RunWarning>,
+    /// Where the run was published beyond the artifact store (OCI `host/repo@sha256:…`).
+    pub published_ref: Option<String>,
+}
+
+/// Writes every output of `run`, records each as it is published, then distributes the
+/// run as its plan asks. The caller finishes the run.
 pub async fn execute_export(
     ctx: &ExportContext,
     run: &Run,
     cancel: &CancellationToken,
-) -> Result<Vec<RunWarning>, ExportError> {
+) -> Result<Exported, ExportError> {
     let tenant = &run.id.tenant;
     let plan = &run.plan;
     let encrypted = plan.encryption.enabled;
     let signing_key = match (&plan.signing.enabled, &plan.signing.key_ref) {
-        (true, Some(key_ref)) => {
-            Some(
-                ctx.keyring
-                    .signing_key(tenant, key_ref)
-                    .map_err(|err| ExportError::Failed {
-                        code: ErrorCode::RequestInvalid,
-                        message: format!("the signing key cannot be used: {err}"),
-                    })?,
+        (true, Some(key_ref)) => Some(ctx.keyring.signing_key(tenant, key_ref).map_err(|err| {
+            ExportError::failed(
+                ErrorCode::RequestInvalid,
+                format!("the signing key cannot be used: {err}"),
             )
-        }
+        })?),
         _ => None,
     };
     let recipients = if encrypted {
@@ -210,7 +231,10 @@ pub async fn execute_export(
         let envelope = sign_envelope(key, IN_TOTO_PAYLOAD_TYPE, &statement).envelope_bytes();
         publish_fixed(ctx, run, &PROVENANCE, envelope).await?;
     }
-    Ok(warnings)
+    Ok(Exported {
+        warnings,
+        published_ref: None,
+    })
 }
 
 /// The (target, format) of each manifest item, in the manifest's item order.
@@ -233,20 +257,23 @@ fn age_recipients(ctx: &ExportContext, run: &Run) -> Result<Vec<age::x25519::Rec
         let recipient = ctx
             .keyring
             .age_recipient(&run.id.tenant, kms_key)
-            .map_err(|err| ExportError::Failed {
-                code: ErrorCode::RequestInvalid,
-                message: format!("the encryption key cannot be used: {err}"),
+            .map_err(|err| {
+                ExportError::failed(
+                    ErrorCode::RequestInvalid,
+                    format!("the encryption key cannot be used: {err}"),
+                )
             })?;
         texts.push(recipient);
     }
     texts
         .iter()
         .map(|text| {
-            text.parse::<age::x25519::Recipient>()
-                .map_err(|err| ExportError::Failed {
-                    code: ErrorCode::RequestInvalid,
-                    message: format!("`{text}` is not an age X25519 recipient: {err}"),
-                })
+            text.parse::<age::x25519::Recipient>().map_err(|err| {
+                ExportError::failed(
+                    ErrorCode::RequestInvalid,
+                    format!("`{text}` is not an age X25519 recipient: {err}"),
+                )
+            })
         })
         .collect()
 }
@@ -495,13 +522,13 @@ async fn write_bundle(
             break;
         }
         if total > ctx.max_bundle_bytes {
-            failure = Some(ExportError::Failed {
-                code: ErrorCode::TooLarge,
-                message: format!(
+            failure = Some(ExportError::failed(
+                ErrorCode::TooLarge,
+                format!(
                     "the bundle is larger than the limit of {} bytes",
                     ctx.max_bundle_bytes
                 ),
-            });
+            ));
             break;
         }
         if let Err(err) = writer.write(&chunk).await {

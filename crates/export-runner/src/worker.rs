@@ -269,15 +269,23 @@ impl Runner {
         }
         let now = inner.clock.now();
         let outcome = match result {
-            Ok(Ok(warnings)) => {
+            Ok(Ok(exported)) => {
                 let expires_at = now + chrono::Duration::days(i64::from(run.plan.retention_days));
-                RunOutcome::Succeeded { expires_at, warnings }
+                RunOutcome::Succeeded {
+                    expires_at,
+                    warnings: exported.warnings,
+                    published_ref: exported.published_ref,
+                }
             }
             Ok(Err(ExportError::Cancelled)) => RunOutcome::Cancelled,
-            Ok(Err(ExportError::Failed { code, message })) => RunOutcome::Failed(RunError {
+            Ok(Err(ExportError::Failed {
                 code,
                 message,
-                retry_after_seconds: None,
+                retry_after_seconds,
+            })) => RunOutcome::Failed(RunError {
+                code,
+                message,
+                retry_after_seconds,
             }),
             Ok(Err(ExportError::Internal(err))) => {
                 tracing::error!(error = format!("{err:#}"), "run {} failed", run.id);

@@ -2,6 +2,7 @@
 //! heartbeats), cancellation, progress, outputs and the end of a run.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
@@ -23,7 +24,7 @@ use crate::rows::{
 /// The columns `run` reads, in every query that returns runs.
 const RUN_COLUMNS: &str = "run_key, tenant, day, seq, profile, project, status, plan, watermark, \
      snapshot_at, items_total, items_completed, estimate_seconds, created_at, started_at, completed_at, \
-     expires_at, attempts, cancel_requested, error, warnings";
+     expires_at, attempts, cancel_requested, error, warnings, published_ref";
 
 const OUTPUT_COLUMNS: &str = "run_key, path, kind, output_id, format, sha256, bytes, media_type, records";
 
@@ -84,6 +85,24 @@ pub(crate) async fn create(
     Ok(created)
 }
 
+/// `get` in one statement: the run joined with its outputs (one row per output, or one
+/// row with null output columns). A single statement reads one snapshot, as a read
+/// transaction would, without the `BEGIN` and `COMMIT` round trips.
+static GET_RUN: LazyLock<String> = LazyLock::new(|| {
+    let run_columns: Vec<String> = RUN_COLUMNS
+        .split(',')
+        .map(|name| format!("r.{0} AS {0}", name.trim()))
+        .collect();
+    format!(
+        "SELECT {}, o.path AS path, o.kind AS kind, o.output_id AS output_id, o.format AS format, \
+         o.sha256 AS sha256, o.bytes AS bytes, o.media_type AS media_type, o.records AS records \
+         FROM runs AS r LEFT JOIN run_outputs AS o ON o.run_key = r.run_key AND o.tenant = r.tenant \
+         WHERE r.tenant = ? AND r.day = ? AND r.seq = ? \
+         ORDER BY o.kind, o.output_id, o.format, o.path",
+        run_columns.join(", ")
+    )
+});
+
 pub(crate) async fn get(
     pool: &SqlitePool,
     tenant: &TenantId,
@@ -92,23 +111,23 @@ pub(crate) async fn get(
     let Some((day, seq)) = run_key(tenant, run_id) else {
         return Ok(None);
     };
-    // One read transaction, so the run and its outputs are of the same moment.
-    let mut tx = pool.begin().await.map_err(db)?;
-    let row = sqlx::query(&format!(
-        "SELECT {RUN_COLUMNS} FROM runs WHERE tenant = ? AND day = ? AND seq = ?"
-    ))
-    .bind(tenant.as_str())
-    .bind(day)
-    .bind(seq)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
-    let Some(row) = row else {
+    let rows = sqlx::query(&GET_RUN)
+        .bind(tenant.as_str())
+        .bind(day)
+        .bind(seq)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let (key, mut found) = run(&row)?;
-    found.outputs = outputs_of(&mut tx, tenant, key).await?;
-    tx.commit().await.map_err(db)?;
+    let (_, mut found) = run(first)?;
+    for row in &rows {
+        let path: Option<String> = column(row, "path")?;
+        if path.is_some() {
+            found.outputs.push(output(row)?);
+        }
+    }
     Ok(Some(found))
 }
 
@@ -438,16 +457,23 @@ pub(crate) async fn finish(
         return Ok(());
     }
 
-    let (warnings, error, expires_at) = match &outcome {
-        RunOutcome::Succeeded { expires_at, warnings } => {
-            (to_json(warnings)?, None, Some(timestamp(*expires_at)))
-        }
-        RunOutcome::Failed(error) => ("[]".to_owned(), Some(to_json(error)?), None),
-        RunOutcome::Cancelled => ("[]".to_owned(), None, None),
+    let (warnings, error, expires_at, published_ref) = match &outcome {
+        RunOutcome::Succeeded {
+            expires_at,
+            warnings,
+            published_ref,
+        } => (
+            to_json(warnings)?,
+            None,
+            Some(timestamp(*expires_at)),
+            published_ref.clone(),
+        ),
+        RunOutcome::Failed(error) => ("[]".to_owned(), Some(to_json(error)?), None, None),
+        RunOutcome::Cancelled => ("[]".to_owned(), None, None, None),
     };
     sqlx::query(
         "UPDATE runs SET status = ?, completed_at = ?, expires_at = ?, warnings = ?, error = ?, \
-         lease_expires_at = NULL \
+         published_ref = ?, lease_expires_at = NULL \
          WHERE tenant = ? AND run_key = ?",
     )
     .bind(outcome.status().as_str())
@@ -455,6 +481,7 @@ pub(crate) async fn finish(
     .bind(expires_at)
     .bind(warnings)
     .bind(error)
+    .bind(published_ref)
     .bind(tenant.as_str())
     .bind(key)
     .execute(&mut *tx)
@@ -737,6 +764,7 @@ fn run(row: &SqliteRow) -> Result<(i64, Run), StoreError> {
         cancel_requested: column(row, "cancel_requested")?,
         error,
         warnings: json_column(row, "warnings")?,
+        published_ref: column(row, "published_ref")?,
         outputs: Vec::new(),
     };
     Ok((column(row, "run_key")?, found))

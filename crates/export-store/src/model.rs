@@ -145,6 +145,9 @@ pub struct Run {
     pub warnings: Vec<RunWarning>,
     /// Sorted by (type, id, format, path).
     pub outputs: Vec<RunOutput>,
+    /// Where a succeeded run was published beyond our own artifact store: the pushed
+    /// reference with its digest for an OCI distribution (`host/repo@sha256:…`).
+    pub published_ref: Option<String>,
 }
 
 impl Run {
@@ -195,6 +198,8 @@ pub enum RunOutcome {
     Succeeded {
         expires_at: DateTime<Utc>,
         warnings: Vec<RunWarning>,
+        /// See [`Run::published_ref`].
+        published_ref: Option<String>,
     },
     Failed(RunError),
     Cancelled,

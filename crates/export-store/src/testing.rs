@@ -346,6 +346,7 @@ fn succeeded(expires_at: DateTime<Utc>) -> RunOutcome {
     RunOutcome::Succeeded {
         expires_at,
         warnings: Vec::new(),
+        published_ref: None,
     }
 }
 
@@ -852,6 +853,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         error: None,
         warnings: Vec::new(),
         outputs: Vec::new(),
+        published_ref: None,
     };
     assert_eq!(run, expected);
     assert_eq!(run.priority(), Priority::High);
@@ -1645,6 +1647,7 @@ pub async fn succeeded_run_records_its_completion(store: &dyn Store) {
         RunOutcome::Succeeded {
             expires_at,
             warnings: warnings.clone(),
+            published_ref: Some("registry.local/exports/daily@sha256:ab12".to_owned()),
         },
         at(100),
     )
@@ -1656,6 +1659,10 @@ pub async fn succeeded_run_records_its_completion(store: &dyn Store) {
     assert_eq!(done.completed_at, Some(at(100)));
     assert_eq!(done.expires_at, Some(expires_at));
     assert_eq!(done.warnings, warnings);
+    assert_eq!(
+        done.published_ref.as_deref(),
+        Some("registry.local/exports/daily@sha256:ab12")
+    );
     assert_eq!(done.error, None);
     assert_eq!(done.outputs, [manifest]);
     assert_eq!(claim(store, "worker-2", at(1000), NO_LIMIT).await, None);

@@ -1,0 +1,334 @@
+//! Pushing runs to a real registry (Debian's docker-registry, the CNCF distribution
+//! registry 2.8, which has no Referrers API) and pulling them back, with our client and
+//! with skopeo.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use export_core::{OciReference, Sha256Digest};
+use export_oci::testing::RegistryServer;
+use export_oci::{
+    BlobOpener, Layer, OciError, OciPublisher, RunArtifact, DSSE_ARTIFACT_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+};
+use futures::FutureExt;
+
+fn files() -> BTreeMap<String, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    files.insert(
+        "advisory.ndjson".to_owned(),
+        b"{\"id\":\"GO-2024-0001\"}\n".to_vec(),
+    );
+    files.insert("manifest.json".to_owned(), b"{\"schema\":\"manifest\"}".to_vec());
+    files.insert(
+        "manifest.dsse.json".to_owned(),
+        b"{\"payload\":\"e30=\"}".to_vec(),
+    );
+    // Bigger than one chunk of the client's chunked upload.
+    files.insert(
+        "bundle.tar.zst".to_owned(),
+        (0..9_000_000u32).map(|i| (i * 7 % 251) as u8).collect(),
+    );
+    files
+}
+
+fn layer(path: &str, bytes: &[u8]) -> Layer {
+    Layer {
+        path: path.to_owned(),
+        media_type: "application/octet-stream".to_owned(),
+        digest: Sha256Digest::of(bytes),
+        size: bytes.len() as u64,
+    }
+}
+
+fn artifact(files: &BTreeMap<String, Vec<u8>>) -> RunArtifact {
+    RunArtifact {
+        run_id: "export-run::acme::2025-12-06::0003".to_owned(),
+        tenant: "acme".to_owned(),
+        manifest_digest: Sha256Digest::of(&files["manifest.json"]),
+        created: "2025-12-06T10:00:00Z".parse().unwrap(),
+        layers: files.iter().map(|(path, bytes)| layer(path, bytes)).collect(),
+        dsse: Some(layer("manifest.dsse.json", &files["manifest.dsse.json"])),
+    }
+}
+
+/// Serves `files` in 64 KiB chunks; `fail` names a path whose stream breaks halfway.
+fn opener(files: BTreeMap<String, Vec<u8>>, fail: Option<&'static str>) -> BlobOpener {
+    let files = Arc::new(files);
+    Arc::new(move |path: String| {
+        let files = files.clone();
+        async move {
+            let bytes = files
+                .get(&path)
+                .cloned()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, path.clone()))?;
+            let mut chunks: Vec<io::Result<Bytes>> = bytes
+                .chunks(64 * 1024)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            if fail == Some(path.as_str()) {
+                chunks.truncate(chunks.len() / 2);
+                chunks.push(Err(io::Error::other("disk read error")));
+            }
+            Ok(futures::stream::iter(chunks).boxed())
+        }
+        .boxed()
+    })
+}
+
+use futures::StreamExt;
+
+fn target(registry: &RegistryServer, rest: &str) -> OciReference {
+    OciReference::parse(&format!("{}/{rest}", registry.address)).unwrap()
+}
+
+fn skopeo_tags(registry: &RegistryServer, repository: &str) -> Vec<String> {
+    let output = std::process::Command::new("skopeo")
+        .args(["list-tags", "--tls-verify=false"])
+        .arg(format!("docker://{}/{repository}", registry.address))
+        .output()
+        .expect("skopeo is installed (apt-get install skopeo; scripts/test does)");
+    if !output.status.success() {
+        // A repository that never got a manifest has no tags to list.
+        return Vec::new();
+    }
+    let listed: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    listed["Tags"]
+        .as_array()
+        .map(|tags| tags.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
+    let registry = RegistryServer::start();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let files = files();
+    let artifact = artifact(&files);
+    let pushed = publisher
+        .push(
+            &target(&registry, "exports/daily"),
+            "0003",
+            &artifact,
+            &opener(files.clone(), None),
+        )
+        .await
+        .expect("push");
+    assert_eq!(pushed.tag, "0003");
+    assert!(pushed
+        .reference
+        .starts_with(&format!("{}/exports/daily@sha256:", registry.address)));
+
+    // skopeo: the standard tool sees the tag and every layer, byte for byte.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--quiet"])
+        .arg(format!("docker://{}/exports/daily:0003", registry.address))
+        .arg(format!("dir:{}", dir.path().display()))
+        .status()
+        .expect("skopeo is installed");
+    assert!(status.success(), "skopeo copy failed");
+    let manifest_bytes = std::fs::read(dir.path().join("manifest.json")).unwrap();
+    assert_eq!(format!("{}", Sha256Digest::of(&manifest_bytes)), pushed.digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    assert_eq!(
+        manifest["artifactType"],
+        "application/vnd.export-center.run.v1+json"
+    );
+    assert_eq!(
+        manifest["annotations"]["dev.export-center.run-id"],
+        artifact.run_id
+    );
+    assert_eq!(
+        manifest["annotations"]["org.opencontainers.image.created"],
+        "2025-12-06T10:00:00Z"
+    );
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), files.len());
+    for layer in layers {
+        let title = layer["annotations"]["org.opencontainers.image.title"]
+            .as_str()
+            .unwrap();
+        let hex = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+        let pulled = std::fs::read(dir.path().join(hex)).unwrap();
+        assert_eq!(pulled, files[title], "{title} differs after skopeo copy");
+    }
+
+    // Our client, by digest, into a directory.
+    let out = tempfile::tempdir().unwrap();
+    let pulled = publisher.pull(&pushed.reference, out.path()).await.expect("pull");
+    assert_eq!(pulled.len(), files.len());
+    for (path, bytes) in &files {
+        assert_eq!(&std::fs::read(out.path().join(path)).unwrap(), bytes, "{path}");
+    }
+    assert!(
+        std::fs::read_dir(out.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".partial")),
+        "no temporary file is left"
+    );
+
+    // The DSSE referrer, through the tag-schema fallback (this registry has no Referrers API).
+    let fallback = format!("sha256-{}", pushed.digest.trim_start_matches("sha256:"));
+    assert!(skopeo_tags(&registry, "exports/daily").contains(&fallback));
+    let referrers = publisher
+        .referrers(&registry.address, "exports/daily", &pushed.digest)
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].artifact_type.as_deref(), Some(DSSE_ARTIFACT_TYPE));
+    assert_eq!(Some(&referrers[0].digest), pushed.referrer.as_ref());
+    let referrer_dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--quiet"])
+        .arg(format!(
+            "docker://{}/exports/daily@{}",
+            registry.address, referrers[0].digest
+        ))
+        .arg(format!("dir:{}", referrer_dir.path().display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let referrer: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(referrer_dir.path().join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(referrer["subject"]["digest"], pushed.digest);
+    assert_eq!(referrer["subject"]["mediaType"], IMAGE_MANIFEST_MEDIA_TYPE);
+    let envelope_hex = referrer["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    assert_eq!(
+        std::fs::read(referrer_dir.path().join(envelope_hex)).unwrap(),
+        files["manifest.dsse.json"]
+    );
+
+    // Pushing the same run again changes nothing: same digest, one referrer.
+    let again = publisher
+        .push(
+            &target(&registry, "exports/daily"),
+            "0003",
+            &artifact,
+            &opener(files.clone(), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, pushed);
+    let referrers = publisher
+        .referrers(&registry.address, "exports/daily", &pushed.digest)
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 1);
+}
+
+#[tokio::test]
+async fn an_explicit_tag_wins_over_the_default() {
+    let registry = RegistryServer::start();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let files = files();
+    let pushed = publisher
+        .push(
+            &target(&registry, "exports/weekly:latest-vex"),
+            "0001",
+            &artifact(&files),
+            &opener(files, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pushed.tag, "latest-vex");
+    assert!(skopeo_tags(&registry, "exports/weekly").contains(&"latest-vex".to_owned()));
+}
+
+#[tokio::test]
+async fn a_failed_push_publishes_no_tag() {
+    let registry = RegistryServer::start();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let files = files();
+    let err = publisher
+        .push(
+            &target(&registry, "exports/broken"),
+            "0003",
+            &artifact(&files),
+            &opener(files, Some("bundle.tar.zst")),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, OciError::Output { .. } | OciError::Registry { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("bundle.tar.zst"), "{err}");
+    assert!(
+        !skopeo_tags(&registry, "exports/broken").contains(&"0003".to_owned()),
+        "the tag must not exist after a failed push"
+    );
+}
+
+#[tokio::test]
+async fn a_registry_that_refuses_pushes_fails_after_the_retries_with_no_tag() {
+    let registry = RegistryServer::start_read_only();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let files = files();
+    let err = publisher
+        .push(
+            &target(&registry, "exports/daily"),
+            "0003",
+            &artifact(&files),
+            &opener(files, None),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, OciError::Registry { .. }), "{err}");
+    assert!(
+        err.to_string().contains(&registry.address),
+        "the error names the registry: {err}"
+    );
+    assert!(skopeo_tags(&registry, "exports/daily").is_empty());
+}
+
+#[tokio::test]
+async fn a_registry_that_is_down_fails_with_its_address() {
+    let mut registry = RegistryServer::start();
+    let settings = registry.settings();
+    registry.stop();
+    let publisher = OciPublisher::new(settings).unwrap();
+    let files = files();
+    let started = std::time::Instant::now();
+    let err = publisher
+        .push(
+            &target(&registry, "exports/daily"),
+            "0003",
+            &artifact(&files),
+            &opener(files, None),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&registry.address), "{err}");
+    // Three attempts with 50 ms and 100 ms of backoff between them.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+}
+
+#[tokio::test]
+async fn pulling_something_that_is_not_a_run_is_refused() {
+    let registry = RegistryServer::start();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let files = files();
+    let pushed = publisher
+        .push(
+            &target(&registry, "exports/daily"),
+            "0003",
+            &artifact(&files),
+            &opener(files, None),
+        )
+        .await
+        .unwrap();
+    // The referrer manifest is an OCI manifest, but not a run.
+    let referrer = format!("{}/exports/daily@{}", registry.address, pushed.referrer.unwrap());
+    let err = publisher
+        .pull(&referrer, tempfile::tempdir().unwrap().path())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not an Export Center run"), "{err}");
+}
