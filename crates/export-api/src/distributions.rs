@@ -9,10 +9,10 @@ use export_api_types::{
     DistributionArtifact, DistributionLink, DistributionResponse, DsseReference, Problem,
 };
 use export_core::{
-    canonical_json, format_timestamp, DistributionId, ErrorCode, RunStatus, Sha256Digest, MANIFEST_DSSE_PATH,
-    MANIFEST_PATH,
+    canonical_json, format_timestamp, DistributionId, DistributionType, ErrorCode, RunStatus, Sha256Digest,
+    MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
-use export_distribution::link_expiry;
+use export_distribution::{link_expiry, presigned_link_expiry};
 
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
@@ -61,15 +61,25 @@ pub(crate) async fn get_distribution(
         RunStatus::Succeeded => "published",
         _ => "failed",
     };
-    let expires = link_expiry(now, chrono_duration(app.config.link_lifetime), run.expires_at);
-    let expires_at = format_timestamp(expires);
+    let mut expires = link_expiry(now, chrono_duration(app.config.link_lifetime), run.expires_at);
     let published = run.status == RunStatus::Succeeded;
-    let sign = |path: &str| {
-        format!(
+    // An `object` run's links are the bucket's own presigned URLs (at most 7 days);
+    // every other run's are this service's signed URLs.
+    let bucket = app
+        .object
+        .as_ref()
+        .filter(|_| run.plan.distribution.kind == DistributionType::Object);
+    if bucket.is_some() {
+        expires = presigned_link_expiry(now, expires);
+    }
+    let expires_at = format_timestamp(expires);
+    let sign = |path: &str| match bucket {
+        Some(bucket) => bucket.presign_get(&run.id, path, now, expires),
+        None => format!(
             "{}{}",
             app.config.public_base_url,
             app.urls.sign(&run.id, path, expires)
-        )
+        ),
     };
     let outputs = if published { run.outputs.as_slice() } else { &[] };
     let find = |path: &str| outputs.iter().find(|o| o.path == path);
@@ -126,7 +136,11 @@ pub(crate) async fn get_distribution(
         run_id: run.id.to_string(),
         kind: run.plan.distribution.kind.to_string(),
         status: status.to_owned(),
-        reference: run.plan.distribution.reference.clone(),
+        // Once pushed, the reference carries the digest (`host/repo@sha256:…`).
+        reference: run
+            .published_ref
+            .clone()
+            .or_else(|| run.plan.distribution.reference.clone()),
         checksum: find(MANIFEST_PATH).map(|m| m.sha256.to_string()),
         expires_at: published.then_some(expires_at),
         dsse,

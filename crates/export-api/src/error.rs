@@ -54,6 +54,15 @@ impl ApiError {
         error
     }
 
+    /// `400 ERR_EXPORT_EGRESS_BLOCKED`: a sealed site refuses to send outputs there.
+    pub fn egress_blocked(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let field = field.into();
+        let message = message.into();
+        let mut error = Self::new(ErrorCode::EgressBlocked, format!("{field}: {message}"));
+        error.errors.push(FieldError { field, message });
+        error
+    }
+
     pub fn not_found(what: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, format!("{} not found", what.into()))
     }

@@ -7,7 +7,7 @@ use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatusResponse};
-use export_core::{ErrorCode, ProfileId, RunId, RunPlan, RunStatus, TenantId};
+use export_core::{DistributionType, ErrorCode, OciReference, ProfileId, RunId, RunPlan, RunStatus, TenantId};
 use export_store::{CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery};
 use serde::Deserialize;
 
@@ -76,6 +76,7 @@ pub(crate) async fn create_run(
         })?;
     let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
     check_keys(&app, &caller.tenant, &plan)?;
+    check_egress(&app, &plan)?;
 
     let claim = key.map(|key| IdempotencyClaim {
         subject: caller.subject.clone(),
@@ -149,6 +150,41 @@ fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), A
         app.keyring
             .age_recipient(tenant, kms_key)
             .map_err(|err| ApiError::invalid_field("encryption.kmsKey", err.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Refuses a distribution that would leave a sealed site (SPEC §11), and an `object`
+/// distribution on a server without object storage.
+fn check_egress(app: &AppState, plan: &RunPlan) -> Result<(), ApiError> {
+    let egress = &app.config.egress;
+    let (field, authority) = match plan.distribution.kind {
+        DistributionType::Http => return Ok(()),
+        DistributionType::Oci => {
+            let text = plan.distribution.reference.as_deref().unwrap_or_default();
+            let reference = OciReference::parse(text)
+                .map_err(|reason| ApiError::invalid_field("distribution.ref", reason))?;
+            ("distribution.ref", reference.registry)
+        }
+        DistributionType::Object => {
+            let endpoint = app
+                .object
+                .as_ref()
+                .map(|object| object.authority().to_owned())
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "distribution.type",
+                        "this server has no object storage configured for `object` distributions",
+                    )
+                })?;
+            ("distribution.type", endpoint)
+        }
+    };
+    if !egress.allows(&authority) {
+        return Err(ApiError::egress_blocked(
+            field,
+            format!("`{authority}` is outside the egress allowlist of this sealed site"),
+        ));
     }
     Ok(())
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use export_artifacts::ArtifactStore;
 use export_auth::Authenticator;
-use export_core::{Clock, Limits, Profile, ProfileId, TenantId};
-use export_distribution::UrlSigner;
+use export_core::{Clock, EgressPolicy, Limits, Profile, ProfileId, TenantId};
+use export_distribution::{ObjectPublisher, UrlSigner};
 use export_signing::Keyring;
 
 use crate::event_hub::EventHub;
@@ -25,6 +25,8 @@ pub struct ApiConfig {
     /// How long a signed download link lives (before rounding and the retention cap).
     pub link_lifetime: Duration,
     pub sealed: bool,
+    /// Where outputs may be sent: on a sealed site, loopback and the allowlist only.
+    pub egress: EgressPolicy,
     /// A `: keep-alive` comment on event streams this often.
     pub sse_keep_alive: Duration,
     /// An event stream that carried no event this long is closed.
@@ -85,6 +87,9 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Fan-out of run events to SSE listeners.
     pub events: Arc<EventHub>,
+    /// The bucket of `object` distributions, which presigns their links; `None` when
+    /// the server has none.
+    pub object: Option<ObjectPublisher>,
     /// Wakes the workers of this process when a run is queued.
     pub wake_workers: Arc<dyn Fn() + Send + Sync>,
 }

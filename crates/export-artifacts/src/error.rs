@@ -17,6 +17,12 @@ pub enum ArtifactError {
     #[error("invalid artifact store url `{url}`: {reason}")]
     InvalidUrl { url: String, reason: String },
 
+    #[error("invalid S3 settings: {reason}")]
+    InvalidS3Settings { reason: String },
+
+    #[error("invalid S3 location `{location}`: {reason}")]
+    InvalidS3Location { location: String, reason: String },
+
     #[error("range {}-{} of artifact `{key}` is not satisfiable: the artifact has {size} bytes", range.start, range.end)]
     RangeNotSatisfiable {
         key: String,

@@ -7,13 +7,15 @@
 //! - An artifact is either absent or complete: while it is being written, after an abort
 //!   and after a crash, nothing is visible under its key.
 //! - Everything is generic over `Arc<dyn ObjectStore>`; the only backend-specific code
-//!   sweeps `LocalFileSystem` staging files in [`ArtifactStore::delete_run`].
+//!   sweeps `LocalFileSystem` staging files in [`ArtifactStore::delete_run`], and builds
+//!   the S3 client from [`S3Settings`].
 //!
 //! With the `testing` feature, the `testing` module holds the conformance suite that every
-//! backend passes.
+//! backend passes, and `S3Server`, a real S3-compatible server for tests.
 
 mod error;
 mod key;
+mod s3;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -21,5 +23,6 @@ mod writer;
 
 pub use error::ArtifactError;
 pub use key::{validate_output_path, ArtifactKey, MAX_OUTPUT_PATH_BYTES};
+pub use s3::{S3Location, S3Settings, DEFAULT_S3_REGION};
 pub use store::{ArtifactRead, ArtifactStore, Written};
 pub use writer::ArtifactWriter;

@@ -13,10 +13,11 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 use sha2::{Digest, Sha256};
 
-use crate::{ArtifactError, ArtifactKey, ArtifactWriter};
+use crate::{ArtifactError, ArtifactKey, ArtifactWriter, S3Location, S3Settings};
 
 /// How much a download reads from a local file at a time.
 const READ_CHUNK: usize = 256 * 1024;
@@ -98,8 +99,30 @@ impl ArtifactStore {
         Self::new(Arc::new(InMemory::new()))
     }
 
-    /// A store from a URL: `file:///absolute/path` or `memory://`.
+    /// A store in an S3-compatible bucket, under the location's prefix.
+    ///
+    /// Artifacts keep their promises there too: a writer uploads an artifact larger than
+    /// one part as a multipart upload, which S3 publishes only when `finish` completes
+    /// it, and `abort` aborts it.
+    pub fn s3(settings: &S3Settings, location: &S3Location) -> Result<Self, ArtifactError> {
+        let client = settings.client(location.bucket())?;
+        let inner: Arc<dyn ObjectStore> = if location.prefix().is_empty() {
+            Arc::new(client)
+        } else {
+            Arc::new(PrefixStore::new(client, location.prefix()))
+        };
+        Ok(Self::new(inner))
+    }
+
+    /// A store from a URL: `file:///absolute/path` or `memory://`; see
+    /// [`ArtifactStore::from_url_with_s3`] for `s3://` urls.
     pub fn from_url(url: &str) -> Result<Self, ArtifactError> {
+        Self::from_url_with_s3(url, None)
+    }
+
+    /// A store from a URL: `file:///absolute/path`, `memory://`, or
+    /// `s3://<bucket>[/<prefix>]`, which needs the `s3` settings.
+    pub fn from_url_with_s3(url: &str, s3: Option<&S3Settings>) -> Result<Self, ArtifactError> {
         let invalid = |reason: String| ArtifactError::InvalidUrl {
             url: redact(url),
             reason,
@@ -130,8 +153,15 @@ impl ArtifactStore {
                 }
                 Ok(Self::in_memory())
             }
+            "s3" => {
+                let location = S3Location::parse(url)?;
+                let settings = s3.ok_or_else(|| {
+                    invalid("an `s3` url needs S3 settings (endpoint, region, credentials)".into())
+                })?;
+                Self::s3(settings, &location)
+            }
             scheme => Err(invalid(format!(
-                "unsupported url scheme `{scheme}`: expected `file` or `memory`"
+                "unsupported url scheme `{scheme}`: expected `file`, `memory` or `s3`"
             ))),
         }
     }
@@ -401,7 +431,7 @@ fn count_files(dir: &FsPath) -> std::io::Result<u64> {
 }
 
 /// `url` without its password, fit for an error message.
-fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
             let _ = parsed.set_password(Some("redacted"));

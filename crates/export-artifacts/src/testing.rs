@@ -2,6 +2,9 @@
 //! each panicking on the first broken promise, run against every backend.
 //!
 //! Every function expects a fresh, empty store.
+//!
+//! [`S3Server`] runs a real S3-compatible server for the S3 backend's run, and for the
+//! tests of other crates that need S3.
 
 use bytes::Bytes;
 use export_core::{RunId, Sha256Digest};
@@ -10,6 +13,10 @@ use object_store::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::{ArtifactError, ArtifactKey, ArtifactStore};
+
+mod s3_server;
+
+pub use s3_server::S3Server;
 
 /// A run id of `tenant` on 2025-12-06.
 pub fn run_id(tenant: &str, seq: u32) -> RunId {

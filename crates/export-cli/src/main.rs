@@ -6,6 +6,7 @@ mod api;
 mod backoff;
 mod download;
 mod events;
+mod pull;
 mod sse;
 mod table;
 mod watch;
@@ -15,7 +16,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use export_api_types::{CreateRunRequest, ProfileList, RunAccepted, RunList, RunStatusResponse};
+use export_api_types::{
+    CreateRunRequest, DistributionBody, DistributionResponse, ProfileList, RunAccepted, RunList,
+    RunStatusResponse,
+};
 use reqwest::Method;
 use serde::Serialize;
 
@@ -89,6 +93,14 @@ enum RunsCommand {
         priority: Option<String>,
         #[arg(long, value_name = "DAYS")]
         retention_days: Option<i64>,
+        /// Where the run is published besides signed URLs: `http`, `oci` or `object`
+        /// (default: the profile's first).
+        #[arg(long, value_parser = ["http", "oci", "object"])]
+        distribution: Option<String>,
+        /// For `--distribution oci`: `host[:port]/repository[:tag]` (the tag defaults to
+        /// the run's sequence number).
+        #[arg(long = "ref", value_name = "REF")]
+        reference: Option<String>,
         /// Makes the request safe to retry: the same key and body give the same run.
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
@@ -124,6 +136,22 @@ enum RunsCommand {
     /// reconnects with Last-Event-ID after a dropped connection (backing off 1 s, 2 s,
     /// 4 s … 30 s) and polls the run's status on a server without the event stream.
     Watch { run_id: String },
+    /// Shows where a run was published: type, status, pushed reference, signed links.
+    Distribution { run_id: String },
+    /// Pulls an OCI-distributed run from its registry into a directory (each file
+    /// checked against its digest), ready for `export-center verify <dir>`.
+    Pull {
+        run_id: String,
+        /// The directory (default: ./<run id with :: replaced by _>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Speak plain HTTP to the registry (a registry on a trusted network only).
+        #[arg(long)]
+        insecure: bool,
+        /// Registry user name; the password comes from EXPORTCTL_REGISTRY_PASSWORD.
+        #[arg(long, env = "EXPORTCTL_REGISTRY_USERNAME")]
+        registry_username: Option<String>,
+    },
     /// Downloads the outputs of a succeeded run, checking each one's sha256.
     Download {
         run_id: String,
@@ -239,15 +267,23 @@ async fn runs(api: &Api, command: RunsCommand, json: bool) -> anyhow::Result<Opt
             formats,
             priority,
             retention_days,
+            distribution,
+            reference,
             idempotency_key,
             follow,
         } => {
+            let distribution = (distribution.is_some() || reference.is_some()).then(|| DistributionBody {
+                kind: distribution,
+                reference,
+                ..DistributionBody::default()
+            });
             let request = CreateRunRequest {
                 profile_id: profile_id(api.tenant(), &profile),
                 targets: (!targets.is_empty()).then_some(targets),
                 formats: (!formats.is_empty()).then_some(formats),
                 retention_days,
                 priority,
+                distribution,
                 ..CreateRunRequest::default()
             };
             let accepted: RunAccepted = api
@@ -349,6 +385,40 @@ async fn runs(api: &Api, command: RunsCommand, json: bool) -> anyhow::Result<Opt
             let outcome = watch::follow(api, &run_id, &mut printer, RetryPolicy::from_env()).await?;
             Ok(Some(outcome))
         }
+        RunsCommand::Distribution { run_id } => {
+            let distribution = distribution_of(api, &run_id).await?;
+            if json {
+                print_json(&distribution);
+            } else {
+                print!("{}", table::distribution(&distribution));
+            }
+            Ok(None)
+        }
+        RunsCommand::Pull {
+            run_id,
+            out,
+            insecure,
+            registry_username,
+        } => {
+            let distribution = distribution_of(api, &run_id).await?;
+            let dir = out.unwrap_or_else(|| download::default_dir(&run_id));
+            let password = std::env::var("EXPORTCTL_REGISTRY_PASSWORD").ok();
+            let files = pull::pull(&distribution, &dir, insecure, registry_username, password).await?;
+            if json {
+                print_json(&serde_json::json!({ "directory": dir, "files": files }));
+            } else {
+                for file in &files {
+                    println!(
+                        "{:<28} {:>10} bytes  sha256:{}",
+                        file.path,
+                        file.bytes,
+                        table::short_digest(&file.sha256)
+                    );
+                }
+                println!("pulled {} files to {}", files.len(), dir.display());
+            }
+            Ok(None)
+        }
         RunsCommand::Download { run_id, out, only } => {
             let dir = out.unwrap_or_else(|| download::default_dir(&run_id));
             let files = download::download(api, &run_id, &dir, &only).await?;
@@ -368,6 +438,13 @@ async fn runs(api: &Api, command: RunsCommand, json: bool) -> anyhow::Result<Opt
             Ok(None)
         }
     }
+}
+
+/// The distribution of a run (`export-dist::…` of `export-run::…`).
+async fn distribution_of(api: &Api, run_id: &str) -> anyhow::Result<DistributionResponse> {
+    api::run_path(run_id)?;
+    let id = run_id.replacen("export-run::", "export-dist::", 1);
+    api.get(&format!("/export-center/distributions/{id}")).await
 }
 
 #[cfg(test)]

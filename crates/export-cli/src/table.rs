@@ -1,7 +1,7 @@
 //! Plain-text tables and the human views of profiles and runs (`--json` prints the wire
 //! bodies instead). Signed URLs are never shown here: they are credentials.
 
-use export_api_types::{ProfileResponse, RunStatusResponse};
+use export_api_types::{DistributionResponse, ProfileResponse, RunStatusResponse};
 
 /// Left-aligned columns separated by two spaces, without trailing blanks.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -167,4 +167,50 @@ mod tests {
         assert_eq!(short_digest("sha256:0123456789abcdef0123"), "0123456789ab");
         assert_eq!(short_profile("export-profile::t::daily-vex"), "daily-vex");
     }
+}
+
+/// A distribution: its fields, then its artifacts.
+pub(crate) fn distribution(distribution: &DistributionResponse) -> String {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("distribution", distribution.id.clone()),
+        ("run", distribution.run_id.clone()),
+        ("type", distribution.kind.clone()),
+        ("status", distribution.status.clone()),
+    ];
+    let optional = [
+        ("ref", &distribution.reference),
+        ("checksum", &distribution.checksum),
+        ("links expire", &distribution.expires_at),
+    ];
+    fields.extend(
+        optional
+            .iter()
+            .filter_map(|(name, value)| Some((*name, (*value).clone()?))),
+    );
+    if let Some(dsse) = &distribution.dsse {
+        fields.push(("dsse", dsse.sha256.clone()));
+    }
+    let mut out = String::new();
+    for (name, value) in fields {
+        out.push_str(&format!("{:<15}{value}\n", format!("{name}:")));
+    }
+    if !distribution.artifacts.is_empty() {
+        let rows: Vec<Vec<String>> = distribution
+            .artifacts
+            .iter()
+            .map(|a| {
+                vec![
+                    a.kind.clone(),
+                    a.id.clone(),
+                    a.format.clone(),
+                    short_digest(&a.sha256),
+                ]
+            })
+            .collect();
+        out.push_str("artifacts:\n");
+        for line in table(&["TYPE", "ID", "FORMAT", "SHA256"], &rows).lines() {
+            out.push_str(&format!("  {line}\n"));
+        }
+    }
+    out
 }

@@ -3,10 +3,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// How runs are pushed to OCI registries.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OciSettings {
     /// Per-registry credentials and TLS settings, keyed by `host` or `host:port` exactly
@@ -49,7 +49,7 @@ fn default_timeout_seconds() -> u64 {
 }
 
 /// One registry's settings.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySettings {
     /// Speak plain HTTP to this registry. Only for hosts on a trusted network (or

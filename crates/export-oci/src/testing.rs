@@ -57,12 +57,14 @@ impl RegistryServer {
             ),
         )
         .expect("registry config");
+        // The registry logs every 404 of a blob probe as an error: keep it in a file.
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
         let child = Command::new(&binary)
             .arg("serve")
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", binary.display()));
         let server = Self {

@@ -13,6 +13,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use export_distribution::ObjectPublisher;
+use export_oci::OciPublisher;
 use export_signing::Keyring;
 
 use export_core::{MANIFEST_DSSE_PATH, MANIFEST_PATH};
@@ -42,6 +44,10 @@ pub struct RunnerConfig {
     pub max_bundle_bytes: u64,
     /// How often the retention janitor looks for expired runs.
     pub janitor_interval: Duration,
+    /// Registries that `oci` distributions push to.
+    pub oci: OciPublisher,
+    /// The bucket that `object` distributions upload to, if the server has one.
+    pub object: Option<ObjectPublisher>,
 }
 
 impl Default for RunnerConfig {
@@ -58,6 +64,8 @@ impl Default for RunnerConfig {
             keyring: Keyring::new("keyrings"),
             max_bundle_bytes: 500 * 1024 * 1024,
             janitor_interval: Duration::from_secs(60),
+            oci: OciPublisher::default(),
+            object: None,
         }
     }
 }
@@ -91,6 +99,8 @@ impl Runner {
             keyring: config.keyring.clone(),
             max_bundle_bytes: config.max_bundle_bytes,
             events: EventSink::new(store.clone(), clock.clone(), notify),
+            oci: config.oci.clone(),
+            object: config.object.clone(),
         };
         Self {
             inner: Arc::new(Inner {

@@ -13,8 +13,9 @@ use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
 use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, UrlJwks};
-use export_core::{Clock, SystemClock};
-use export_distribution::{UrlSigner, UrlSigningKey};
+use export_core::{Clock, EgressPolicy, SystemClock};
+use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
+use export_oci::OciPublisher;
 use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
 use export_store::Store;
@@ -53,7 +54,16 @@ impl App {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
         let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
-        let artifacts = ArtifactStore::from_url(&config.artifacts_url()).context("artifacts.url")?;
+        let artifacts =
+            ArtifactStore::from_url_with_s3(&config.artifacts_url(), config.artifacts.s3.as_ref())
+                .context("artifacts.url")?;
+        let object = config
+            .distribution
+            .object
+            .as_ref()
+            .map(|object| ObjectPublisher::new(&object.s3, &object.bucket, &object.prefix))
+            .transpose()
+            .context("distribution.object")?;
         let urls = Arc::new(url_signer(&config)?);
         let profiles = Arc::new(ProfileRegistry::new(config.profiles()?));
         let keyring = Keyring::new(config.keyring_dir());
@@ -81,6 +91,8 @@ impl App {
                 keyring: keyring.clone(),
                 max_bundle_bytes: config.limits.max_bundle_bytes,
                 janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),
+                oci: OciPublisher::new(config.distribution.oci.clone())?,
+                object: object.clone(),
             },
             notify,
         );
@@ -97,6 +109,10 @@ impl App {
                 limits: config.limits.clone(),
                 link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
                 sealed: config.sealed,
+                egress: EgressPolicy {
+                    sealed: config.sealed,
+                    allow: config.egress_allowlist.clone(),
+                },
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
                 jwks_file: (config.auth.mode == "jwt")
@@ -104,6 +120,7 @@ impl App {
                     .flatten(),
             }),
             events,
+            object,
             auth: authenticator(&config)?,
             rate_limiter: Arc::new(RateLimiter::new(
                 config.limits.runs_per_minute,

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use export_artifacts::{S3Location, S3Settings};
 use export_core::{Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
+use export_oci::OciSettings;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
@@ -26,10 +28,36 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// No egress: see SPEC §11.
     pub sealed: bool,
+    /// On a sealed site, the hosts (`host`, any port) or `host:port`s that
+    /// distributions may reach besides loopback.
+    pub egress_allowlist: Vec<String>,
+    pub distribution: DistributionConfig,
     /// Tenants with their profiles. When the configuration names no tenant at all, a
     /// `tenant-default` tenant with a `default` profile over every kind is provided so
     /// that the quick start works without a file.
     pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// Where runs are published besides the service's own signed URLs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributionConfig {
+    /// OCI registries (`distribution.type = "oci"`).
+    pub oci: OciSettings,
+    /// The S3-compatible bucket of `distribution.type = "object"`; without it, runs
+    /// asking for `object` are refused at creation.
+    pub object: Option<ObjectDistributionConfig>,
+}
+
+/// Where `object` distributions upload: `<prefix>/<tenant>/<runId>/<path>` in `bucket`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectDistributionConfig {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: String,
+    /// The endpoint and credentials.
+    pub s3: S3Settings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,8 +93,11 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArtifactsConfig {
-    /// `file://<absolute path>` or `memory://`; defaults to `<data_dir>/artifacts`.
+    /// `file://<absolute path>`, `s3://<bucket>[/<prefix>]` (with `[artifacts.s3]`) or
+    /// `memory://`; defaults to `<data_dir>/artifacts`.
     pub url: Option<String>,
+    /// The S3 endpoint and credentials of an `s3://` artifact store.
+    pub s3: Option<S3Settings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -287,8 +318,37 @@ impl Config {
             }
         }
         if let Some(url) = &self.artifacts.url {
-            if !(url.starts_with("file://") || url == "memory://") {
-                bail!("artifacts.url: `{url}` is not supported; use file://<absolute path> or memory://");
+            if url.starts_with("s3://") {
+                let settings = self.artifacts.s3.as_ref().with_context(|| {
+                    format!("artifacts.s3: `{url}` needs the S3 endpoint and credentials")
+                })?;
+                settings
+                    .validate()
+                    .map_err(|err| anyhow::anyhow!("artifacts.s3: {err}"))?;
+                S3Location::parse(url).map_err(|err| anyhow::anyhow!("artifacts.url: {err}"))?;
+            } else if !(url.starts_with("file://") || url == "memory://") {
+                bail!(
+                    "artifacts.url: `{url}` is not supported; use file://<absolute path>, s3://<bucket>[/<prefix>] \
+                     or memory://"
+                );
+            }
+        }
+        if let Some(object) = &self.distribution.object {
+            object
+                .s3
+                .validate()
+                .map_err(|err| anyhow::anyhow!("distribution.object.s3: {err}"))?;
+            S3Location::new(&object.bucket, &object.prefix)
+                .map_err(|err| anyhow::anyhow!("distribution.object: {err}"))?;
+        }
+        self.distribution
+            .oci
+            .validate()
+            .map_err(|message| anyhow::anyhow!("distribution.oci.{message}"))?;
+        for (idx, entry) in self.egress_allowlist.iter().enumerate() {
+            let host = entry.split(':').next().unwrap_or_default();
+            if host.is_empty() || entry.contains('/') || entry.contains("://") {
+                bail!("egress_allowlist[{idx}]: `{entry}` is not a `host` or `host:port`");
             }
         }
         for (idx, key) in self.url_signing.keys.iter().enumerate() {
@@ -480,6 +540,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("database.url"), "{err}");
+        for (toml, key) in [
+            ("[distribution.oci]\nattempts = 0\n", "distribution.oci.attempts"),
+            (
+                "[distribution.oci.registries.\"r.local\"]\npassword = \"p\"\n",
+                "distribution.oci.registries.\"r.local\"",
+            ),
+            ("egress_allowlist = [\"https://r.local\"]\n", "egress_allowlist[0]"),
+            ("[artifacts]\nurl = \"s3://bucket/p\"\n", "artifacts.s3"),
+            (
+                "[distribution.object]\nbucket = \"b\"\n[distribution.object.s3]\naccess_key_id = \"\"\nsecret_access_key = \"s\"\n",
+                "distribution.object.s3",
+            ),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(key), "{toml}: {err}");
+        }
         let err = load_toml("sealed = true\n").unwrap_err().to_string();
         assert!(
             err.contains("auth.mode") && err.contains("sealed"),

@@ -1,5 +1,7 @@
-//! Runs `export_artifacts::testing` against the local filesystem and in memory.
+//! Runs `export_artifacts::testing` against the local filesystem, in memory, and in a
+//! real S3-compatible server (`s3s-fs`).
 
+use export_artifacts::testing::S3Server;
 use export_artifacts::ArtifactStore;
 
 /// One `#[tokio::test]` per suite function and backend, so a failure names both.
@@ -49,3 +51,10 @@ conformance!(
     from_memory_url,
     (ArtifactStore::from_url("memory://").unwrap(), ())
 );
+
+// One server per test: every suite function expects a fresh, empty store. The prefix
+// makes the store's keys differ from the bucket's, as they do in production.
+conformance!(s3, {
+    let server = S3Server::start();
+    (server.artifact_store("artifacts"), server)
+});

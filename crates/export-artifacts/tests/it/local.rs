@@ -176,10 +176,10 @@ async fn file_urls_open_a_local_store() {
 
 #[test]
 fn unsupported_urls_are_rejected_with_their_scheme() {
-    let err = ArtifactStore::from_url("s3://bucket/prefix").unwrap_err();
+    let err = ArtifactStore::from_url("gs://bucket/prefix").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "invalid artifact store url `s3://bucket/prefix`: unsupported url scheme `s3`: expected `file` or `memory`"
+        "invalid artifact store url `gs://bucket/prefix`: unsupported url scheme `gs`: expected `file`, `memory` or `s3`"
     );
     for bad in [
         "",

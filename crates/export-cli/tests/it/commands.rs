@@ -357,3 +357,87 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn an_oci_run_shows_its_distribution_and_pulls_back_into_a_verifiable_directory() {
+    let registry = export_oci::testing::RegistryServer::start();
+    let server = Server::start_with(ServerOptions {
+        config: Some(format!(
+            r#"
+[distribution.oci.registries."{address}"]
+insecure = true
+
+[tenants.tenant-default.profiles.published]
+targets = ["advisory"]
+formats = ["ndjson"]
+distributions = ["oci"]
+signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
+"#,
+            address = registry.address
+        )),
+        signing_key: true,
+        ..ServerOptions::default()
+    });
+    let reference = format!("{}/exports/daily", registry.address);
+    let created = server.run(&[
+        "runs",
+        "create",
+        "--profile",
+        "published",
+        "--distribution",
+        "oci",
+        "--ref",
+        &reference,
+        "--follow",
+        "--json",
+    ]);
+    created.success();
+    let run_id = serde_json::from_str::<serde_json::Value>(created.stdout.lines().next().unwrap()).unwrap()
+        ["runId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let shown = server.run(&["runs", "distribution", &run_id]);
+    shown.success();
+    assert!(shown.stdout.contains("status:        published"), "{shown}");
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("ref:           {reference}@sha256:")),
+        "{shown}"
+    );
+    let distribution = server.run(&["runs", "distribution", &run_id, "--json"]).json();
+    assert_eq!(distribution["type"], "oci");
+
+    let out = server.data_dir().join("pulled");
+    let pulled = server.run(&[
+        "runs",
+        "pull",
+        &run_id,
+        "--insecure",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    pulled.success();
+    let files = pulled.json()["files"].as_array().unwrap().len();
+    assert!(files >= 5, "{pulled}");
+    let verify = server
+        .command("verify")
+        .arg(&out)
+        .arg("--key")
+        .arg(server.signing_keyring().join("signer.pub.pem"))
+        .output()
+        .expect("running export-center verify");
+    assert!(
+        verify.status.success(),
+        "export-center verify failed:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+
+    // An `http` run has nothing to pull.
+    let plain = server.run(&["runs", "pull", "export-run::tenant-default::2020-01-01::0001"]);
+    assert_eq!(plain.code, 1, "{plain}");
+}

@@ -359,6 +359,11 @@ targets = ["advisory"]
 signing = { enabled = true, keys = ["kms://acme/signer"] }
 encryption = { recipients = ["age1p88lfa2wgjlr8f3gv7f25p3ufka7k99khla7345utvnzdyyru58q6v00sr"] }
 
+[acme.profiles.published]
+targets = ["advisory", "vex", "policy"]
+distributions = ["oci", "object", "http"]
+signing = { enabled = true, keys = ["kms://acme/signer"] }
+
 [globex.profiles.daily]
 targets = ["advisory", "vex"]
 "#;

@@ -11,6 +11,8 @@ mod errors;
 mod events;
 mod helpers;
 mod ingest;
+mod object;
+mod oci;
 mod runs;
 mod service;
 mod signing;

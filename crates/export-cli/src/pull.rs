@@ -1,0 +1,75 @@
+//! `exportctl runs pull`: an OCI-distributed run, from its registry into a directory.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use export_api_types::DistributionResponse;
+use export_oci::{OciPublisher, OciSettings, RegistrySettings};
+use serde::Serialize;
+
+/// One pulled file, as printed.
+#[derive(Debug, Serialize)]
+pub(crate) struct PulledFile {
+    pub(crate) path: String,
+    pub(crate) sha256: String,
+    pub(crate) bytes: u64,
+}
+
+/// Pulls the artifact the distribution names (by digest, so a moved tag cannot change
+/// what arrives) into `dir`.
+pub(crate) async fn pull(
+    distribution: &DistributionResponse,
+    dir: &Path,
+    insecure: bool,
+    username: Option<String>,
+    password: Option<String>,
+) -> anyhow::Result<Vec<PulledFile>> {
+    if distribution.kind != "oci" {
+        bail!(
+            "run {} was distributed as `{}`, not `oci`: use `exportctl runs download`",
+            distribution.run_id,
+            distribution.kind
+        );
+    }
+    if distribution.status != "published" {
+        bail!(
+            "run {} is not published yet (distribution status `{}`)",
+            distribution.run_id,
+            distribution.status
+        );
+    }
+    let reference = distribution
+        .reference
+        .as_deref()
+        .filter(|r| r.contains("@sha256:"))
+        .with_context(|| {
+            format!(
+                "the distribution of {} names no pushed digest",
+                distribution.run_id
+            )
+        })?;
+    let registry = reference.split('/').next().unwrap_or_default().to_owned();
+    let mut settings = OciSettings::default();
+    settings.registries.insert(
+        registry,
+        RegistrySettings {
+            insecure,
+            username,
+            password,
+            ..RegistrySettings::default()
+        },
+    );
+    let publisher = OciPublisher::new(settings).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let files = publisher
+        .pull(reference, dir)
+        .await
+        .with_context(|| format!("pulling {reference}"))?;
+    Ok(files
+        .into_iter()
+        .map(|file| PulledFile {
+            path: file.path,
+            sha256: file.sha256.to_string(),
+            bytes: file.bytes,
+        })
+        .collect())
+}
