@@ -146,29 +146,6 @@ pub(crate) fn run(run: &RunStatusResponse) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_line_up() {
-        let rows = vec![
-            vec!["a".to_owned(), "long value".to_owned(), "x".to_owned()],
-            vec!["bbbb".to_owned(), "v".to_owned(), String::new()],
-        ];
-        assert_eq!(
-            table(&["ID", "VALUE", "Z"], &rows),
-            "ID    VALUE       Z\na     long value  x\nbbbb  v\n"
-        );
-    }
-
-    #[test]
-    fn digests_are_shortened() {
-        assert_eq!(short_digest("sha256:0123456789abcdef0123"), "0123456789ab");
-        assert_eq!(short_profile("export-profile::t::daily-vex"), "daily-vex");
-    }
-}
-
 /// A distribution: its fields, then its artifacts.
 pub(crate) fn distribution(distribution: &DistributionResponse) -> String {
     let mut fields: Vec<(&str, String)> = vec![
@@ -213,4 +190,27 @@ pub(crate) fn distribution(distribution: &DistributionResponse) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let rows = vec![
+            vec!["a".to_owned(), "long value".to_owned(), "x".to_owned()],
+            vec!["bbbb".to_owned(), "v".to_owned(), String::new()],
+        ];
+        assert_eq!(
+            table(&["ID", "VALUE", "Z"], &rows),
+            "ID    VALUE       Z\na     long value  x\nbbbb  v\n"
+        );
+    }
+
+    #[test]
+    fn digests_are_shortened() {
+        assert_eq!(short_digest("sha256:0123456789abcdef0123"), "0123456789ab");
+        assert_eq!(short_profile("export-profile::t::daily-vex"), "daily-vex");
+    }
 }

@@ -26,15 +26,29 @@ fn binary() -> PathBuf {
 impl RegistryServer {
     /// Starts a registry and waits until it answers `GET /v2/`.
     pub fn start() -> Self {
-        Self::start_with("")
+        Self::start_with("", "")
     }
 
     /// A registry in maintenance read-only mode: it serves pulls and refuses every push.
     pub fn start_read_only() -> Self {
-        Self::start_with("  maintenance:\n    readonly:\n      enabled: true\n")
+        Self::start_with("  maintenance:\n    readonly:\n      enabled: true\n", "")
     }
 
-    fn start_with(storage_extra: &str) -> Self {
+    /// A registry that wants HTTP Basic credentials: [`Self::USERNAME`] and
+    /// [`Self::PASSWORD`] (an htpasswd file with their bcrypt hash).
+    pub fn start_with_basic_auth() -> Self {
+        Self::start_with(
+            "",
+            "auth:\n  htpasswd:\n    realm: export-center-test\n    path: {dir}/htpasswd\n",
+        )
+    }
+
+    pub const USERNAME: &'static str = "exporter";
+    pub const PASSWORD: &'static str = "export-s3cret";
+    /// bcrypt (cost 5) of [`Self::PASSWORD`], made once with Python's `bcrypt`.
+    const PASSWORD_BCRYPT: &'static str = "$2b$05$sG62bbCIqBcFDuLXDPjYG.rr3j5qExctBsAQvmwOvIk94H7K1MbJi";
+
+    fn start_with(storage_extra: &str, extra: &str) -> Self {
         let binary = binary();
         assert!(
             binary.exists(),
@@ -50,9 +64,15 @@ impl RegistryServer {
         let address = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         std::fs::write(
+            dir.path().join("htpasswd"),
+            format!("{}:{}\n", Self::USERNAME, Self::PASSWORD_BCRYPT),
+        )
+        .expect("htpasswd");
+        let extra = extra.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{storage_extra}http:\n  addr: {address}\n",
+                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{storage_extra}{extra}http:\n  addr: {address}\n",
                 dir.path().join("storage").display()
             ),
         )
@@ -85,7 +105,7 @@ impl RegistryServer {
                 let mut answer = String::new();
                 if stream.write_all(request.as_bytes()).is_ok()
                     && stream.read_to_string(&mut answer).is_ok()
-                    && answer.starts_with("HTTP/1.0 200")
+                    && (answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.0 401"))
                 {
                     return;
                 }

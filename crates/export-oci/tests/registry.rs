@@ -332,3 +332,55 @@ async fn pulling_something_that_is_not_a_run_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("not an Export Center run"), "{err}");
 }
+
+#[tokio::test]
+async fn per_registry_credentials_are_used_and_wrong_ones_refused() {
+    let registry = RegistryServer::start_with_basic_auth();
+    let files = files();
+    let push = |settings: export_oci::OciSettings| {
+        let files = files.clone();
+        let target = target(&registry, "exports/private");
+        async move {
+            OciPublisher::new(settings)
+                .unwrap()
+                .push(&target, "0001", &artifact(&files), &opener(files.clone(), None))
+                .await
+        }
+    };
+    let with = |username: Option<&str>, password: Option<&str>| {
+        let mut settings = registry.settings();
+        let entry = settings.registries.get_mut(&registry.address).unwrap();
+        entry.username = username.map(str::to_owned);
+        entry.password = password.map(str::to_owned);
+        settings
+    };
+
+    let err = push(with(None, None)).await.unwrap_err();
+    assert!(err.to_string().contains(&registry.address), "{err}");
+    let err = push(with(Some(RegistryServer::USERNAME), Some("wrong")))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&registry.address), "{err}");
+
+    // The password can also come from a file (first line).
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), format!("{}\n", RegistryServer::PASSWORD)).unwrap();
+    let mut settings = with(Some(RegistryServer::USERNAME), None);
+    settings
+        .registries
+        .get_mut(&registry.address)
+        .unwrap()
+        .password_file = Some(secret.path().to_owned());
+    let pushed = push(settings).await.expect("push with the password file");
+
+    let out = tempfile::tempdir().unwrap();
+    let puller = OciPublisher::new(with(
+        Some(RegistryServer::USERNAME),
+        Some(RegistryServer::PASSWORD),
+    ))
+    .unwrap();
+    assert_eq!(
+        puller.pull(&pushed.reference, out.path()).await.unwrap().len(),
+        files.len()
+    );
+}
