@@ -29,7 +29,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<(Value, Syntax), EvidenceError> {
     };
     let problem = RefCell::new(None);
     let reader = Reader {
-        pointer: String::new(),
+        path: Path::Root,
         problem: &problem,
     };
     let syntax = if first == b'{' { Syntax::Json } else { Syntax::Yaml };
@@ -50,24 +50,50 @@ pub(crate) fn read(bytes: &[u8]) -> Result<(Value, Syntax), EvidenceError> {
     }
 }
 
+/// Where a value is in the document: a chain of keys and indexes up to the root, kept
+/// on the stack while the value is read and written out as a JSON pointer only when a
+/// value is refused, so valid documents never pay for pointers.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    Key(&'a Path<'a>, &'a str),
+    Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    /// The RFC 6901 pointer to this value.
+    fn pointer(&self) -> String {
+        match *self {
+            Path::Root => String::new(),
+            Path::Key(parent, key) => {
+                format!(
+                    "{}/{}",
+                    parent.pointer(),
+                    key.replace('~', "~0").replace('/', "~1")
+                )
+            }
+            Path::Index(parent, idx) => format!("{}/{idx}", parent.pointer()),
+        }
+    }
+}
+
 /// Builds a `Value` like serde_json's own visitor, knowing where in the document it is.
 struct Reader<'a> {
-    pointer: String,
+    path: Path<'a>,
     /// Where the value this reader refused is, for the error.
     problem: &'a RefCell<Option<String>>,
 }
 
 impl<'a> Reader<'a> {
-    fn child(&self, segment: &str) -> Reader<'a> {
-        let segment = segment.replace('~', "~0").replace('/', "~1");
+    fn child<'b>(&'b self, path: Path<'b>) -> Reader<'b> {
         Reader {
-            pointer: format!("{}/{segment}", self.pointer),
+            path,
             problem: self.problem,
         }
     }
 
-    fn refuse<E: de::Error>(&self, pointer: String, reason: &str) -> E {
-        *self.problem.borrow_mut() = Some(pointer);
+    fn refuse<E: de::Error>(&self, path: Path<'_>, reason: &str) -> E {
+        *self.problem.borrow_mut() = Some(path.pointer());
         E::custom(reason)
     }
 }
@@ -102,10 +128,7 @@ impl<'de> Visitor<'de> for Reader<'_> {
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Value, E> {
         match Number::from_f64(value) {
             Some(number) => Ok(Value::Number(number)),
-            None => Err(self.refuse(
-                self.pointer.clone(),
-                "numbers must be finite (no NaN or infinity)",
-            )),
+            None => Err(self.refuse(self.path, "numbers must be finite (no NaN or infinity)")),
         }
     }
 
@@ -131,7 +154,7 @@ impl<'de> Visitor<'de> for Reader<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
-        while let Some(item) = seq.next_element_seed(self.child(&items.len().to_string()))? {
+        while let Some(item) = seq.next_element_seed(self.child(Path::Index(&self.path, items.len())))? {
             items.push(item);
         }
         Ok(Value::Array(items))
@@ -140,11 +163,11 @@ impl<'de> Visitor<'de> for Reader<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
         while let Some(key) = map.next_key::<String>()? {
-            let child = self.child(&key);
+            let path = Path::Key(&self.path, &key);
             if object.contains_key(&key) {
-                return Err(self.refuse(child.pointer, &format!("duplicate key `{key}`")));
+                return Err(self.refuse(path, &format!("duplicate key `{key}`")));
             }
-            let value = map.next_value_seed(child)?;
+            let value = map.next_value_seed(self.child(path))?;
             object.insert(key, value);
         }
         Ok(Value::Object(object))
@@ -194,6 +217,14 @@ mod tests {
         let error = error_of(b"id: x\nlimits: [1, .nan]\n");
         assert_eq!(error.pointer, "/limits/1");
         assert!(error.reason.contains("numbers must be finite"), "{error}");
+    }
+
+    #[test]
+    fn pointers_name_every_key_and_index_on_the_way() {
+        let error = error_of(b"id: x\n\"a/b\":\n  - 0\n  - \"c~\": [1, .inf]\n");
+        assert_eq!(error.pointer, "/a~1b/1/c~0/1");
+        let error = error_of(br#"{"a": [{}, {"b": [[], [{"c": 1, "c": 2}]]}]}"#);
+        assert_eq!(error.pointer, "/a/1/b/1/0/c");
     }
 
     #[test]

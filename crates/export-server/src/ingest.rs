@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use export_core::{Clock, SourceName, TenantId};
-use export_evidence::parse_document;
+use export_evidence::{parse_document, ParsedDocument};
 use export_store::{IngestOutcome, NewEvidence, Store};
+use tokio::sync::mpsc::Sender;
 
 /// Documents stored per transaction.
 const BATCH: usize = 500;
@@ -42,10 +43,29 @@ impl std::fmt::Display for Rejection {
     }
 }
 
+/// Files read and parsed ahead of the store, in order.
+enum Read {
+    Document(ParsedDocument),
+    Rejected(Rejection),
+    /// A file in a given directory that is not `.json`, `.yaml` or `.yml`.
+    Skipped(PathBuf),
+}
+
+/// Files the reader hands over at a time: enough to make each hand-off cheap.
+const CHUNK: usize = 100;
+
+/// Chunks the reader may be ahead of the store: two batches, which bounds memory.
+const CHUNKS_AHEAD: usize = 2 * BATCH / CHUNK;
+
 /// Ingests `paths` into `source` of `tenant`: each given file as is, each directory's
 /// `.json`, `.yaml` and `.yml` files recursively in sorted order (so ingestion sequences
 /// are reproducible). Directories are walked lazily, so memory does not grow with the
 /// number of files.
+///
+/// Reading and parsing run on a blocking thread, a bounded channel ahead of the store,
+/// so that parsing one batch overlaps with storing the one before (on SQLite, in the
+/// driver's own thread). The files keep their order, and with it their sequences and
+/// the order of the report.
 pub async fn ingest_paths(
     store: &dyn Store,
     clock: &dyn Clock,
@@ -53,19 +73,58 @@ pub async fn ingest_paths(
     source: &SourceName,
     paths: &[PathBuf],
 ) -> anyhow::Result<IngestReport> {
+    let (sender, mut receiver) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+    let paths = paths.to_vec();
+    let span = tracing::Span::current();
+    let reader = tokio::task::spawn_blocking(move || span.in_scope(|| read_paths(&paths, &sender)));
+
     let mut report = IngestReport::default();
     let mut batch = Vec::with_capacity(BATCH);
+    while let Some(chunk) = receiver.recv().await {
+        for read in chunk? {
+            match read {
+                Read::Document(parsed) => batch.push(new_evidence(parsed, source, clock)),
+                Read::Rejected(rejection) => report.rejected.push(rejection),
+                Read::Skipped(path) => report.skipped.push(path),
+            }
+            if batch.len() == BATCH {
+                store_batch(store, tenant, &mut batch, &mut report).await?;
+            }
+        }
+    }
+    reader.await.context("reading evidence files")?;
+    store_batch(store, tenant, &mut batch, &mut report).await?;
+    Ok(report)
+}
+
+/// Reads and parses every file under `paths` in order, sending them in chunks; stops at
+/// the first directory that cannot be walked (sending the error), or when the receiving
+/// side has gone.
+fn read_paths(paths: &[PathBuf], sender: &Sender<anyhow::Result<Vec<Read>>>) {
+    let mut chunk = Vec::with_capacity(CHUNK);
+    let send = |chunk: &mut Vec<Read>| {
+        let full = std::mem::replace(chunk, Vec::with_capacity(CHUNK));
+        sender.blocking_send(Ok(full)).is_ok()
+    };
     for path in paths {
         if !path.exists() {
-            report.rejected.push(Rejection {
+            chunk.push(Read::Rejected(Rejection {
                 path: path.clone(),
                 reason: "no such file or directory".to_owned(),
                 pointer: String::new(),
-            });
+            }));
             continue;
         }
         for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let entry = entry.with_context(|| format!("reading directory {}", path.display()))?;
+            let entry = match entry.with_context(|| format!("reading directory {}", path.display())) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    if send(&mut chunk) {
+                        let _ = sender.blocking_send(Err(err));
+                    }
+                    return;
+                }
+            };
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -75,24 +134,25 @@ pub async fn ingest_paths(
                 .extension()
                 .and_then(|ext| ext.to_str())
                 .is_some_and(|ext| matches!(ext, "json" | "yaml" | "yml"));
-            if !given && !is_evidence {
-                report.skipped.push(entry.into_path());
-                continue;
-            }
-            match read_document(entry.path(), source, clock) {
-                Ok(item) => batch.push(item),
-                Err(rejection) => report.rejected.push(rejection),
-            }
-            if batch.len() == BATCH {
-                store_batch(store, tenant, &mut batch, &mut report).await?;
+            chunk.push(if !given && !is_evidence {
+                Read::Skipped(entry.into_path())
+            } else {
+                match read_document(entry.path()) {
+                    Ok(parsed) => Read::Document(parsed),
+                    Err(rejection) => Read::Rejected(rejection),
+                }
+            });
+            if chunk.len() == CHUNK && !send(&mut chunk) {
+                return;
             }
         }
     }
-    store_batch(store, tenant, &mut batch, &mut report).await?;
-    Ok(report)
+    if !chunk.is_empty() {
+        send(&mut chunk);
+    }
 }
 
-fn read_document(path: &Path, source: &SourceName, clock: &dyn Clock) -> Result<NewEvidence, Rejection> {
+fn read_document(path: &Path) -> Result<ParsedDocument, Rejection> {
     let reject = |reason: String, pointer: String| Rejection {
         path: path.to_owned(),
         reason,
@@ -100,8 +160,11 @@ fn read_document(path: &Path, source: &SourceName, clock: &dyn Clock) -> Result<
     };
     let bytes =
         std::fs::read(path).map_err(|err| reject(format!("cannot read the file: {err}"), String::new()))?;
-    let parsed = parse_document(&bytes).map_err(|err| reject(err.reason, err.pointer))?;
-    Ok(NewEvidence {
+    parse_document(&bytes).map_err(|err| reject(err.reason, err.pointer))
+}
+
+fn new_evidence(parsed: ParsedDocument, source: &SourceName, clock: &dyn Clock) -> NewEvidence {
+    NewEvidence {
         source: source.clone(),
         kind: parsed.kind,
         format: parsed.format,
@@ -111,7 +174,7 @@ fn read_document(path: &Path, source: &SourceName, clock: &dyn Clock) -> Result<
         digest: parsed.digest,
         document: parsed.canonical,
         ingested_at: clock.now(),
-    })
+    }
 }
 
 async fn store_batch(
@@ -133,4 +196,94 @@ async fn store_batch(
     }
     batch.clear();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use export_core::{SystemClock, Target};
+    use export_store_sqlite::SqliteStore;
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    fn osv(id: &str) -> String {
+        serde_json::json!({"id": id, "modified": "2025-01-01T00:00:00Z", "summary": "s"}).to_string()
+    }
+
+    /// Ids, in order, of the snapshot at `watermark`.
+    async fn ids_at(store: &dyn Store, tenant: &TenantId, watermark: i64) -> Vec<String> {
+        let target = Target::parse("advisory").unwrap();
+        let records: Vec<_> = store
+            .stream_items(tenant, watermark, &target)
+            .try_collect()
+            .await
+            .unwrap();
+        records.into_iter().map(|record| record.id).collect()
+    }
+
+    /// Across many chunks and batches, files are stored in the order they are walked,
+    /// and rejected and skipped files are reported in that order too, whichever of the
+    /// given paths they came from.
+    #[tokio::test]
+    async fn files_are_stored_and_reported_in_walk_order_across_chunks_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a"), dir.path().join("b"));
+        let mut expected_rejected = Vec::new();
+        let mut expected_skipped = Vec::new();
+        let mut good = Vec::new();
+        let n_files = 2 * BATCH + CHUNK + 7;
+        for (folder, range) in [(&first, 0..n_files), (&second, n_files..n_files + 3)] {
+            std::fs::create_dir_all(folder.join("sub")).unwrap();
+            for file_idx in range {
+                let name = folder.join(format!("f{file_idx:05}.json"));
+                if file_idx % 97 == 5 {
+                    std::fs::write(&name, r#"{"id": "x", "id": "y"}"#).unwrap();
+                    expected_rejected.push((name, "/id".to_owned()));
+                } else if file_idx % 211 == 3 {
+                    let text = folder.join(format!("f{file_idx:05}.txt"));
+                    std::fs::write(&text, "notes").unwrap();
+                    expected_skipped.push(text);
+                } else {
+                    // Ids sort against the walk order, so the snapshot shows the order.
+                    let id = format!("GO-{:05}", 99_999 - file_idx);
+                    std::fs::write(&name, osv(&id)).unwrap();
+                    good.push(id);
+                }
+            }
+        }
+        let missing = dir.path().join("missing");
+        expected_rejected.insert(
+            expected_rejected
+                .iter()
+                .filter(|(path, _)| path.starts_with(&first))
+                .count(),
+            (missing.clone(), String::new()),
+        );
+
+        let store = SqliteStore::open(&dir.path().join("ingest.db")).await.unwrap();
+        let tenant = TenantId::parse("acme").unwrap();
+        let source = SourceName::parse("osv-go").unwrap();
+        let report = ingest_paths(&store, &SystemClock, &tenant, &source, &[first, missing, second])
+            .await
+            .unwrap();
+
+        assert_eq!(report.inserted, good.len() as u64);
+        let rejected: Vec<_> = report
+            .rejected
+            .iter()
+            .map(|rejection| (rejection.path.clone(), rejection.pointer.clone()))
+            .collect();
+        assert_eq!(rejected, expected_rejected);
+        assert!(
+            report.rejected[0].reason.contains("duplicate key `id`"),
+            "{:?}",
+            report.rejected[0]
+        );
+        assert_eq!(report.skipped, expected_skipped);
+        for watermark in [1, BATCH - 1, BATCH + 1, good.len()] {
+            let mut expected = good[..watermark].to_vec();
+            expected.sort();
+            assert_eq!(ids_at(&store, &tenant, watermark as i64).await, expected);
+        }
+    }
 }

@@ -4,13 +4,15 @@
 //! and the one that superseded it (NULL while it is current), so the snapshot at a
 //! watermark W is every row with `seq <= W` not superseded by W.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use export_core::{DocumentFormat, EvidenceRecord, Kind, Sha256Digest, SourceName, Target, TenantId};
 use export_store::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::SqliteRow;
-use sqlx::SqlitePool;
+use sqlx::{SqliteConnection, SqlitePool};
 
-use crate::rows::{column, db, optional_timestamp_column, parsed, timestamp, to_json};
+use crate::rows::{column, db, int, optional_timestamp_column, parsed, timestamp, to_json};
 
 /// The tenant's ingestion sequence in the counters table.
 const EVIDENCE_COUNTER: &str = "evidence";
@@ -57,90 +59,320 @@ const STREAM_KIND_SOURCE: &str = concat!(
     " ORDER BY id, source, digest"
 );
 
+/// Bind variables one statement may use: SQLite's default `SQLITE_MAX_VARIABLE_NUMBER`
+/// since 3.32 (the bundled SQLite is newer), and within PostgreSQL's 65,535.
+const MAX_VARIABLES: usize = 32_766;
+
+/// Ids per query for current versions. Without statistics SQLite plans that query as one
+/// seek per id up to some 24,000 ids, and as a scan of the tenant per id beyond (SQLite
+/// 3.46); `current_versions_are_one_seek_per_id` checks the plan at this size.
+const IDS_PER_QUERY: usize = 1_000;
+
+/// Takes `?3` numbers of a tenant counter at once, creating it, and returns the last.
+const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES (?1, ?2, ?3) \
+     ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + excluded.value \
+     RETURNING value";
+
+/// Stores a batch in one transaction with a handful of statements, however many items it
+/// holds: one query for the current versions, one for the sequence numbers, one update
+/// for the stored versions it supersedes and one multi-row insert, each split only where
+/// it would pass the variable limit.
+///
+/// Each statement is a round trip to the driver's worker thread, and those hand-offs
+/// (not SQLite) were most of the cost of ingesting one statement per document. The text
+/// of these statements varies with the number of rows, so they stay out of the
+/// connection's statement cache, where a few large ones would hold megabytes.
 pub(crate) async fn ingest(
     pool: &SqlitePool,
     tenant: &TenantId,
     items: &[NewEvidence],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
+    ingest_within(pool, tenant, items, MAX_VARIABLES).await
+}
+
+async fn ingest_within(
+    pool: &SqlitePool,
+    tenant: &TenantId,
+    items: &[NewEvidence],
+    max_variables: usize,
+) -> Result<Vec<IngestOutcome>, StoreError> {
     if items.is_empty() {
         return Ok(Vec::new());
     }
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    // The counter is bumped once, for the first new version, and set to the last
-    // sequence used at the end: the write lock makes the numbers in between ours.
-    let mut last_seq: Option<i64> = None;
-    let mut outcomes = Vec::with_capacity(items.len());
-    for item in items {
-        let digest = item.digest.to_string();
-        let current: Option<(i64, String)> = sqlx::query_as(
-            "SELECT seq, digest FROM evidence \
-             WHERE tenant = ? AND source = ? AND id = ? AND superseded_seq IS NULL",
-        )
-        .bind(tenant.as_str())
-        .bind(item.source.as_str())
-        .bind(&item.id)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        if let Some((seq, _)) = current.as_ref().filter(|(_, stored)| *stored == digest) {
-            outcomes.push(IngestOutcome::Unchanged { seq: *seq });
-            continue;
-        }
-
-        let seq = match last_seq {
-            Some(last) => last + 1,
-            None => sqlx::query_scalar(NEXT_COUNTER)
-                .bind(tenant.as_str())
-                .bind(EVIDENCE_COUNTER)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?,
-        };
-        last_seq = Some(seq);
-        if let Some((previous, _)) = &current {
-            sqlx::query("UPDATE evidence SET superseded_seq = ? WHERE tenant = ? AND seq = ?")
-                .bind(seq)
-                .bind(tenant.as_str())
-                .bind(previous)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        sqlx::query(
-            "INSERT INTO evidence \
-             (tenant, seq, kind, source, id, format, modified, aliases, digest, document, ingested_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(tenant.as_str())
-        .bind(seq)
-        .bind(item.kind.as_str())
-        .bind(item.source.as_str())
-        .bind(&item.id)
-        .bind(item.format.as_str())
-        .bind(item.modified.as_deref())
-        .bind(to_json(&item.aliases)?)
-        .bind(&digest)
-        .bind(item.document.as_slice())
-        .bind(timestamp(item.ingested_at))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        outcomes.push(match current {
-            Some(_) => IngestOutcome::Replaced { seq },
-            None => IngestOutcome::Inserted { seq },
-        });
-    }
-    if let Some(last) = last_seq {
-        sqlx::query("UPDATE counters SET value = ? WHERE tenant = ? AND name = ?")
-            .bind(last)
-            .bind(tenant.as_str())
-            .bind(EVIDENCE_COUNTER)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    }
+    let stored = current_versions(&mut tx, tenant, items, max_variables).await?;
+    let plan = Plan::new(items, stored);
+    let first_seq = match plan.versions.len() {
+        0 => 0,
+        n_new => take_sequences(&mut tx, tenant, n_new).await?,
+    };
+    supersede_stored(&mut tx, tenant, &plan.superseded, first_seq, max_variables).await?;
+    insert_versions(&mut tx, tenant, &plan.versions, first_seq, max_variables).await?;
     tx.commit().await.map_err(db)?;
-    Ok(outcomes)
+    Ok(plan.outcomes(first_seq))
+}
+
+/// Where the current version of a (source, id) is while a batch is planned: stored
+/// under a sequence, or the batch's k-th new version.
+#[derive(Debug, Clone, Copy)]
+enum Version {
+    Stored(i64),
+    New(usize),
+}
+
+/// The current version of a (source, id) and its digest, to tell a re-ingested
+/// document from a changed one.
+#[derive(Debug, Clone, Copy)]
+struct Current {
+    version: Version,
+    digest: Sha256Digest,
+}
+
+/// What the batch does with one item.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Unchanged(Version),
+    Inserted(usize),
+    Replaced(usize),
+}
+
+/// A row to insert.
+struct NewVersion<'a> {
+    item: &'a NewEvidence,
+    /// The new version of the same batch that replaces this one.
+    superseded_by: Option<usize>,
+}
+
+/// What a batch does, item by item in order, with its new versions numbered 0, 1, 2…
+/// until the batch's first sequence is known.
+struct Plan<'a> {
+    steps: Vec<Step>,
+    versions: Vec<NewVersion<'a>>,
+    /// Stored versions the batch replaces: (their sequence, the new version's number).
+    superseded: Vec<(i64, usize)>,
+}
+
+impl<'a> Plan<'a> {
+    /// Applies the items in order to the stored current versions, so that a batch may
+    /// carry one document several times, or several versions of it.
+    fn new(items: &'a [NewEvidence], mut current: HashMap<(&'a str, &'a str), Current>) -> Self {
+        let mut plan = Plan {
+            steps: Vec::with_capacity(items.len()),
+            versions: Vec::with_capacity(items.len()),
+            superseded: Vec::new(),
+        };
+        for item in items {
+            let key = (item.source.as_str(), item.id.as_str());
+            let previous = current.get(&key).copied();
+            if let Some(previous) = previous.filter(|previous| previous.digest == item.digest) {
+                plan.steps.push(Step::Unchanged(previous.version));
+                continue;
+            }
+            let new = plan.versions.len();
+            plan.versions.push(NewVersion {
+                item,
+                superseded_by: None,
+            });
+            plan.steps.push(match previous {
+                None => Step::Inserted(new),
+                Some(previous) => {
+                    match previous.version {
+                        Version::Stored(seq) => plan.superseded.push((seq, new)),
+                        Version::New(older) => plan.versions[older].superseded_by = Some(new),
+                    }
+                    Step::Replaced(new)
+                }
+            });
+            current.insert(
+                key,
+                Current {
+                    version: Version::New(new),
+                    digest: item.digest,
+                },
+            );
+        }
+        plan
+    }
+
+    fn outcomes(&self, first_seq: i64) -> Vec<IngestOutcome> {
+        let seq_of = |version| match version {
+            Version::Stored(seq) => seq,
+            Version::New(new) => new_seq(first_seq, new),
+        };
+        self.steps
+            .iter()
+            .map(|step| match *step {
+                Step::Unchanged(version) => IngestOutcome::Unchanged { seq: seq_of(version) },
+                Step::Inserted(new) => IngestOutcome::Inserted {
+                    seq: new_seq(first_seq, new),
+                },
+                Step::Replaced(new) => IngestOutcome::Replaced {
+                    seq: new_seq(first_seq, new),
+                },
+            })
+            .collect()
+    }
+}
+
+/// The sequence of the batch's `new`-th new version.
+fn new_seq(first_seq: i64, new: usize) -> i64 {
+    first_seq + int(new as u64)
+}
+
+/// `n` copies of `group` joined by `separator`: the placeholders of a statement that
+/// carries many rows.
+fn repeated(group: &str, separator: &str, n: usize) -> String {
+    vec![group; n].join(separator)
+}
+
+/// The stored current version of every (source, id) in `items`.
+async fn current_versions<'a>(
+    tx: &mut SqliteConnection,
+    tenant: &TenantId,
+    items: &'a [NewEvidence],
+    max_variables: usize,
+) -> Result<HashMap<(&'a str, &'a str), Current>, StoreError> {
+    let mut ids_by_source: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for item in items {
+        ids_by_source
+            .entry(item.source.as_str())
+            .or_default()
+            .insert(item.id.as_str());
+    }
+    let mut current = HashMap::new();
+    for (source, ids) in ids_by_source {
+        let ids: Vec<&str> = ids.into_iter().collect();
+        // Two variables for the tenant and the source, the rest for ids.
+        for chunk in ids.chunks(IDS_PER_QUERY.min(max_variables - 2)) {
+            let sql = select_current(chunk.len());
+            let mut query = sqlx::query_as(&sql).persistent(false);
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            let query = query.bind(tenant.as_str()).bind(source);
+            let rows: Vec<(String, i64, String)> = query.fetch_all(&mut *tx).await.map_err(db)?;
+            for (id, seq, digest) in rows {
+                // The key borrows the item's id, as the plan looks it up.
+                let id = chunk
+                    .binary_search(&id.as_str())
+                    .map(|idx| chunk[idx])
+                    .map_err(|_| StoreError::corrupt("id", format!("`{id}` was not asked for")))?;
+                let digest = Sha256Digest::parse(&digest).ok_or_else(|| {
+                    StoreError::corrupt("digest", format!("`{digest}`: expected `sha256:<hex>`"))
+                })?;
+                current.insert(
+                    (source, id),
+                    Current {
+                        version: Version::Stored(seq),
+                        digest,
+                    },
+                );
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// The current versions of `n_ids` ids (bound first) of one tenant and source (bound
+/// last).
+///
+/// The ids drive the join, so each is one seek in `evidence_current`. Written as
+/// `id IN (…)`, the same query is planned, without statistics, as a scan of all the
+/// tenant's rows in the covering index `evidence_by_kind_source`, and a batch then
+/// costs as much as everything stored before it.
+fn select_current(n_ids: usize) -> String {
+    format!(
+        "WITH wanted (id) AS (VALUES {}) \
+         SELECT evidence.id, evidence.seq, evidence.digest FROM wanted JOIN evidence \
+         ON evidence.tenant = ? AND evidence.source = ? AND evidence.id = wanted.id \
+         AND evidence.superseded_seq IS NULL",
+        repeated("(?)", ", ", n_ids)
+    )
+}
+
+/// Takes `n_new` ingestion sequences in one statement and returns the first.
+async fn take_sequences(
+    tx: &mut SqliteConnection,
+    tenant: &TenantId,
+    n_new: usize,
+) -> Result<i64, StoreError> {
+    let n_new = int(n_new as u64);
+    let last: i64 = sqlx::query_scalar(TAKE_COUNTER)
+        .bind(tenant.as_str())
+        .bind(EVIDENCE_COUNTER)
+        .bind(n_new)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+    Ok(last - n_new + 1)
+}
+
+/// Marks the stored versions the batch replaces as superseded by their new versions.
+async fn supersede_stored(
+    tx: &mut SqliteConnection,
+    tenant: &TenantId,
+    superseded: &[(i64, usize)],
+    first_seq: i64,
+    max_variables: usize,
+) -> Result<(), StoreError> {
+    // Three variables per row (`WHEN ? THEN ?`, `IN (?)`), and the tenant.
+    for chunk in superseded.chunks((max_variables - 1) / 3) {
+        let sql = format!(
+            "UPDATE evidence SET superseded_seq = CASE seq {} END WHERE tenant = ? AND seq IN ({})",
+            repeated("WHEN ? THEN ?", " ", chunk.len()),
+            repeated("?", ", ", chunk.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for &(seq, new) in chunk {
+            query = query.bind(seq).bind(new_seq(first_seq, new));
+        }
+        query = query.bind(tenant.as_str());
+        for &(seq, _) in chunk {
+            query = query.bind(seq);
+        }
+        query.execute(&mut *tx).await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Inserts the batch's new versions, already marked superseded when a later version of
+/// the same batch replaces them.
+async fn insert_versions(
+    tx: &mut SqliteConnection,
+    tenant: &TenantId,
+    versions: &[NewVersion<'_>],
+    first_seq: i64,
+    max_variables: usize,
+) -> Result<(), StoreError> {
+    const ROW: &str = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let rows_per_statement = max_variables / 12;
+    for (chunk_idx, chunk) in versions.chunks(rows_per_statement).enumerate() {
+        let sql = format!(
+            "INSERT INTO evidence \
+             (tenant, seq, superseded_seq, kind, source, id, format, modified, aliases, digest, document, ingested_at) \
+             VALUES {}",
+            repeated(ROW, ", ", chunk.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(false);
+        for (idx, version) in chunk.iter().enumerate() {
+            let item = version.item;
+            query = query
+                .bind(tenant.as_str())
+                .bind(new_seq(first_seq, chunk_idx * rows_per_statement + idx))
+                .bind(version.superseded_by.map(|new| new_seq(first_seq, new)))
+                .bind(item.kind.as_str())
+                .bind(item.source.as_str())
+                .bind(&item.id)
+                .bind(item.format.as_str())
+                .bind(item.modified.as_deref())
+                .bind(to_json(&item.aliases)?)
+                .bind(item.digest.to_string())
+                .bind(item.document.as_slice())
+                .bind(timestamp(item.ingested_at));
+        }
+        query.execute(&mut *tx).await.map_err(db)?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn snapshot_point(
@@ -233,6 +465,8 @@ fn record(row: &SqliteRow) -> Result<EvidenceRecord, StoreError> {
 
 #[cfg(test)]
 mod tests {
+    use export_store::testing::document;
+
     use super::*;
 
     /// However many items a snapshot holds, streaming it walks an index in order (no
@@ -275,5 +509,214 @@ mod tests {
                 "{sql}: {plan:?}"
             );
         }
+    }
+
+    /// However many ids a batch asks for, and however many rows the tenant has, the
+    /// current versions are found with one seek per id, never by scanning the tenant.
+    #[tokio::test]
+    async fn current_versions_are_one_seek_per_id() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = fresh_store(&dir, "plan.db").await;
+        for n_ids in [1, 2, IDS_PER_QUERY] {
+            let explain = format!("EXPLAIN QUERY PLAN {}", select_current(n_ids));
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain);
+            for idx in 0..n_ids {
+                query = query.bind(format!("GO-{idx}"));
+            }
+            let plan: Vec<String> = query
+                .bind("acme")
+                .bind("osv-go")
+                .fetch_all(&store.pool)
+                .await
+                .expect("explain")
+                .into_iter()
+                .map(|(_, _, _, detail)| detail)
+                .collect();
+            let on_evidence: Vec<_> = plan.iter().filter(|line| line.contains(" evidence ")).collect();
+            assert_eq!(
+                on_evidence,
+                ["SEARCH evidence USING INDEX evidence_current (tenant=? AND source=? AND id=?)"],
+                "{n_ids} ids: {plan:?}"
+            );
+        }
+    }
+
+    async fn fresh_store(dir: &tempfile::TempDir, name: &str) -> crate::SqliteStore {
+        crate::SqliteStore::open(&dir.path().join(name))
+            .await
+            .expect("opening a store")
+    }
+
+    fn tenant(name: &str) -> TenantId {
+        TenantId::parse(name).expect("valid tenant")
+    }
+
+    fn advisory(id: &str, revision: u32) -> NewEvidence {
+        document("osv-go", Kind::Advisory, id, revision)
+    }
+
+    /// Every row of the evidence table, as (tenant, seq, superseded_seq, source, id,
+    /// digest), in order.
+    async fn rows(store: &crate::SqliteStore) -> Vec<(String, i64, Option<i64>, String, String, String)> {
+        sqlx::query_as(
+            "SELECT tenant, seq, superseded_seq, source, id, digest FROM evidence ORDER BY tenant, seq",
+        )
+        .fetch_all(&store.pool)
+        .await
+        .expect("reading the evidence table")
+    }
+
+    /// Batches that repeat documents, carry several versions of one, replace stored
+    /// versions and mix sources.
+    fn mixed_batches() -> Vec<(TenantId, Vec<NewEvidence>)> {
+        let (acme, globex) = (tenant("acme"), tenant("globex"));
+        let pysec = |id: &str, revision| document("osv-pypi", Kind::Advisory, id, revision);
+        vec![
+            (
+                acme.clone(),
+                vec![advisory("GO-1", 1), advisory("GO-2", 1), pysec("GO-1", 1)],
+            ),
+            (
+                acme.clone(),
+                vec![
+                    advisory("GO-1", 1),
+                    advisory("GO-3", 1),
+                    advisory("GO-1", 2),
+                    advisory("GO-3", 1),
+                    advisory("GO-1", 2),
+                    advisory("GO-2", 2),
+                    pysec("GO-1", 1),
+                    advisory("GO-1", 1),
+                    advisory("GO-4", 1),
+                    advisory("GO-2", 2),
+                    advisory("GO-2", 3),
+                    pysec("GO-1", 2),
+                ],
+            ),
+            (globex.clone(), vec![advisory("GO-1", 2), advisory("GO-1", 2)]),
+            (
+                acme.clone(),
+                (0..40)
+                    .map(|idx| advisory(&format!("GO-{}", idx % 25), idx / 25 + 1))
+                    .collect(),
+            ),
+            (acme, vec![]),
+        ]
+    }
+
+    /// A batch gives the same outcomes and rows as its documents ingested one at a time:
+    /// a repeated document is unchanged, a second version replaces the first of the same
+    /// batch, and the first version's row is superseded by the second's sequence.
+    #[tokio::test]
+    async fn a_batch_repeating_documents_stores_what_one_call_per_document_would() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let (batched, one_by_one) = (
+            fresh_store(&dir, "batched.db").await,
+            fresh_store(&dir, "one-by-one.db").await,
+        );
+        for (tenant, batch) in mixed_batches() {
+            let outcomes = ingest(&batched.pool, &tenant, &batch)
+                .await
+                .expect("batched ingest");
+            let mut expected = Vec::new();
+            for item in &batch {
+                expected.extend(
+                    ingest(&one_by_one.pool, &tenant, std::slice::from_ref(item))
+                        .await
+                        .expect("ingest of one document"),
+                );
+            }
+            assert_eq!(outcomes, expected);
+        }
+        assert_eq!(rows(&batched).await, rows(&one_by_one).await);
+
+        let acme = tenant("acme");
+        let outcomes = ingest(
+            &batched.pool,
+            &acme,
+            &[
+                advisory("GO-99", 1),
+                advisory("GO-99", 1),
+                advisory("GO-99", 2),
+                advisory("GO-99", 1),
+            ],
+        )
+        .await
+        .expect("ingest");
+        let last = rows(&batched).await.iter().filter(|row| row.0 == "acme").count() as i64;
+        assert_eq!(
+            outcomes,
+            [
+                IngestOutcome::Inserted { seq: last - 2 },
+                IngestOutcome::Unchanged { seq: last - 2 },
+                IngestOutcome::Replaced { seq: last - 1 },
+                IngestOutcome::Replaced { seq: last },
+            ]
+        );
+        let go_99: Vec<_> = rows(&batched)
+            .await
+            .into_iter()
+            .filter(|row| row.4 == "GO-99")
+            .map(|row| (row.1, row.2))
+            .collect();
+        assert_eq!(
+            go_99,
+            [(last - 2, Some(last - 1)), (last - 1, Some(last)), (last, None)]
+        );
+    }
+
+    /// Statements split wherever the variable limit falls (here a tiny one, so that every
+    /// statement of a batch is split, across duplicates and versions) store exactly what
+    /// unsplit statements store.
+    #[tokio::test]
+    async fn batches_split_at_the_variable_limit_store_what_unsplit_ones_do() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let (split, whole) = (
+            fresh_store(&dir, "split.db").await,
+            fresh_store(&dir, "whole.db").await,
+        );
+        for max_variables in [13, 25] {
+            for (tenant, batch) in mixed_batches() {
+                assert_eq!(
+                    ingest_within(&split.pool, &tenant, &batch, max_variables)
+                        .await
+                        .expect("split ingest"),
+                    ingest(&whole.pool, &tenant, &batch).await.expect("whole ingest"),
+                    "limit {max_variables}"
+                );
+            }
+        }
+        assert_eq!(rows(&split).await, rows(&whole).await);
+    }
+
+    /// A batch with more documents than one statement may have variables is stored whole
+    /// and numbered in order, and ingesting it again finds every document.
+    #[tokio::test]
+    async fn a_batch_larger_than_the_variable_limit_is_stored() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = fresh_store(&dir, "large.db").await;
+        let acme = tenant("acme");
+        let n_items = MAX_VARIABLES + 10;
+        let mut items: Vec<NewEvidence> = (0..n_items)
+            .map(|idx| advisory(&format!("GO-{idx}"), 1))
+            .collect();
+        items.push(items[0].clone());
+        let outcomes = ingest(&store.pool, &acme, &items).await.expect("ingest");
+        let last = int(n_items as u64);
+        assert_eq!(outcomes.len(), n_items + 1);
+        assert_eq!(outcomes[n_items - 1], IngestOutcome::Inserted { seq: last });
+        assert_eq!(outcomes[n_items], IngestOutcome::Unchanged { seq: 1 });
+
+        items[n_items - 1] = advisory(&format!("GO-{}", n_items - 1), 2);
+        let again = ingest(&store.pool, &acme, &items).await.expect("ingest again");
+        assert_eq!(again[0], IngestOutcome::Unchanged { seq: 1 });
+        assert_eq!(again[n_items - 2], IngestOutcome::Unchanged { seq: last - 1 });
+        assert_eq!(again[n_items - 1], IngestOutcome::Replaced { seq: last + 1 });
+        assert_eq!(
+            count_items(&store.pool, &acme, last + 1, &Target::parse("advisory").unwrap())
+                .await
+                .unwrap(),
+            n_items as u64
+        );
     }
 }
