@@ -2,6 +2,8 @@
 //! scopes. Handlers take a `Caller` and never read identity headers themselves, so the
 //! authenticated caller of the DPoP layer plugs in here without touching them.
 
+use std::borrow::Cow;
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use export_auth::{public_request_url, Authenticator, Principal, RequestFacts};
@@ -100,14 +102,18 @@ impl FromRequestParts<AppState> for Caller {
 /// Verifies the DPoP-bound access token and its proof for this request; the proof's
 /// `htu` is checked against the public URL, so the service works behind a proxy.
 async fn authenticate(parts: &Parts, state: &AppState, auth: &Authenticator) -> Result<Principal, ApiError> {
+    // Several headers of one name are joined with `,` (then refused by the verifier);
+    // the usual single header is borrowed, not copied.
     let joined = |name: &str| {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
+        let mut values = parts.headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
+        let first = values.next()?;
+        let mut joined = Cow::Borrowed(first);
+        for value in values {
+            let text = joined.to_mut();
+            text.push(',');
+            text.push_str(value);
+        }
+        Some(joined)
     };
     let authorization = joined("authorization");
     let dpop = joined("dpop");

@@ -1,29 +1,110 @@
 //! Fan-out of run events to SSE listeners: one subscription per run per process feeds
-//! every listener of that run. A run's channel is fed by one task that reads the
-//! stored events after the last one it sent, woken at once by this process's runner and
-//! every `poll_interval` otherwise (events written by another process), so listeners
-//! never poll the database themselves.
+//! every listener of that run, and no listener reads the database itself.
+//!
+//! A run's channel is fed by one task, its feeder, which reads the stored events after
+//! the last one it sent, renders each into its SSE message once (signed links included:
+//! they depend on the run, the path and the link window, not on the listener), and
+//! broadcasts the ready bytes. The feeder is woken at once by this process's runner
+//! (`notify`), by the watcher when another process has appended events, and every
+//! `poll_interval` in any case.
+//!
+//! The watcher is one task per process, running while any run is followed: it reads
+//! `Store::event_watermark`, one cheap statement, every `WATCH_INTERVAL`, and wakes every
+//! feeder when it moved. So events written by a worker in another process reach the
+//! listeners within tens of milliseconds, at the cost of one small read per interval
+//! per process rather than per followed run.
+//!
+//! Feeders and the watcher run on a small runtime of their own, on one thread. Sending
+//! an event wakes every listener's connection task on the server's runtime, thousands
+//! of them; were the feeders there too, the next event would wait in line behind that
+//! whole fan-out before it is even read.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use export_core::RunId;
 use export_store::{RunEvent, Store};
-use tokio::sync::{broadcast, Notify};
+use tokio::runtime::Handle;
+use tokio::sync::{broadcast, oneshot, Notify};
 
-/// Events buffered per run for slow listeners; one that falls further behind is
+/// Messages buffered per run for slow listeners; one that falls further behind is
 /// disconnected and resumes with `Last-Event-ID`.
 const BUFFER: usize = 256;
+
+/// Events read per store call.
+const BATCH: u32 = 500;
+
+/// How often the watcher looks for events appended by another process.
+const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// One stored event as every listener sends it.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub(crate) seq: i64,
+    /// `completed`, `failed` or `cancelled`: the stream ends after it.
+    pub(crate) terminal: bool,
+    /// The whole SSE message: `id`, `event` and `data` lines and the blank line.
+    pub(crate) bytes: Bytes,
+}
+
+/// Renders a stored event of one run into its message; given by the first listener of the
+/// run, used by its feeder for every listener.
+pub(crate) type Render = Arc<dyn Fn(RunEvent) -> Message + Send + Sync>;
 
 pub struct EventHub {
     store: Arc<dyn Store>,
     poll_interval: Duration,
-    channels: Mutex<HashMap<RunId, Arc<Channel>>>,
+    inner: Mutex<Inner>,
+    feeders: Feeders,
+}
+
+/// Where feeders and the watcher run: a runtime on a thread of its own, which ends when
+/// the hub is dropped (or, should that thread fail to start, the caller's runtime).
+struct Feeders {
+    handle: Handle,
+    /// Dropping it ends the thread.
+    _stop: Option<oneshot::Sender<()>>,
+}
+
+impl Feeders {
+    fn start() -> Self {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let started = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .and_then(|runtime| {
+                let handle = runtime.handle().clone();
+                std::thread::Builder::new()
+                    .name("event-feeders".to_owned())
+                    .spawn(move || runtime.block_on(async move { _ = stopped.await }))
+                    .map(|_| handle)
+            });
+        match started {
+            Ok(handle) => Self {
+                handle,
+                _stop: Some(stop),
+            },
+            Err(err) => {
+                tracing::warn!(error = %err, "event feeders share the server's runtime: their thread did not start");
+                Self {
+                    handle: Handle::current(),
+                    _stop: None,
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    channels: HashMap<RunId, Arc<Channel>>,
+    watching: bool,
 }
 
 struct Channel {
-    sender: broadcast::Sender<RunEvent>,
+    sender: broadcast::Sender<Message>,
     wake: Notify,
 }
 
@@ -32,22 +113,29 @@ impl EventHub {
         Arc::new(Self {
             store,
             poll_interval,
-            channels: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
+            feeders: Feeders::start(),
         })
     }
 
     /// Wakes the feeder of `run_id`, if anyone listens: an event was just stored.
     pub fn notify(&self, run_id: &RunId) {
-        if let Some(channel) = self.lock().get(run_id) {
+        if let Some(channel) = self.lock().channels.get(run_id) {
             channel.wake.notify_one();
         }
     }
 
-    /// Listens to the run's events stored after `after` (and possibly some before:
-    /// listeners skip what they have already sent).
-    pub fn subscribe(self: &Arc<Self>, run_id: &RunId, after: i64) -> broadcast::Receiver<RunEvent> {
-        let mut channels = self.lock();
-        if let Some(channel) = channels.get(run_id) {
+    /// Listens to the messages of the run's events stored after `after` (and possibly
+    /// some before: listeners skip what they have already sent). `render` is used if
+    /// this call starts the run's feeder.
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        run_id: &RunId,
+        after: i64,
+        render: impl FnOnce() -> Render,
+    ) -> broadcast::Receiver<Message> {
+        let mut inner = self.lock();
+        if let Some(channel) = inner.channels.get(run_id) {
             return channel.sender.subscribe();
         }
         let (sender, receiver) = broadcast::channel(BUFFER);
@@ -55,32 +143,49 @@ impl EventHub {
             sender,
             wake: Notify::new(),
         });
-        channels.insert(run_id.clone(), channel.clone());
-        drop(channels);
-        let hub = self.clone();
-        let run_id = run_id.clone();
-        tokio::spawn(async move { hub.feed(run_id, channel, after).await });
+        inner.channels.insert(run_id.clone(), channel.clone());
+        let start_watcher = !std::mem::replace(&mut inner.watching, true);
+        drop(inner);
+        let spawner = &self.feeders.handle;
+        spawner.spawn(self.clone().feed(run_id.clone(), channel, after, render()));
+        if start_watcher {
+            spawner.spawn(self.clone().watch());
+        }
         receiver
     }
 
-    async fn feed(self: Arc<Self>, run_id: RunId, channel: Arc<Channel>, mut last: i64) {
+    async fn feed(self: Arc<Self>, run_id: RunId, channel: Arc<Channel>, mut last: i64, render: Render) {
         loop {
-            match self.store.events_after(&run_id.tenant, &run_id, last, 500).await {
+            let mut ended = false;
+            let mut full = false;
+            match self
+                .store
+                .events_after(&run_id.tenant, &run_id, last, BATCH)
+                .await
+            {
                 Ok(events) => {
+                    full = events.len() == BATCH as usize;
                     for event in events {
                         last = event.seq;
-                        let _ = channel.sender.send(event);
+                        let message = render(event);
+                        ended |= message.terminal;
+                        let _ = channel.sender.send(message);
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "reading the events of run {run_id}"),
             }
-            if channel.sender.receiver_count() == 0 {
-                let mut channels = self.lock();
-                // A listener may have joined between the check and the lock.
-                if channel.sender.receiver_count() == 0 {
-                    channels.remove(&run_id);
+            if ended || channel.sender.receiver_count() == 0 {
+                let mut inner = self.lock();
+                // A listener may have joined between the check and the lock; after the
+                // terminal event no other event comes, and a listener that joins later
+                // replays it from the store.
+                if ended || channel.sender.receiver_count() == 0 {
+                    inner.channels.remove(&run_id);
                     return;
                 }
+            }
+            if full {
+                continue;
             }
             tokio::select! {
                 _ = channel.wake.notified() => {}
@@ -89,9 +194,35 @@ impl EventHub {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RunId, Arc<Channel>>> {
-        self.channels
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// Wakes every feeder whenever the store's event watermark moves (its first reading
+    /// counts as a move, so nothing appended before it is missed); ends when no run is
+    /// followed any more.
+    async fn watch(self: Arc<Self>) {
+        let mut seen = None;
+        loop {
+            tokio::time::sleep(WATCH_INTERVAL).await;
+            let watermark = match self.store.event_watermark().await {
+                Ok(watermark) => Some(watermark),
+                Err(err) => {
+                    tracing::debug!(error = %err, "reading the event watermark");
+                    None
+                }
+            };
+            let mut inner = self.lock();
+            if inner.channels.is_empty() {
+                inner.watching = false;
+                return;
+            }
+            if watermark.is_some() && watermark != seen {
+                seen = watermark;
+                for channel in inner.channels.values() {
+                    channel.wake.notify_one();
+                }
+            }
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

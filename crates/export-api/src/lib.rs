@@ -17,6 +17,7 @@ mod router;
 mod runs;
 mod service;
 mod state;
+mod status_cache;
 
 pub use context::{Caller, Scope};
 pub use error::ApiError;

@@ -37,8 +37,13 @@ pub(crate) fn retry_after(estimate_seconds: u64) -> u64 {
     estimate_seconds.clamp(1, 5)
 }
 
+/// When links signed at `now` for `run` expire: the link window of its status.
+pub(crate) fn links_expiry(state: &AppState, run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
+    link_expiry(now, chrono_duration(state.config.link_lifetime), run.expires_at)
+}
+
 pub(crate) fn run_status(state: &AppState, run: &Run, now: DateTime<Utc>) -> RunStatusResponse {
-    let links_expire = link_expiry(now, chrono_duration(state.config.link_lifetime), run.expires_at);
+    let links_expire = links_expiry(state, run, now);
     let downloadable = matches!(run.status, RunStatus::Running | RunStatus::Succeeded);
     let mut outputs: Vec<OutputResponse> = if downloadable {
         let dsse_url = run

@@ -1,21 +1,28 @@
 //! `/export-center/runs`: create, read, list and cancel runs.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatusResponse};
-use export_core::{DistributionType, ErrorCode, OciReference, ProfileId, RunId, RunPlan, RunStatus, TenantId};
+use export_core::{
+    DistributionType, ErrorCode, OciReference, ProfileId, RunId, RunPlan, RunStatus, TenantId,
+};
 use export_store::{CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery};
 use serde::Deserialize;
 
 use crate::body::{IdempotencyKey, JsonBody};
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
-use crate::presenter::{accepted, run_status};
+use crate::presenter::{accepted, links_expiry, run_status};
 use crate::state::AppState;
+use crate::status_cache::{CachedStatus, StatusCache};
 
 /// Items per second assumed for a profile without finished runs.
 const DEFAULT_THROUGHPUT: f64 = 2_000.0;
@@ -249,33 +256,84 @@ fn accepted_response(run: &Run) -> Response {
 )]
 pub(crate) async fn get_run(
     State(app): State<AppState>,
+    Extension(statuses): Extension<Arc<StatusCache>>,
     caller: Caller,
     Path(run_id): Path<String>,
-) -> Result<Json<RunStatusResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(Scope::ExportRead)?;
-    let run = visible_run(&app, &caller, &run_id).await?;
-    let mut status = run_status(&app, &run, app.clock.now());
-    status.queue_position = app.store.queue_position(&caller.tenant, &run.id).await?;
-    Ok(Json(status))
+    let id = visible_id(&caller, &run_id)?;
+    let now = app.clock.now();
+    // An ended run's status is served from memory, after the same visibility check as a
+    // stored one; see `status_cache` for why it cannot be stale.
+    if let Some(cached) = statuses.get(&id, now) {
+        check_project(&caller, &cached.run, &run_id)?;
+        return Ok(cached_status_response(&app, &cached, now));
+    }
+    let run = fetch_visible(&app, &caller, &id, &run_id).await?;
+    if let Some(cached) = statuses.insert(&run, now) {
+        return Ok(cached_status_response(&app, &cached, now));
+    }
+    let mut status = run_status(&app, &run, now);
+    if run.status == RunStatus::Queued {
+        status.queue_position = app.store.queue_position(&caller.tenant, &run.id).await?;
+    }
+    Ok(Json(status).into_response())
+}
+
+/// The status body of an ended run for the current link window, rendered once per window.
+fn cached_status_response(app: &AppState, cached: &CachedStatus, now: DateTime<Utc>) -> Response {
+    let links_expire = links_expiry(app, &cached.run, now);
+    let body = match cached.body(links_expire) {
+        Some(body) => body,
+        None => {
+            let status = run_status(app, &cached.run, now);
+            let body = Bytes::from(serde_json::to_vec(&status).unwrap_or_default());
+            cached.set_body(links_expire, body.clone());
+            body
+        }
+    };
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response()
 }
 
 /// The caller's run with this id, or `404` for a malformed id, another tenant's or
 /// another project's run: existence never leaks.
 pub(crate) async fn visible_run(app: &AppState, caller: &Caller, run_id: &str) -> Result<Run, ApiError> {
-    let not_found = || ApiError::not_found(format!("run `{run_id}`"));
-    let id = RunId::parse(run_id).map_err(|_| not_found())?;
-    if id.tenant != caller.tenant {
-        return Err(not_found());
-    }
+    let id = visible_id(caller, run_id)?;
+    fetch_visible(app, caller, &id, run_id).await
+}
+
+/// The id, if it is well formed and names a run of the caller's tenant.
+fn visible_id(caller: &Caller, run_id: &str) -> Result<RunId, ApiError> {
+    RunId::parse(run_id)
+        .ok()
+        .filter(|id| id.tenant == caller.tenant)
+        .ok_or_else(|| not_found(run_id))
+}
+
+async fn fetch_visible(app: &AppState, caller: &Caller, id: &RunId, run_id: &str) -> Result<Run, ApiError> {
     let run = app
         .store
-        .get_run(&caller.tenant, &id)
+        .get_run(&caller.tenant, id)
         .await?
-        .ok_or_else(not_found)?;
-    if caller.project.is_some() && run.project != caller.project {
-        return Err(not_found());
-    }
+        .ok_or_else(|| not_found(run_id))?;
+    check_project(caller, &run, run_id)?;
     Ok(run)
+}
+
+/// A caller narrowed to a project sees only that project's runs.
+fn check_project(caller: &Caller, run: &Run, run_id: &str) -> Result<(), ApiError> {
+    if caller.project.is_some() && run.project != caller.project {
+        return Err(not_found(run_id));
+    }
+    Ok(())
+}
+
+fn not_found(run_id: &str) -> ApiError {
+    ApiError::not_found(format!("run `{run_id}`"))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

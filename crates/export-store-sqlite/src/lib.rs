@@ -235,6 +235,10 @@ impl Store for SqliteStore {
         runs::profile_throughput(&self.pool, tenant, profile_id).await
     }
 
+    async fn event_watermark(&self) -> Result<i64, StoreError> {
+        runs::event_watermark(&self.pool).await
+    }
+
     async fn queue_position(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<u64>, StoreError> {
         runs::queue_position(&self.pool, tenant, run_id).await
     }

@@ -620,6 +620,15 @@ pub(crate) async fn events_after(
         .collect()
 }
 
+/// The highest rowid of `run_events`: appends only ever raise it (events are never
+/// deleted on their own), and reading it is one step down the table's b-tree.
+pub(crate) async fn event_watermark(pool: &SqlitePool) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT COALESCE(MAX(rowid), 0) FROM run_events")
+        .fetch_one(pool)
+        .await
+        .map_err(db)
+}
+
 pub(crate) async fn due_for_expiry(
     pool: &SqlitePool,
     now: DateTime<Utc>,

@@ -4,7 +4,8 @@
 //!
 //! Every method that touches tenant data takes the `&TenantId`, and backends put it in
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
-//! `queue_depth`), which hand back runs whose ids carry their tenant.
+//! `queue_depth`), which hand back runs whose ids carry their tenant, and the event
+//! streams' `event_watermark`, a bare number.
 
 mod error;
 mod model;
@@ -181,6 +182,12 @@ pub trait Store: Send + Sync + 'static {
         after: i64,
         limit: u32,
     ) -> Result<Vec<RunEvent>, StoreError>;
+
+    /// A number that moves whenever an event of any run is appended, by any process
+    /// using this database: one cheap read tells a process whether the runs it streams
+    /// may have new events, however many it streams. Like `queue_depth` it spans
+    /// tenants, and like it, it reveals a number only, never an event or a run.
+    async fn event_watermark(&self) -> Result<i64, StoreError>;
 
     /// A queued run's place in its tenant's queue, in claim order (1 = next); `None`
     /// for a run that is not queued.

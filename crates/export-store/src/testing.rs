@@ -81,6 +81,8 @@ macro_rules! conformance_tests {
             succeeded_runs_past_retention_are_due_and_expire_keeping_their_records,
             run_events_are_numbered_per_run_and_read_after_an_id,
             queued_runs_know_their_place_in_the_tenants_queue,
+            event_watermark_moves_with_every_appended_event,
+            get_run_reads_runs_with_and_without_outputs,
         );
 
         #[test]
@@ -1965,4 +1967,60 @@ pub async fn queued_runs_know_their_place_in_the_tenants_queue(store: &dyn Store
         .expect("cancel");
     assert_eq!(position(&urgent).await, None, "only queued runs have a place");
     assert_eq!(position(&old).await, Some(1));
+}
+
+pub async fn event_watermark_moves_with_every_appended_event(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let watermark = || async { store.event_watermark().await.expect("event watermark") };
+    let run = create(store, &acme, normal_run(&acme, at(0))).await;
+    let other = create(store, &globex, normal_run(&globex, at(0))).await;
+    let empty = watermark().await;
+    assert_eq!(watermark().await, empty, "it stays put while nothing is appended");
+    store
+        .append_event(&acme, &run.id, "started", &serde_json::json!({}), at(1))
+        .await
+        .expect("append");
+    let first = watermark().await;
+    assert_ne!(first, empty, "an appended event moves it");
+    store.set_progress(&acme, &run.id, 1, 2).await.expect("progress");
+    assert_eq!(watermark().await, first, "other writes do not");
+    store
+        .append_event(&globex, &other.id, "started", &serde_json::json!({}), at(2))
+        .await
+        .expect("append");
+    let second = watermark().await;
+    assert!(
+        second != first && second != empty,
+        "an event of any tenant's run moves it"
+    );
+}
+
+pub async fn get_run_reads_runs_with_and_without_outputs(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let bare = create(store, &acme, normal_run(&acme, at(0))).await;
+    let with_outputs = create(store, &acme, normal_run(&acme, at(1))).await;
+    let foreign = create(store, &globex, normal_run(&globex, at(1))).await;
+    let data = |path: &str| output("advisory", "advisory:osv", "json", path, path);
+    for path in ["b.json", "a.json", "c.json"] {
+        store
+            .add_output(&acme, &with_outputs.id, &data(path))
+            .await
+            .expect("add output");
+    }
+    store
+        .add_output(&globex, &foreign.id, &data("z.json"))
+        .await
+        .expect("add output");
+    assert_eq!(get(store, &acme, &bare.id).await, bare, "a run without outputs");
+    let read = get(store, &acme, &with_outputs.id).await;
+    let expected = Run {
+        outputs: ["a.json", "b.json", "c.json"].map(data).to_vec(),
+        ..with_outputs
+    };
+    assert_eq!(
+        read, expected,
+        "every output once, in order, and none of another run"
+    );
 }

@@ -94,6 +94,12 @@ struct Args {
     /// `workers.poll_interval_ms`), which then claims the oldest queued run, the one followed.
     #[arg(long)]
     kick: bool,
+    /// Keep each stream's connection open after its terminal event until every
+    /// connected subscriber has seen its own, then close them all (by default each closes
+    /// at once). Supplementary: it takes the teardown of 10,000 connections, on both
+    /// sides of the same cores, out of the terminal event's delivery.
+    #[arg(long)]
+    hold: bool,
     /// The API server process, for its memory and CPU.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -131,6 +137,9 @@ struct Shared {
     open: AtomicUsize,
     /// Subscribers that have seen the terminal event.
     ended: AtomicUsize,
+    /// With `--hold`: set once every connected subscriber has seen the terminal event.
+    all_ended: tokio::sync::watch::Sender<bool>,
+    hold: bool,
 }
 
 fn main() -> ExitCode {
@@ -199,6 +208,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         settled: AtomicUsize::new(0),
         open: AtomicUsize::new(0),
         ended: AtomicUsize::new(0),
+        all_ended: tokio::sync::watch::Sender::new(false),
+        hold: args.hold,
     });
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     let read_server = || server_pid.as_deref().map(ProcSample::read).transpose();
@@ -444,13 +455,19 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
                 }
                 if terminal {
                     seen.terminal = true;
-                    shared.ended.fetch_add(1, Ordering::Relaxed);
+                    let ended = shared.ended.fetch_add(1, Ordering::Relaxed) + 1;
+                    if ended == shared.connected.load(Ordering::Relaxed) {
+                        shared.all_ended.send_replace(true);
+                    }
                 }
             }
         }
         if seen.terminal {
             break;
         }
+    }
+    if shared.hold && seen.terminal {
+        let _ = shared.all_ended.subscribe().wait_for(|all| *all).await;
     }
     shared.open.fetch_sub(1, Ordering::Relaxed);
     seen
@@ -694,6 +711,43 @@ fn commit_delays(
         (Some(first), Some(last)) => (last - first) as f64 / 1e6,
         _ => 0.0,
     };
+    // Each event on its own: when it was committed (from the first commit) and how long
+    // it took to reach the first, the median, the 99th percentile and the last
+    // subscriber, so a slow event can be told from a slow fan-out.
+    let mut per_id: BTreeMap<i64, hdrhistogram::Histogram<u64>> = BTreeMap::new();
+    for s in seen {
+        for &(id, at) in &s.arrivals {
+            if let Some(commit) = commits.get(&id) {
+                let _ = per_id
+                    .entry(id)
+                    .or_insert_with(stats::new_histogram)
+                    .record(((at - commit).max(0) as u64).max(1));
+            }
+        }
+    }
+    let start = commits.values().min().copied().unwrap_or_default();
+    let ms = |micros: u64| (micros as f64 / 100.0).round() / 10.0;
+    let mut per_event = Vec::new();
+    for (id, histogram) in &per_id {
+        let name = names.get(id).cloned().unwrap_or_default();
+        let committed_ms = ((commits[id] - start) as f64 / 100.0).round() / 10.0;
+        eprintln!(
+            "bench-sse:     event {id:>3} {name:>15} committed at +{committed_ms:>7.1} ms: arrival first {} / p50 {} / p99 {} / last {} ms",
+            ms(histogram.min()),
+            ms(histogram.value_at_quantile(0.5)),
+            ms(histogram.value_at_quantile(0.99)),
+            ms(histogram.max())
+        );
+        per_event.push(json!({
+            "id": id,
+            "event": name,
+            "committedMs": committed_ms,
+            "firstMs": ms(histogram.min()),
+            "p50Ms": ms(histogram.value_at_quantile(0.5)),
+            "p99Ms": ms(histogram.value_at_quantile(0.99)),
+            "lastMs": ms(histogram.max()),
+        }));
+    }
     eprintln!("bench-sse: commit times from the {source}; the run's events span {span:.1} s");
     eprintln!(
         "bench-sse:   commit to arrival, every subscriber: {}",
@@ -714,6 +768,7 @@ fn commit_delays(
     report["source"] = json!(source);
     report["eventsSpanSeconds"] = json!((span * 10.0).round() / 10.0);
     report["subscriber0"] = stats::summary(&one);
+    report["perEvent"] = json!(per_event);
     report["firstArrival"] = stats::summary(&first_only);
     report["byEvent"] = by_kind
         .iter()

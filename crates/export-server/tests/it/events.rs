@@ -286,3 +286,103 @@ async fn streams_need_event_stream_and_stay_within_the_tenant() {
     let bad_id = acme.get(&path).header("Last-Event-ID", "x").send().await.unwrap();
     assert_problem(bad_id, 400, "ERR_EXPORT_REQUEST_INVALID").await;
 }
+
+/// Opens the run's stream as acme; the whole text once it ends.
+fn follow(app: &TestApp, run_id: &str) -> tokio::task::JoinHandle<String> {
+    let request = app
+        .tenant("acme")
+        .get(&format!("/export-center/runs/{run_id}/events"))
+        .header("Accept", "text/event-stream");
+    tokio::spawn(async move {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    })
+}
+
+#[tokio::test]
+async fn live_listeners_share_each_rendered_event_and_its_signed_links_work() {
+    let app = TestApp::spawn().await;
+    app.install_signing_key("acme", "signer", "ed25519");
+    app.ingest_fixtures("acme").await;
+    let acme = app.tenant("acme");
+    let queued = acme
+        .create_run(json!({ "profileId": acme.profile_id("signed") }))
+        .await;
+    let listeners: Vec<_> = (0..3).map(|_| follow(&app, &queued.run_id)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.run_pending().await;
+    let mut streams = Vec::new();
+    for listener in listeners {
+        let text = tokio::time::timeout(Duration::from_secs(20), listener)
+            .await
+            .expect("the stream ended")
+            .unwrap();
+        let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
+        streams.push(events);
+    }
+    assert!(
+        streams.iter().all(|events| *events == streams[0]),
+        "every live listener gets the same messages"
+    );
+    let events = &streams[0];
+    assert_eq!(names(events).first().map(String::as_str), Some("started"));
+    assert_eq!(names(events).last().map(String::as_str), Some("completed"));
+    let done = acme.run(&queued.run_id).await;
+    let ready: Vec<&Value> = events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("artifact_ready"))
+        .map(|e| e.data.as_ref().unwrap())
+        .collect();
+    assert_eq!(ready.len(), done.outputs.len(), "one artifact_ready per output");
+    for data in ready {
+        let response = app.get(data["url"].as_str().unwrap()).await;
+        assert_eq!(response.status(), StatusCode::OK, "{data}");
+        let bytes = response.bytes().await.unwrap();
+        assert_eq!(
+            export_core::Sha256Digest::of(&bytes).to_string(),
+            data["sha256"].as_str().unwrap()
+        );
+    }
+    let completed = events.last().unwrap().data.as_ref().unwrap();
+    for link in ["manifestUrl", "manifestDsseUrl"] {
+        let url = completed[link].as_str().unwrap();
+        assert_eq!(app.get(url).await.status(), StatusCode::OK, "{link}");
+    }
+}
+
+#[tokio::test]
+async fn events_stored_by_another_process_reach_live_listeners_without_waiting_for_the_poll() {
+    // Nothing in this process announces the events below, and the run's stream would
+    // read the store only hourly: the process-wide watcher has to notice them.
+    let app = TestApp::spawn_with(|config| config.events.poll_interval_ms = 3_600_000).await;
+    let acme = app.tenant("acme");
+    let queued = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
+    let listener = follow(&app, &queued.run_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tenant = export_core::TenantId::parse("acme").unwrap();
+    let run_id = export_core::RunId::parse(&queued.run_id).unwrap();
+    let store = export_store_sqlite::SqliteStore::open(&app.data_dir.join("export-center.db"))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    for (name, data) in [
+        ("started", json!({ "runId": queued.run_id, "status": "running" })),
+        (
+            "cancelled",
+            json!({ "runId": queued.run_id, "status": "cancelled" }),
+        ),
+    ] {
+        export_store::Store::append_event(&store, &tenant, &run_id, name, &data, now)
+            .await
+            .unwrap();
+    }
+    let text = tokio::time::timeout(Duration::from_secs(5), listener)
+        .await
+        .expect("the events arrived and ended the stream")
+        .unwrap();
+    let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
+    assert_eq!(names(&events), ["started", "cancelled"]);
+}

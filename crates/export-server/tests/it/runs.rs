@@ -596,6 +596,7 @@ async fn profiles_are_listed_sorted_with_their_revision() {
         [
             "export-profile::acme::daily",
             "export-profile::acme::osv-only",
+            "export-profile::acme::published",
             "export-profile::acme::sealed-off",
             "export-profile::acme::signed",
             "export-profile::acme::signed-gz",
@@ -606,4 +607,83 @@ async fn profiles_are_listed_sorted_with_their_revision() {
     assert!(items[0]["revision"].as_str().unwrap().starts_with("sha256:"));
     assert_eq!(items[1]["formats"], json!(["ndjson"]));
     assert_eq!(items[0]["retention"], json!({ "defaultDays": 7, "maxDays": 30 }));
+}
+
+#[tokio::test]
+async fn a_finished_runs_status_read_again_is_still_refused_outside_its_tenant_project_and_scope() {
+    // The status of an ended run is kept in memory after the first read; every later
+    // read must pass the same checks as a read from the store.
+    use export_core::Clock;
+    let app = TestApp::spawn().await;
+    app.ingest_fixtures("acme").await;
+    let acme = app.tenant("acme");
+    let created: Value = acme
+        .post("/export-center/runs")
+        .header("X-StellaOps-Project", "red")
+        .json(&json!({ "profileId": acme.profile_id("tiny") }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run_id = created["runId"].as_str().unwrap();
+    app.run_pending().await;
+    let path = format!("/export-center/runs/{run_id}");
+    let read_as = |project: Option<&'static str>| {
+        let mut request = acme.get(&path);
+        if let Some(project) = project {
+            request = request.header("X-StellaOps-Project", project);
+        }
+        request.send()
+    };
+    let first = read_as(Some("red")).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["status"], "succeeded");
+
+    for _ in 0..2 {
+        assert_problem(read_as(Some("blue")).await.unwrap(), 404, "ERR_EXPORT_NOT_FOUND").await;
+        let globex = app.tenant("globex").get(&path).send().await.unwrap();
+        assert_problem(globex, 404, "ERR_EXPORT_NOT_FOUND").await;
+        // A token of acme without `export:read`.
+        let key = export_auth::client::DpopKey::generate(export_auth::Alg::EdDSA);
+        let token = acme.token(&key, &["export:write"]);
+        let url = app.url(&path);
+        let proof = key.proof_at("GET", &url, Some(&token), None, app.clock.now());
+        let no_scope = app
+            .http
+            .get(&url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+            .header("X-StellaOps-Tenant", "acme")
+            .send()
+            .await
+            .unwrap();
+        assert_problem(no_scope, 403, "ERR_SCOPE_MISMATCH").await;
+        let again: Value = read_as(Some("red")).await.unwrap().json().await.unwrap();
+        assert_eq!(again, first, "the same document while the link window holds");
+        let whole_tenant: Value = read_as(None).await.unwrap().json().await.unwrap();
+        assert_eq!(whole_tenant, first);
+    }
+}
+
+#[tokio::test]
+async fn a_finished_runs_status_read_again_follows_it_into_expiry() {
+    let app = TestApp::spawn().await;
+    app.ingest_fixtures("acme").await;
+    let acme = app.tenant("acme");
+    let done = acme.export("tiny", json!({ "retentionDays": 1 })).await;
+    assert_eq!(done.status, "succeeded");
+    let again = acme.run(&done.run_id).await;
+    assert_eq!(again.outputs, done.outputs, "read twice in one link window");
+    let url = done.outputs[0].url.clone();
+
+    app.clock.advance(chrono::Duration::days(2));
+    assert_eq!(app.app.runner.expire_due().await.unwrap(), 1);
+    let expired = acme.run(&done.run_id).await;
+    assert_eq!(expired.status, "expired", "never the remembered `succeeded`");
+    assert!(expired.outputs.is_empty());
+    assert_problem(app.get(&url).await, 410, "ERR_EXPORT_EXPIRED").await;
+    assert_eq!(acme.run(&done.run_id).await.status, "expired");
 }
