@@ -220,7 +220,7 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
             (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
         },
     };
-    let replay = Arc::new(MemoryReplayCache::new());
+    let replay = Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity));
     Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
 }
 

@@ -184,6 +184,10 @@ pub struct AuthSettings {
     pub dpop_window_seconds: u64,
     /// Require server nonces in DPoP proofs (`DPoP-Nonce`, `use_dpop_nonce`).
     pub require_nonce: bool,
+    /// Proof ids remembered against replay, each for `dpop_window_seconds` +
+    /// `clock_skew_seconds`; when the cache is full, new proofs are refused with `503`
+    /// until entries expire, never accepted unchecked.
+    pub replay_cache_capacity: usize,
 }
 
 impl Default for AuthSettings {
@@ -197,6 +201,7 @@ impl Default for AuthSettings {
             clock_skew_seconds: 30,
             dpop_window_seconds: 60,
             require_nonce: false,
+            replay_cache_capacity: export_auth::MemoryReplayCache::DEFAULT_CAPACITY,
         }
     }
 }
@@ -393,6 +398,9 @@ impl Config {
             bail!("workers.heartbeat_seconds: must be shorter than workers.lease_seconds");
         }
         let auth = &self.auth;
+        if auth.replay_cache_capacity == 0 {
+            bail!("auth.replay_cache_capacity: must be positive");
+        }
         match auth.mode.as_str() {
             "dev" if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
             "disabled" if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
@@ -547,6 +555,7 @@ mod tests {
                 "distribution.oci.registries.\"r.local\"",
             ),
             ("egress_allowlist = [\"https://r.local\"]\n", "egress_allowlist[0]"),
+            ("[auth]\nreplay_cache_capacity = 0\n", "auth.replay_cache_capacity"),
             ("[artifacts]\nurl = \"s3://bucket/p\"\n", "artifacts.s3"),
             (
                 "[distribution.object]\nbucket = \"b\"\n[distribution.object.s3]\naccess_key_id = \"\"\nsecret_access_key = \"s\"\n",

@@ -600,6 +600,27 @@ fn the_dev_mode_token_command_mints_a_token_the_server_accepts() {
 }
 
 #[tokio::test]
+async fn a_full_replay_cache_refuses_new_proofs_until_its_entries_expire() {
+    let clock = TestClock::new();
+    let app = TestApp::spawn_at(clock.clone(), |config| config.auth.replay_cache_capacity = 2).await;
+    let acme = app.tenant("acme");
+    for _ in 0..2 {
+        let answer = acme.get("/export-center/profiles").send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+    }
+    let refused = acme.get("/export-center/profiles").send().await.unwrap();
+    assert_eq!(
+        refused.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a third fresh proof does not fit, and is not let through unchecked"
+    );
+    // Entries live for the proof window plus the clock skew (60 + 30 s by default).
+    clock.advance(chrono::Duration::seconds(91));
+    let answer = acme.get("/export-center/profiles").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "expired entries make room");
+}
+
+#[tokio::test]
 async fn the_dpop_client_answers_a_nonce_challenge_by_retrying_once() {
     let app = TestApp::spawn_at(TestClock::starting_at(Utc::now()), |config| {
         config.auth.require_nonce = true
