@@ -33,8 +33,10 @@ use tokio::sync::{broadcast, oneshot, Notify};
 /// disconnected and resumes with `Last-Event-ID`.
 const BUFFER: usize = 256;
 
-/// Events read per store call.
-const BATCH: u32 = 500;
+/// Events read per store call: half the buffer, so a feeder catching up on a backlog
+/// gives its listeners a store read's time to drain between batches instead of
+/// overrunning them.
+const BATCH: u32 = (BUFFER / 2) as u32;
 
 /// How often the watcher looks for events appended by another process.
 const WATCH_INTERVAL: Duration = Duration::from_millis(25);
@@ -71,16 +73,27 @@ struct Feeders {
 impl Feeders {
     fn start() -> Self {
         let (stop, stopped) = oneshot::channel::<()>();
-        let started = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .and_then(|runtime| {
-                let handle = runtime.handle().clone();
-                std::thread::Builder::new()
-                    .name("event-feeders".to_owned())
-                    .spawn(move || runtime.block_on(async move { _ = stopped.await }))
-                    .map(|_| handle)
+        // The runtime is built, run and dropped on its own thread: dropping a runtime
+        // inside the server's would panic.
+        let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
+        let spawned = std::thread::Builder::new()
+            .name("event-feeders".to_owned())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(runtime) => runtime,
+                    Err(err) => {
+                        let _ = handle_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(Ok(runtime.handle().clone()));
+                runtime.block_on(async move { _ = stopped.await });
             });
+        let started = spawned.and_then(|_| {
+            handle_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("the event feeders' thread ended at once"))?
+        });
         match started {
             Ok(handle) => Self {
                 handle,
@@ -155,6 +168,13 @@ impl EventHub {
     }
 
     async fn feed(self: Arc<Self>, run_id: RunId, channel: Arc<Channel>, mut last: i64, render: Render) {
+        // However the feeder ends, even by a panic, its channel leaves the map, so that
+        // the next listener starts a new feeder rather than join one nobody feeds.
+        let _unregister = Unregister {
+            hub: self.clone(),
+            run_id: run_id.clone(),
+            channel: channel.clone(),
+        };
         loop {
             let mut ended = false;
             let mut full = false;
@@ -178,7 +198,8 @@ impl EventHub {
                 let mut inner = self.lock();
                 // A listener may have joined between the check and the lock; after the
                 // terminal event no other event comes, and a listener that joins later
-                // replays it from the store.
+                // replays it from the store. The removal happens under the lock of the
+                // check (`_unregister` then finds nothing to remove).
                 if ended || channel.sender.receiver_count() == 0 {
                     inner.channels.remove(&run_id);
                     return;
@@ -224,5 +245,26 @@ impl EventHub {
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Removes a feeder's channel from the hub when the feeder ends, unless a newer
+/// channel has taken its place.
+struct Unregister {
+    hub: Arc<EventHub>,
+    run_id: RunId,
+    channel: Arc<Channel>,
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        let mut inner = self.hub.lock();
+        if inner
+            .channels
+            .get(&self.run_id)
+            .is_some_and(|current| Arc::ptr_eq(current, &self.channel))
+        {
+            inner.channels.remove(&self.run_id);
+        }
     }
 }

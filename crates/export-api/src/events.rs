@@ -35,6 +35,9 @@ use crate::state::{ApiConfig, AppState};
 /// Clients wait this long before reconnecting.
 const RETRY: Duration = Duration::from_millis(2000);
 
+/// How long the stream of an ended run waits for a terminal event not stored yet.
+const TERMINAL_EVENT_GRACE: Duration = Duration::from_secs(2);
+
 /// Stored events read per store call.
 const BATCH: u32 = 500;
 
@@ -90,8 +93,20 @@ pub(crate) async fn stream_run_events(
             .parse::<i64>()
             .ok()
             .filter(|id| *id >= 0)
-            .ok_or_else(|| ApiError::invalid_field("Last-Event-ID", "must be an event id of this stream"))?,
+            .ok_or_else(not_an_event_id)?,
     };
+    // Event ids are numbered 1, 2, 3 … per run and stored before they are sent, so a
+    // client can only hold one that is stored. A larger one would also become the start
+    // of the run's shared feeder if this listener is the first, and starve the others.
+    if after > 0
+        && app
+            .store
+            .events_after(&run.id.tenant, &run.id, after - 1, 1)
+            .await?
+            .is_empty()
+    {
+        return Err(not_an_event_id());
+    }
 
     let config = &app.config;
     let follow = Follow {
@@ -102,8 +117,6 @@ pub(crate) async fn stream_run_events(
         render: renderer(&app, &run),
         live: None,
         phase: Phase::Connect,
-        // A run that has ended only replays: its events are all stored.
-        subscribe: !run.status.is_terminal(),
         timer: Box::pin(tokio::time::sleep(
             config.sse_keep_alive.min(config.sse_idle_timeout),
         )),
@@ -132,6 +145,10 @@ pub(crate) async fn stream_run_events(
         body,
     )
         .into_response())
+}
+
+fn not_an_event_id() -> ApiError {
+    ApiError::invalid_field("Last-Event-ID", "must be an event id of this stream")
 }
 
 fn accepts_event_stream(headers: &HeaderMap) -> bool {
@@ -201,14 +218,22 @@ struct Follow {
     last: i64,
     render: Render,
     phase: Phase,
-    /// Whether to follow live events once the stored ones are sent.
-    subscribe: bool,
     live: Option<broadcast::Receiver<Message>>,
     /// Fires for keep-alives and the idle timeout; checked against the two instants
     /// below when it fires, so events never touch the timer.
     timer: Pin<Box<Sleep>>,
     last_event: Instant,
     last_write: Instant,
+}
+
+/// Where a run stands for a stream that has sent every stored event.
+enum EndOfRun {
+    /// Running, or events are still coming: follow live.
+    Running,
+    /// Ended, and its terminal event is the last one the client has.
+    Sent,
+    /// Ended, but its terminal event is not stored (yet).
+    NotStored,
 }
 
 enum Phase {
@@ -241,8 +266,8 @@ impl Follow {
 
     /// Reads one batch of stored events: the chunk to send, if there is one, and the
     /// next phase. Subscribing comes after the stored events and is followed by one
-    /// more read, so an event stored in between is not lost, and a run that has ended
-    /// never starts a feeder.
+    /// more read, so an event stored in between is not lost; a run whose terminal event
+    /// is stored ends in the replay and never starts a feeder.
     async fn replay(&mut self) -> Option<Bytes> {
         let (tenant, run_id) = (&self.run_id.tenant, &self.run_id);
         let batch = match self.store.events_after(tenant, run_id, self.last, BATCH).await {
@@ -265,37 +290,49 @@ impl Follow {
             }
         }
         if !full {
-            if !self.subscribe {
-                // A run that had ended when the stream opened and whose terminal event
-                // is missing: nothing more will come.
-                self.phase = Phase::Done;
-            } else if self.live.is_none() {
+            if self.live.is_none() {
                 let render = self.render.clone();
                 self.live = Some(self.hub.subscribe(run_id, self.last, || render));
             } else {
-                self.phase = if self.has_ended_without_more_events().await {
-                    Phase::Done
-                } else {
-                    Phase::Live
-                };
-                self.last_event = Instant::now();
+                let now = Instant::now();
+                self.phase = Phase::Live;
+                self.last_event = now;
+                match self.end_of_run().await {
+                    EndOfRun::Running => {}
+                    EndOfRun::Sent => self.phase = Phase::Done,
+                    EndOfRun::NotStored => {
+                        // The worker stores a run's end before its terminal event: wait a
+                        // moment for the event, then end (its process may have died
+                        // between the two, and then it never comes).
+                        self.idle_timeout = self.idle_timeout.min(TERMINAL_EVENT_GRACE);
+                        self.timer.as_mut().reset(now + self.idle_timeout);
+                    }
+                }
             }
         }
         (!chunk.is_empty()).then(|| chunk.freeze())
     }
 
-    /// Whether the run has ended and no stored event follows the last one sent (its
-    /// terminal event was lost), so the stream ends here.
-    async fn has_ended_without_more_events(&self) -> bool {
+    /// Where the run stands once every stored event after `last` has been sent.
+    async fn end_of_run(&self) -> EndOfRun {
         let (tenant, run_id) = (&self.run_id.tenant, &self.run_id);
         match self.store.get_run(tenant, run_id).await {
-            Ok(Some(run)) if run.status.is_terminal() => self
-                .store
-                .events_after(tenant, run_id, self.last, 1)
-                .await
-                .map_or(true, |events| events.is_empty()),
-            Ok(_) => false,
-            Err(_) => true,
+            Ok(Some(run)) if run.status.is_terminal() => {}
+            Ok(_) => return EndOfRun::Running,
+            Err(_) => return EndOfRun::Sent,
+        }
+        // The last event the client has, and any stored since the replay.
+        match self.store.events_after(tenant, run_id, self.last - 1, 2).await {
+            Ok(events) if events.len() > 1 => EndOfRun::Running,
+            Ok(events)
+                if events
+                    .first()
+                    .is_some_and(|e| e.seq == self.last && e.is_terminal()) =>
+            {
+                EndOfRun::Sent
+            }
+            Ok(_) => EndOfRun::NotStored,
+            Err(_) => EndOfRun::Sent,
         }
     }
 

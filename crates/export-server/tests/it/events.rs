@@ -285,6 +285,17 @@ async fn streams_need_event_stream_and_stay_within_the_tenant() {
     assert_problem(globex, 404, "ERR_EXPORT_NOT_FOUND").await;
     let bad_id = acme.get(&path).header("Last-Event-ID", "x").send().await.unwrap();
     assert_problem(bad_id, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    // Ids are those of stored events, and a queued run has none: taken as a starting
+    // point, `1` would hold back the run's live events from every other listener.
+    let ahead = acme
+        .get(&path)
+        .header("Accept", "text/event-stream")
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(ahead, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    assert!(problem.to_string().contains("Last-Event-ID"), "{problem}");
 }
 
 /// Opens the run's stream as acme; the whole text once it ends.
@@ -385,4 +396,57 @@ async fn events_stored_by_another_process_reach_live_listeners_without_waiting_f
         .unwrap();
     let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
     assert_eq!(names(&events), ["started", "cancelled"]);
+}
+
+#[tokio::test]
+async fn a_terminal_event_stored_after_the_runs_end_still_reaches_the_stream() {
+    // The worker records a run's end, then appends its terminal event. A stream opened
+    // in between must wait for the event rather than end without it.
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme");
+    let queued = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
+    let tenant = export_core::TenantId::parse("acme").unwrap();
+    let run_id = export_core::RunId::parse(&queued.run_id).unwrap();
+    // Another process, as a worker would be.
+    let store = export_store_sqlite::SqliteStore::open(&app.data_dir.join("export-center.db"))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    export_store::Store::finish_run(&store, &tenant, &run_id, export_store::RunOutcome::Cancelled, now)
+        .await
+        .unwrap();
+    let listener = follow(&app, &queued.run_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let data = json!({ "runId": queued.run_id, "status": "cancelled" });
+    export_store::Store::append_event(&store, &tenant, &run_id, "cancelled", &data, now)
+        .await
+        .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(5), listener)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
+    assert_eq!(names(&events), ["cancelled"]);
+
+    // A run whose terminal event never comes (its worker died in between) ends anyway.
+    let other = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
+    let other_id = export_core::RunId::parse(&other.run_id).unwrap();
+    export_store::Store::finish_run(
+        &store,
+        &tenant,
+        &other_id,
+        export_store::RunOutcome::Cancelled,
+        now,
+    )
+    .await
+    .unwrap();
+    let text = tokio::time::timeout(Duration::from_secs(10), follow(&app, &other.run_id))
+        .await
+        .expect("the stream of an ended run without a terminal event ends")
+        .unwrap();
+    assert!(parse(&text).iter().all(|m| m.id.is_none()), "{text}");
 }
