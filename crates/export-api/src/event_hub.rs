@@ -8,11 +8,12 @@
 //! (`notify`), by the watcher when another process has appended events, and every
 //! `poll_interval` in any case.
 //!
-//! The watcher is one task per process, running while any run is followed: it reads
-//! `Store::event_watermark`, one cheap statement, every `WATCH_INTERVAL`, and wakes every
-//! feeder when it moved. So events written by a worker in another process reach the
-//! listeners within tens of milliseconds, at the cost of one small read per interval
-//! per process rather than per followed run.
+//! The watcher is one task per process, running while any run is followed: every
+//! `WATCH_INTERVAL` it asks the store which runs had events appended since its last
+//! look (`Store::runs_with_events_after`, one indexed read) and wakes only their
+//! feeders. So events written by a worker in another process reach the listeners
+//! within tens of milliseconds, at the cost of one small read per interval per process,
+//! and a busy run does not make the feeders of quiet ones read the store.
 //!
 //! Feeders and the watcher run on a small runtime of their own, on one thread. Sending
 //! an event wakes every listener's connection task on the server's runtime, thousands
@@ -40,6 +41,9 @@ const BATCH: u32 = (BUFFER / 2) as u32;
 
 /// How often the watcher looks for events appended by another process.
 const WATCH_INTERVAL: Duration = Duration::from_millis(25);
+
+/// Appended events the watcher looks at per store call.
+const WATCH_BATCH: u32 = 1_000;
 
 /// One stored event as every listener sends it.
 #[derive(Debug, Clone)]
@@ -215,29 +219,46 @@ impl EventHub {
         }
     }
 
-    /// Wakes every feeder whenever the store's event watermark moves (its first reading
-    /// counts as a move, so nothing appended before it is missed); ends when no run is
-    /// followed any more.
+    /// Wakes the feeders of the runs that had events appended (by any process) since
+    /// its last look; ends when no run is followed any more. It starts by waking every
+    /// feeder once, so nothing appended before its first reading is missed.
     async fn watch(self: Arc<Self>) {
-        let mut seen = None;
+        let mut seen: Option<i64> = None;
         loop {
             tokio::time::sleep(WATCH_INTERVAL).await;
-            let watermark = match self.store.event_watermark().await {
-                Ok(watermark) => Some(watermark),
-                Err(err) => {
-                    tracing::debug!(error = %err, "reading the event watermark");
-                    None
+            let mut more = true;
+            while more {
+                more = false;
+                let moved = match seen {
+                    None => self
+                        .store
+                        .event_watermark()
+                        .await
+                        .map(|watermark| (watermark, None)),
+                    Some(watermark) => self
+                        .store
+                        .runs_with_events_after(watermark, WATCH_BATCH)
+                        .await
+                        .map(|activity| {
+                            more = activity.more;
+                            (activity.watermark, Some(activity.runs))
+                        }),
+                };
+                let mut inner = self.lock();
+                if inner.channels.is_empty() {
+                    inner.watching = false;
+                    return;
                 }
-            };
-            let mut inner = self.lock();
-            if inner.channels.is_empty() {
-                inner.watching = false;
-                return;
-            }
-            if watermark.is_some() && watermark != seen {
-                seen = watermark;
-                for channel in inner.channels.values() {
-                    channel.wake.notify_one();
+                match moved {
+                    Ok((watermark, runs)) => {
+                        seen = Some(watermark);
+                        let wake = |channel: &Arc<Channel>| channel.wake.notify_one();
+                        match runs {
+                            None => inner.channels.values().for_each(wake),
+                            Some(runs) => runs.iter().filter_map(|id| inner.channels.get(id)).for_each(wake),
+                        }
+                    }
+                    Err(err) => tracing::debug!(error = %err, "reading which runs have new events"),
                 }
             }
         }

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
 use export_store::{
-    CancelOutcome, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence, NewRun, Run,
-    RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
+    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
+    NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
 };
 use futures::stream::BoxStream;
 use sqlx::migrate::Migrator;
@@ -237,6 +237,10 @@ impl Store for SqliteStore {
 
     async fn event_watermark(&self) -> Result<i64, StoreError> {
         runs::event_watermark(&self.pool).await
+    }
+
+    async fn runs_with_events_after(&self, watermark: i64, limit: u32) -> Result<EventActivity, StoreError> {
+        runs::runs_with_events_after(&self.pool, watermark, limit).await
     }
 
     async fn queue_position(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<u64>, StoreError> {

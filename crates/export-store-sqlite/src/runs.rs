@@ -8,8 +8,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use export_core::{ProfileId, ProjectId, RunId, RunStatus, Sha256Digest, TenantId};
 use export_store::{
-    CancelOutcome, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage,
-    RunQuery, StoreError,
+    CancelOutcome, EventActivity, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput,
+    RunPage, RunQuery, StoreError,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -629,6 +629,38 @@ pub(crate) async fn event_watermark(pool: &SqlitePool) -> Result<i64, StoreError
         .map_err(db)
 }
 
+/// The runs with events after `watermark`, by `run_events` rowid: SQLite has one
+/// writer at a time, so rowids follow commit order.
+pub(crate) async fn runs_with_events_after(
+    pool: &SqlitePool,
+    watermark: i64,
+    limit: u32,
+) -> Result<EventActivity, StoreError> {
+    let rows = sqlx::query(
+        "SELECT e.rowid AS event_row, r.tenant, r.day, r.seq FROM run_events AS e \
+         JOIN runs AS r ON r.run_key = e.run_key \
+         WHERE e.rowid > ? ORDER BY e.rowid LIMIT ?",
+    )
+    .bind(watermark)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let mut activity = EventActivity {
+        watermark,
+        runs: Vec::new(),
+        more: rows.len() == limit as usize,
+    };
+    for row in &rows {
+        activity.watermark = column(row, "event_row")?;
+        let id = run_id(row)?;
+        if !activity.runs.contains(&id) {
+            activity.runs.push(id);
+        }
+    }
+    Ok(activity)
+}
+
 pub(crate) async fn due_for_expiry(
     pool: &SqlitePool,
     now: DateTime<Utc>,
@@ -731,18 +763,23 @@ async fn outputs_of(
     rows.iter().map(output).collect()
 }
 
-/// A run row (without its outputs) and its internal key.
-fn run(row: &SqliteRow) -> Result<(i64, Run), StoreError> {
+/// The run id of a row with `tenant`, `day` and `seq` columns.
+fn run_id(row: &SqliteRow) -> Result<RunId, StoreError> {
     let seq: i64 = column(row, "seq")?;
     let seq = u32::try_from(seq)
         .ok()
         .filter(|seq| *seq >= 1)
         .ok_or_else(|| StoreError::corrupt("seq", seq))?;
-    let id = RunId {
+    Ok(RunId {
         tenant: parsed(row, "tenant", TenantId::parse)?,
         date: parsed(row, "day", |text| NaiveDate::parse_from_str(text, "%Y-%m-%d"))?,
         seq,
-    };
+    })
+}
+
+/// A run row (without its outputs) and its internal key.
+fn run(row: &SqliteRow) -> Result<(i64, Run), StoreError> {
+    let id = run_id(row)?;
     let project: Option<String> = column(row, "project")?;
     let project = project
         .map(|text| ProjectId::parse(&text).map_err(|err| StoreError::corrupt("project", err)))

@@ -5,7 +5,7 @@
 //! Every method that touches tenant data takes the `&TenantId`, and backends put it in
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
 //! `queue_depth`), which hand back runs whose ids carry their tenant, and the event
-//! streams' `event_watermark`, a bare number.
+//! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids).
 
 mod error;
 mod model;
@@ -184,10 +184,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<RunEvent>, StoreError>;
 
     /// A number that moves whenever an event of any run is appended, by any process
-    /// using this database: one cheap read tells a process whether the runs it streams
-    /// may have new events, however many it streams. Like `queue_depth` it spans
-    /// tenants, and like it, it reveals a number only, never an event or a run.
+    /// using this database: where a process starts following appends with
+    /// `runs_with_events_after`. Like `queue_depth` it spans tenants, and like it, it
+    /// reveals a number only, never an event or a run.
     async fn event_watermark(&self) -> Result<i64, StoreError>;
+
+    /// The runs that had events appended after `watermark` (a value of
+    /// `event_watermark`, or of this method), each once, and the watermark to ask from
+    /// next; at most `limit` events are looked at per call, so a backlog takes several.
+    /// It spans tenants like the worker's methods, and names runs (whose ids carry their
+    /// tenant), never their events: the event streams use it to wake only the feeders of
+    /// runs that moved. A backend whose event numbering does not follow commit order
+    /// may miss a run here; the feeders' own polling is the backstop.
+    async fn runs_with_events_after(&self, watermark: i64, limit: u32) -> Result<EventActivity, StoreError>;
 
     /// A queued run's place in its tenant's queue, in claim order (1 = next); `None`
     /// for a run that is not queued.

@@ -215,6 +215,17 @@ impl RunOutcome {
     }
 }
 
+/// Which runs had events appended since a watermark (`Store::runs_with_events_after`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventActivity {
+    /// Where to ask from next time.
+    pub watermark: i64,
+    /// Each run once, in the order of its first new event.
+    pub runs: Vec<RunId>,
+    /// Whether `limit` events were looked at: more may be waiting.
+    pub more: bool,
+}
+
 /// One stored event of a run (SPEC §7). `data` holds no signed URL: the stream signs
 /// fresh links from the `path`s it names when it sends the event.
 #[derive(Debug, Clone, PartialEq, Eq)]

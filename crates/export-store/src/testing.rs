@@ -25,8 +25,9 @@ use export_core::{
 use futures::TryStreamExt;
 
 use crate::{
-    CancelOutcome, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence, NewRun, Run,
-    RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError, IDEMPOTENCY_TTL,
+    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
+    NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError,
+    IDEMPOTENCY_TTL,
 };
 
 /// Expands into one `#[test]` per conformance function, each running on a fresh store
@@ -82,6 +83,7 @@ macro_rules! conformance_tests {
             run_events_are_numbered_per_run_and_read_after_an_id,
             queued_runs_know_their_place_in_the_tenants_queue,
             event_watermark_moves_with_every_appended_event,
+            runs_with_events_after_names_each_run_that_moved_once,
             get_run_reads_runs_with_and_without_outputs,
         );
 
@@ -2023,4 +2025,60 @@ pub async fn get_run_reads_runs_with_and_without_outputs(store: &dyn Store) {
         read, expected,
         "every output once, in order, and none of another run"
     );
+}
+
+pub async fn runs_with_events_after_names_each_run_that_moved_once(store: &dyn Store) {
+    let acme = tenant("acme");
+    let globex = tenant("globex");
+    let busy = create(store, &acme, normal_run(&acme, at(0))).await;
+    let quiet = create(store, &acme, normal_run(&acme, at(1))).await;
+    let other = create(store, &globex, normal_run(&globex, at(1))).await;
+    let append = |tenant: &TenantId, run: &RunId, event: &'static str| {
+        let (tenant, run) = (tenant.clone(), run.clone());
+        async move {
+            store
+                .append_event(&tenant, &run, event, &serde_json::json!({}), at(2))
+                .await
+                .expect("append");
+        }
+    };
+    append(&acme, &quiet.id, "started").await;
+    let start = store.event_watermark().await.expect("event watermark");
+    let nothing = store.runs_with_events_after(start, 100).await.expect("activity");
+    assert_eq!(
+        nothing,
+        EventActivity {
+            watermark: start,
+            runs: vec![],
+            more: false
+        },
+        "no append, no run"
+    );
+
+    append(&acme, &busy.id, "started").await;
+    append(&globex, &other.id, "started").await;
+    append(&acme, &busy.id, "progress").await;
+    let moved = store.runs_with_events_after(start, 100).await.expect("activity");
+    assert_eq!(
+        moved.runs,
+        [busy.id.clone(), other.id.clone()],
+        "each run once, in the order of its first new event, of every tenant"
+    );
+    assert!(!moved.more);
+    let after = store
+        .runs_with_events_after(moved.watermark, 100)
+        .await
+        .expect("activity");
+    assert!(after.runs.is_empty(), "the returned watermark covers them");
+    assert_eq!(after.watermark, moved.watermark);
+
+    let first = store.runs_with_events_after(start, 2).await.expect("activity");
+    assert_eq!(first.runs, [busy.id.clone(), other.id.clone()]);
+    assert!(first.more, "two events looked at, more may wait");
+    let rest = store
+        .runs_with_events_after(first.watermark, 2)
+        .await
+        .expect("activity");
+    assert_eq!(rest.runs, [busy.id.clone()], "the backlog's next page");
+    assert_eq!(rest.watermark, moved.watermark);
 }
