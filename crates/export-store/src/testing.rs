@@ -2079,6 +2079,6 @@ pub async fn runs_with_events_after_names_each_run_that_moved_once(store: &dyn S
         .runs_with_events_after(first.watermark, 2)
         .await
         .expect("activity");
-    assert_eq!(rest.runs, [busy.id.clone()], "the backlog's next page");
+    assert_eq!(rest.runs, [busy.id], "the backlog's next page");
     assert_eq!(rest.watermark, moved.watermark);
 }
