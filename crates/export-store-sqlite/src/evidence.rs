@@ -17,11 +17,6 @@ use crate::rows::{column, db, int, optional_timestamp_column, parsed, timestamp,
 /// The tenant's ingestion sequence in the counters table.
 const EVIDENCE_COUNTER: &str = "evidence";
 
-/// Takes the next value of a tenant counter, creating it at 1.
-pub(crate) const NEXT_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES (?, ?, 1) \
-     ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + 1 \
-     RETURNING value";
-
 /// The snapshot condition, with the watermark bound as `?1`.
 ///
 /// The unary `+` keeps SQLite's planner from answering `seq <= ?` with the primary key
@@ -69,7 +64,7 @@ const MAX_VARIABLES: usize = 32_766;
 const IDS_PER_QUERY: usize = 1_000;
 
 /// Takes `?3` numbers of a tenant counter at once, creating it, and returns the last.
-const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES (?1, ?2, ?3) \
+pub(crate) const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES (?1, ?2, ?3) \
      ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + excluded.value \
      RETURNING value";
 

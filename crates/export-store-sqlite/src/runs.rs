@@ -1,7 +1,7 @@
 //! Runs: creation with per-day numbering, listing, the worker queue (claims, leases,
 //! heartbeats), cancellation, progress, outputs and the end of a run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use export_store::{
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
-use crate::evidence::NEXT_COUNTER;
+use crate::evidence::TAKE_COUNTER;
 use crate::idempotency;
 use crate::rows::{
     column, day_text, db, int, json_column, optional_timestamp_column, parsed, run_key, timestamp,
@@ -49,9 +49,10 @@ pub(crate) async fn create(
 ) -> Result<Run, StoreError> {
     let day = new.day();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let seq: i64 = sqlx::query_scalar(NEXT_COUNTER)
+    let seq: i64 = sqlx::query_scalar(TAKE_COUNTER)
         .bind(tenant.as_str())
         .bind(format!("run:{}", day_text(day)))
+        .bind(1_i64)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
@@ -651,10 +652,11 @@ pub(crate) async fn runs_with_events_after(
         runs: Vec::new(),
         more: rows.len() == limit as usize,
     };
+    let mut named = HashSet::new();
     for row in &rows {
         activity.watermark = column(row, "event_row")?;
         let id = run_id(row)?;
-        if !activity.runs.contains(&id) {
+        if named.insert(id.clone()) {
             activity.runs.push(id);
         }
     }
