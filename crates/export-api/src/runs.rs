@@ -448,14 +448,8 @@ pub(crate) async fn cancel_run(
         .request_cancel(&caller.tenant, &run.id, app.clock.now())
         .await?
     {
-        CancelOutcome::Cancelled => {
-            // A queued run ends here, so its stream ends here too.
-            let data = serde_json::json!({ "runId": run.id.to_string(), "status": "cancelled" });
-            app.store
-                .append_event(&caller.tenant, &run.id, "cancelled", &data, app.clock.now())
-                .await?;
-            app.events.notify(&run.id);
-        }
+        // A queued run ended here, and the store appended `cancelled` to its stream.
+        CancelOutcome::Cancelled => app.events.notify(&run.id),
         CancelOutcome::Requested => {}
         CancelOutcome::AlreadyFinished(status) => {
             return Err(ApiError::new(

@@ -30,9 +30,14 @@ impl EventSink {
             .append_event(&run_id.tenant, run_id, event, &data, self.clock.now())
             .await
         {
-            Ok(_) => (self.notify)(run_id),
+            Ok(_) => self.stored(run_id),
             Err(err) => tracing::warn!(error = %err, "could not store the {event} event of run {run_id}"),
         }
+    }
+
+    /// Wakes this process's listeners of the run: an event of it was just stored.
+    pub fn stored(&self, run_id: &RunId) {
+        (self.notify)(run_id);
     }
 
     pub async fn started(&self, run_id: &RunId) {

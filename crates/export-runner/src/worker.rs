@@ -5,20 +5,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use export_artifacts::ArtifactStore;
 use export_core::{Clock, ErrorCode};
-use export_store::{Run, RunError, RunOutcome, Store};
+use export_distribution::ObjectPublisher;
+use export_oci::OciPublisher;
+use export_signing::Keyring;
+use export_store::{Run, RunError, RunOutcome, Store, TerminalEvent};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-
-use export_distribution::ObjectPublisher;
-use export_oci::OciPublisher;
-use export_signing::Keyring;
-
-use export_core::{MANIFEST_DSSE_PATH, MANIFEST_PATH};
-use serde_json::json;
 
 use crate::events::{EventNotifier, EventSink};
 use crate::export::{execute_export, ExportContext, ExportError};
@@ -220,8 +217,6 @@ impl Runner {
 
     async fn execute(&self, run: Run) -> anyhow::Result<()> {
         let inner = &self.inner;
-        let store = inner.store.as_ref();
-        let tenant = &run.id.tenant;
         let profile = run.profile_id.to_string();
 
         if run.attempts > inner.config.max_attempts {
@@ -239,11 +234,8 @@ impl Runner {
                 inner.config.max_attempts
             );
             inner.artifacts.delete_run(&run.id).await?;
-            let outcome = RunOutcome::Failed(error);
-            store
-                .finish_run(tenant, &run.id, outcome.clone(), inner.clock.now())
+            self.finish(&run, RunOutcome::Failed(error), inner.clock.now())
                 .await?;
-            self.announce_outcome(&run, &outcome).await;
             metrics::counter!("export_runs_total", "status" => "failed", "profile" => profile).increment(1);
             return Ok(());
         }
@@ -319,8 +311,7 @@ impl Runner {
             inner.artifacts.delete_run(&run.id).await?;
         }
         let status = outcome.status();
-        store.finish_run(tenant, &run.id, outcome.clone(), now).await?;
-        self.announce_outcome(&run, &outcome).await;
+        self.finish(&run, outcome, now).await?;
         tracing::info!(
             "run {} finished {status} in {:.3} s",
             run.id,
@@ -333,34 +324,17 @@ impl Runner {
         Ok(())
     }
 
-    /// The terminal event of the run's stream. Download links are signed by the stream
-    /// from the paths named here.
-    async fn announce_outcome(&self, run: &Run, outcome: &RunOutcome) {
-        let run_id = run.id.to_string();
-        let (event, data) = match outcome {
-            RunOutcome::Succeeded { .. } => {
-                let mut data =
-                    json!({ "runId": run_id, "status": "succeeded", "manifestPath": MANIFEST_PATH });
-                if run.plan.signing.enabled {
-                    data["manifestDssePath"] = json!(MANIFEST_DSSE_PATH);
-                }
-                ("completed", data)
-            }
-            RunOutcome::Failed(error) => {
-                let mut data = json!({
-                    "runId": run_id,
-                    "status": "failed",
-                    "code": error.code,
-                    "message": error.message,
-                });
-                if let Some(seconds) = error.retry_after_seconds {
-                    data["retryAfterSeconds"] = json!(seconds);
-                }
-                ("failed", data)
-            }
-            RunOutcome::Cancelled => ("cancelled", json!({ "runId": run_id, "status": "cancelled" })),
-        };
-        self.inner.export.events.emit(&run.id, event, data).await;
+    /// Records how the run ended, with the terminal event of its stream in the same
+    /// write, and wakes this process's listeners. Download links are signed by the
+    /// stream from the paths the event names.
+    async fn finish(&self, run: &Run, outcome: RunOutcome, now: DateTime<Utc>) -> anyhow::Result<()> {
+        let event = TerminalEvent::of(&run.id, &outcome, run.plan.signing.enabled);
+        self.inner
+            .store
+            .finish_run(&run.id.tenant, &run.id, outcome, &event, now)
+            .await?;
+        self.inner.export.events.stored(&run.id);
+        Ok(())
     }
 
     /// Renews the lease while the run executes and watches for a cancel request: the

@@ -24,6 +24,7 @@ use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
 use export_store::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
     NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
+    TerminalEvent,
 };
 use futures::stream::BoxStream;
 use sqlx::migrate::Migrator;
@@ -222,9 +223,10 @@ impl Store for SqliteStore {
         tenant: &TenantId,
         run_id: &RunId,
         outcome: RunOutcome,
+        event: &TerminalEvent,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        runs::finish(&self.pool, tenant, run_id, outcome, now).await
+        runs::finish(&self.pool, tenant, run_id, outcome, event, now).await
     }
 
     async fn profile_throughput(

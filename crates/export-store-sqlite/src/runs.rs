@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use export_core::{ProfileId, ProjectId, RunId, RunStatus, Sha256Digest, TenantId};
 use export_store::{
     CancelOutcome, EventActivity, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput,
-    RunPage, RunQuery, StoreError,
+    RunPage, RunQuery, StoreError, TerminalEvent,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -220,17 +220,19 @@ pub(crate) async fn request_cancel(
     };
     let outcome = match status {
         RunStatus::Queued => {
-            sqlx::query(
+            let key: i64 = sqlx::query_scalar(
                 "UPDATE runs SET status = 'cancelled', cancel_requested = 1, completed_at = ? \
-                 WHERE tenant = ? AND day = ? AND seq = ?",
+                 WHERE tenant = ? AND day = ? AND seq = ? RETURNING run_key",
             )
             .bind(timestamp(now))
             .bind(tenant.as_str())
             .bind(&day)
             .bind(seq)
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
+            let event = TerminalEvent::cancelled(run_id);
+            insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
             CancelOutcome::Cancelled
         }
         RunStatus::Running => {
@@ -440,6 +442,7 @@ pub(crate) async fn finish(
     tenant: &TenantId,
     run_id: &RunId,
     outcome: RunOutcome,
+    event: &TerminalEvent,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
@@ -497,6 +500,7 @@ pub(crate) async fn finish(
             .await
             .map_err(db)?;
     }
+    insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
     tx.commit().await.map_err(db)?;
     Ok(())
 }
@@ -566,7 +570,21 @@ pub(crate) async fn append_event(
     let key = key_of(&mut tx, tenant, &day, seq)
         .await?
         .ok_or_else(|| not_found(run_id))?;
-    let next: i64 = sqlx::query_scalar(
+    let next = insert_event(&mut tx, tenant, key, event, data, now).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(next)
+}
+
+/// Appends an event to the stream of the run `key` inside `tx`; its sequence number.
+async fn insert_event(
+    conn: &mut SqliteConnection,
+    tenant: &TenantId,
+    key: i64,
+    event: &str,
+    data: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    sqlx::query_scalar(
         "INSERT INTO run_events (run_key, tenant, seq, event, data, created_at) \
          SELECT ?, ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ? FROM run_events WHERE tenant = ? AND run_key = ? \
          RETURNING seq",
@@ -578,11 +596,9 @@ pub(crate) async fn append_event(
     .bind(timestamp(now))
     .bind(tenant.as_str())
     .bind(key)
-    .fetch_one(&mut *tx)
+    .fetch_one(conn)
     .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    Ok(next)
+    .map_err(db)
 }
 
 pub(crate) async fn events_after(

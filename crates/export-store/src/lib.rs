@@ -98,7 +98,8 @@ pub trait Store: Send + Sync + 'static {
     /// Newest first (by day, then sequence), filtered, one page.
     async fn list_runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError>;
 
-    /// Cancels a queued run at once, or flags a running one for its worker to stop.
+    /// Cancels a queued run at once, appending `TerminalEvent::cancelled` to its stream
+    /// in the same transaction, or flags a running one for its worker to stop.
     async fn request_cancel(
         &self,
         tenant: &TenantId,
@@ -153,14 +154,16 @@ pub trait Store: Send + Sync + 'static {
         path: &str,
     ) -> Result<Option<RunOutput>, StoreError>;
 
-    /// Ends a run. A failed or cancelled run loses its output records (the runner has
-    /// deleted their bytes); a succeeded one gets `completed_at`, `expires_at` and its
-    /// warnings.
+    /// Ends a run and appends `event` to its stream, in one transaction. A failed or
+    /// cancelled run loses its output records (the runner has deleted their bytes); a
+    /// succeeded one gets `completed_at`, `expires_at` and its warnings. A run that has
+    /// already ended is left as it is, and gets no second terminal event.
     async fn finish_run(
         &self,
         tenant: &TenantId,
         run_id: &RunId,
         outcome: RunOutcome,
+        event: &TerminalEvent,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 

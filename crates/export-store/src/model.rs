@@ -3,7 +3,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
     DocumentFormat, ErrorCode, Kind, Priority, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest,
-    SourceName,
+    SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -241,5 +241,59 @@ impl RunEvent {
     /// Whether the stream ends after this event.
     pub fn is_terminal(&self) -> bool {
         matches!(self.event.as_str(), "completed" | "failed" | "cancelled")
+    }
+}
+
+/// The event that ends a run's stream. The store appends it in the same transaction as
+/// the run's end ([`crate::Store::finish_run`], and [`crate::Store::request_cancel`] for
+/// a queued run), so no reader ever finds an ended run whose stream has not ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TerminalEvent {
+    /// `completed`, `failed` or `cancelled`.
+    pub event: &'static str,
+    pub data: serde_json::Value,
+}
+
+impl TerminalEvent {
+    /// The event of `outcome` (SPEC §7). `completed` names the manifest's path, and the
+    /// envelope's when the run is `signed`; the stream turns paths into signed URLs.
+    pub fn of(run_id: &RunId, outcome: &RunOutcome, signed: bool) -> Self {
+        let run_id = run_id.to_string();
+        match outcome {
+            RunOutcome::Succeeded { .. } => {
+                let mut data = serde_json::json!({ "runId": run_id, "status": "succeeded", "manifestPath": MANIFEST_PATH });
+                if signed {
+                    data["manifestDssePath"] = serde_json::json!(MANIFEST_DSSE_PATH);
+                }
+                Self {
+                    event: "completed",
+                    data,
+                }
+            }
+            RunOutcome::Failed(error) => {
+                let mut data = serde_json::json!({
+                    "runId": run_id,
+                    "status": "failed",
+                    "code": error.code,
+                    "message": error.message,
+                });
+                if let Some(seconds) = error.retry_after_seconds {
+                    data["retryAfterSeconds"] = serde_json::json!(seconds);
+                }
+                Self {
+                    event: "failed",
+                    data,
+                }
+            }
+            RunOutcome::Cancelled => Self::cancelled(&run_id),
+        }
+    }
+
+    /// The event of a cancelled run.
+    pub fn cancelled(run_id: &impl std::fmt::Display) -> Self {
+        Self {
+            event: "cancelled",
+            data: serde_json::json!({ "runId": run_id.to_string(), "status": "cancelled" }),
+        }
     }
 }

@@ -27,7 +27,7 @@ use futures::TryStreamExt;
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
     NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError,
-    IDEMPOTENCY_TTL,
+    TerminalEvent, IDEMPOTENCY_TTL,
 };
 
 /// Expands into one `#[test]` per conformance function, each running on a fresh store
@@ -77,6 +77,7 @@ macro_rules! conformance_tests {
             failed_run_keeps_its_error_and_drops_its_outputs,
             cancelled_run_drops_its_outputs,
             finished_run_keeps_its_first_outcome,
+            a_runs_end_and_its_terminal_event_are_stored_together,
             profile_throughput_comes_from_succeeded_runs,
             queue_depth_counts_queued_runs_of_every_tenant,
             succeeded_runs_past_retention_are_due_and_expire_keeping_their_records,
@@ -340,8 +341,9 @@ async fn finish(
     outcome: RunOutcome,
     now: DateTime<Utc>,
 ) {
+    let event = TerminalEvent::of(run_id, &outcome, false);
     store
-        .finish_run(tenant, run_id, outcome, now)
+        .finish_run(tenant, run_id, outcome, &event, now)
         .await
         .expect("finish run");
 }
@@ -733,7 +735,13 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
     assert_not_found(store.add_output(&globex, &run.id, &manifest).await, "add output");
     assert_not_found(
         store
-            .finish_run(&globex, &run.id, RunOutcome::Cancelled, at(2))
+            .finish_run(
+                &globex,
+                &run.id,
+                RunOutcome::Cancelled,
+                &TerminalEvent::cancelled(&run.id),
+                at(2),
+            )
             .await,
         "finish run",
     );
@@ -1742,10 +1750,98 @@ pub async fn finished_run_keeps_its_first_outcome(store: &dyn Store) {
     assert_eq!(get(store, &acme, &run.id).await, done);
     assert_not_found(
         store
-            .finish_run(&acme, &unknown_run(&acme), RunOutcome::Cancelled, at(30))
+            .finish_run(
+                &acme,
+                &unknown_run(&acme),
+                RunOutcome::Cancelled,
+                &TerminalEvent::cancelled(&unknown_run(&acme)),
+                at(30),
+            )
             .await,
         "finishing an unknown run",
     );
+}
+
+/// Ending a run appends its terminal event in the same write, so a stream never finds an
+/// ended run without it; a run that had already ended gets no second one. Cancelling a
+/// queued run appends `cancelled`; cancelling a running one only asks its worker.
+pub async fn a_runs_end_and_its_terminal_event_are_stored_together(store: &dyn Store) {
+    let acme = tenant("acme");
+    let events = |run_id: RunId| {
+        let acme = acme.clone();
+        async move {
+            let events = store.events_after(&acme, &run_id, 0, 100).await.expect("events");
+            events
+                .into_iter()
+                .map(|e| (e.seq, e.event, e.data))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let done = create(store, &acme, normal_run(&acme, at(0))).await;
+    claim(store, "worker-1", at(0), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    store
+        .append_event(&acme, &done.id, "started", &serde_json::json!({}), at(1))
+        .await
+        .expect("append");
+    let completed = TerminalEvent::of(&done.id, &succeeded(at(1000)), true);
+    store
+        .finish_run(&acme, &done.id, succeeded(at(1000)), &completed, at(2))
+        .await
+        .expect("finish");
+    let expected = vec![
+        (1, "started".to_owned(), serde_json::json!({})),
+        (2, "completed".to_owned(), completed.data.clone()),
+    ];
+    assert_eq!(events(done.id.clone()).await, expected);
+    assert_eq!(completed.data["manifestPath"], "manifest.json");
+    assert_eq!(completed.data["manifestDssePath"], "manifest.dsse.json");
+    finish(store, &acme, &done.id, RunOutcome::Cancelled, at(3)).await;
+    assert_eq!(
+        events(done.id.clone()).await,
+        expected,
+        "a late finish adds no event"
+    );
+
+    let queued = create(store, &acme, normal_run(&acme, at(4))).await;
+    assert_eq!(
+        store
+            .request_cancel(&acme, &queued.id, at(5))
+            .await
+            .expect("cancel"),
+        CancelOutcome::Cancelled
+    );
+    let cancelled = vec![(
+        1,
+        "cancelled".to_owned(),
+        serde_json::json!({ "runId": queued.id.to_string(), "status": "cancelled" }),
+    )];
+    assert_eq!(events(queued.id.clone()).await, cancelled);
+    store
+        .request_cancel(&acme, &queued.id, at(6))
+        .await
+        .expect("cancel");
+    assert_eq!(events(queued.id.clone()).await, cancelled, "cancelled once");
+
+    let running = create(store, &acme, normal_run(&acme, at(7))).await;
+    claim(store, "worker-1", at(7), NO_LIMIT)
+        .await
+        .expect("a run to claim");
+    assert_eq!(
+        store
+            .request_cancel(&acme, &running.id, at(8))
+            .await
+            .expect("cancel"),
+        CancelOutcome::Requested
+    );
+    assert_eq!(events(running.id.clone()).await, [], "its worker ends it");
+    let failed = TerminalEvent::of(&running.id, &RunOutcome::Failed(failure()), false);
+    assert_eq!(failed.event, "failed");
+    assert_eq!(failed.data["code"], "ERR_EXPORT_TIMEOUT");
+    assert_eq!(failed.data["message"], failure().message);
+    assert_eq!(failed.data["retryAfterSeconds"], 60);
 }
 
 /// Throughput is the items of the profile's succeeded runs over their total run time
