@@ -28,7 +28,7 @@ use bytes::Bytes;
 use export_core::RunId;
 use export_store::{RunEvent, Store};
 use tokio::runtime::Handle;
-use tokio::sync::{broadcast, oneshot, Notify};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 
 /// Messages buffered per run for slow listeners; one that falls further behind is
 /// disconnected and resumes with `Last-Event-ID`.
@@ -44,6 +44,14 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Appended events the watcher looks at per store call.
 const WATCH_BATCH: u32 = 1_000;
+
+/// How long listeners wait, after a run's terminal event, for every other listener to
+/// have it before they end their streams; a listener too slow to take it in that time
+/// keeps the others waiting no longer.
+const FAN_OUT_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the feeder looks whether every listener has the terminal event.
+const FAN_OUT_CHECK: Duration = Duration::from_millis(2);
 
 /// One stored event as every listener sends it.
 #[derive(Debug, Clone)]
@@ -123,6 +131,23 @@ struct Inner {
 struct Channel {
     sender: broadcast::Sender<Message>,
     wake: Notify,
+    /// Set once every listener has the terminal event (or `FAN_OUT_WAIT` has passed).
+    fanned_out: watch::Sender<bool>,
+}
+
+/// A listener's share of a run's channel.
+pub(crate) struct Subscription {
+    pub(crate) messages: broadcast::Receiver<Message>,
+    fanned_out: watch::Receiver<bool>,
+}
+
+impl Subscription {
+    /// Waits until every listener of the run has its terminal event, so that streams end,
+    /// and their connections close, only after the last one was sent: the teardown of
+    /// thousands of connections does not delay the terminal event of the others.
+    pub(crate) async fn fanned_out(&mut self) {
+        let _ = tokio::time::timeout(FAN_OUT_WAIT, self.fanned_out.wait_for(|done| *done)).await;
+    }
 }
 
 impl EventHub {
@@ -150,15 +175,20 @@ impl EventHub {
         run_id: &RunId,
         after: i64,
         render: impl FnOnce() -> Render,
-    ) -> broadcast::Receiver<Message> {
+    ) -> Subscription {
         let mut inner = self.lock();
         if let Some(channel) = inner.channels.get(run_id) {
-            return channel.sender.subscribe();
+            return Subscription {
+                messages: channel.sender.subscribe(),
+                fanned_out: channel.fanned_out.subscribe(),
+            };
         }
-        let (sender, receiver) = broadcast::channel(BUFFER);
+        let (sender, messages) = broadcast::channel(BUFFER);
+        let (fanned_out, fanned_out_receiver) = watch::channel(false);
         let channel = Arc::new(Channel {
             sender,
             wake: Notify::new(),
+            fanned_out,
         });
         inner.channels.insert(run_id.clone(), channel.clone());
         let start_watcher = !std::mem::replace(&mut inner.watching, true);
@@ -168,7 +198,10 @@ impl EventHub {
         if start_watcher {
             spawner.spawn(self.clone().watch());
         }
-        receiver
+        Subscription {
+            messages,
+            fanned_out: fanned_out_receiver,
+        }
     }
 
     async fn feed(self: Arc<Self>, run_id: RunId, channel: Arc<Channel>, mut last: i64, render: Render) {
@@ -198,16 +231,16 @@ impl EventHub {
                 }
                 Err(err) => tracing::warn!(error = %err, "reading the events of run {run_id}"),
             }
-            if ended || channel.sender.receiver_count() == 0 {
-                let mut inner = self.lock();
-                // A listener may have joined between the check and the lock; after the
-                // terminal event no other event comes, and a listener that joins later
-                // replays it from the store. The removal happens under the lock of the
-                // check (`_unregister` then finds nothing to remove).
-                if ended || channel.sender.receiver_count() == 0 {
-                    inner.channels.remove(&run_id);
-                    return;
+            if (ended || channel.sender.receiver_count() == 0) && self.leave(&run_id, &channel, ended) {
+                if ended {
+                    // A message stays queued until every listener has received it.
+                    let deadline = tokio::time::Instant::now() + FAN_OUT_WAIT;
+                    while !channel.sender.is_empty() && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(FAN_OUT_CHECK).await;
+                    }
+                    channel.fanned_out.send_replace(true);
                 }
+                return;
             }
             if full {
                 continue;
@@ -264,6 +297,20 @@ impl EventHub {
         }
     }
 
+    /// Takes the run's channel out of the hub if its feeder is done: after the terminal
+    /// event, or when nobody listens. A listener may have joined since the caller looked;
+    /// after the terminal event no other event comes, and a listener that joins later
+    /// replays it from the store. The removal happens under the lock of the check
+    /// (`Unregister` then finds nothing to remove).
+    fn leave(&self, run_id: &RunId, channel: &Channel, ended: bool) -> bool {
+        let mut inner = self.lock();
+        if ended || channel.sender.receiver_count() == 0 {
+            inner.channels.remove(run_id);
+            return true;
+        }
+        false
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -287,5 +334,85 @@ impl Drop for Unregister {
         {
             inner.channels.remove(&self.run_id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use export_core::Priority;
+    use export_store::testing::{at, new_run, tenant};
+    use export_store_sqlite::SqliteStore;
+
+    use super::*;
+
+    fn render() -> Render {
+        Arc::new(|event: RunEvent| Message {
+            seq: event.seq,
+            terminal: event.is_terminal(),
+            bytes: Bytes::from(event.event),
+        })
+    }
+
+    /// A hub over a real store, one queued run, and `listeners` subscriptions to it.
+    async fn listened_run(
+        listeners: usize,
+    ) -> (
+        tempfile::TempDir,
+        Arc<dyn Store>,
+        RunId,
+        Arc<EventHub>,
+        Vec<Subscription>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("events.db")).await.unwrap());
+        let acme = tenant("acme");
+        let run = store
+            .create_run(&acme, new_run(&acme, "daily", at(0), Priority::Normal), None)
+            .await
+            .unwrap();
+        let hub = EventHub::new(store.clone(), Duration::from_secs(3600));
+        let subscriptions = (0..listeners)
+            .map(|_| hub.subscribe(&run.id, 0, render))
+            .collect();
+        (dir, store, run.id, hub, subscriptions)
+    }
+
+    /// Cancels the queued run (which stores its terminal event) and wakes its feeder.
+    async fn end(store: &Arc<dyn Store>, hub: &EventHub, run_id: &RunId) {
+        store.request_cancel(&run_id.tenant, run_id, at(1)).await.unwrap();
+        hub.notify(run_id);
+    }
+
+    #[tokio::test]
+    async fn streams_end_once_every_listener_has_the_terminal_event() {
+        let (_dir, store, run_id, hub, mut listeners) = listened_run(2).await;
+        end(&store, &hub, &run_id).await;
+        let (mut first, mut second) = (listeners.remove(0), listeners.remove(0));
+        assert!(first.messages.recv().await.unwrap().terminal);
+        let early = tokio::time::timeout(Duration::from_millis(300), first.fanned_out()).await;
+        assert!(
+            early.is_err(),
+            "the other listener does not have the terminal event yet"
+        );
+        assert!(second.messages.recv().await.unwrap().terminal);
+        tokio::time::timeout(Duration::from_millis(500), first.fanned_out())
+            .await
+            .expect("every listener has it: the streams may end");
+        tokio::time::timeout(Duration::from_millis(500), second.fanned_out())
+            .await
+            .expect("the last listener does not wait either");
+    }
+
+    #[tokio::test]
+    async fn a_listener_that_never_takes_the_terminal_event_holds_the_others_back_for_a_while_only() {
+        let (_dir, store, run_id, hub, mut listeners) = listened_run(2).await;
+        end(&store, &hub, &run_id).await;
+        let mut first = listeners.remove(0);
+        assert!(first.messages.recv().await.unwrap().terminal);
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(FAN_OUT_WAIT * 2, first.fanned_out())
+            .await
+            .expect("the wait is bounded");
+        assert!(started.elapsed() >= FAN_OUT_WAIT / 2, "{:?}", started.elapsed());
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -21,22 +21,18 @@ use futures::stream::{BoxStream, StreamExt};
 use http_body::Frame;
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::{Instant, Sleep};
 
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
-use crate::event_hub::{EventHub, Message, Render};
+use crate::event_hub::{EventHub, Message, Render, Subscription};
 use crate::presenter::chrono_duration;
 use crate::runs::visible_run;
 use crate::state::{ApiConfig, AppState};
 
 /// Clients wait this long before reconnecting.
 const RETRY: Duration = Duration::from_millis(2000);
-
-/// How long the stream of an ended run waits for a terminal event not stored yet.
-const TERMINAL_EVENT_GRACE: Duration = Duration::from_secs(2);
 
 /// Stored events read per store call.
 const BATCH: u32 = 500;
@@ -71,6 +67,7 @@ pub(crate) async fn stream_run_events(
     caller: Caller,
     Path(run_id): Path<String>,
     Query(params): Query<EventsParams>,
+    version: Version,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::ExportRead)?;
@@ -134,7 +131,7 @@ pub(crate) async fn stream_run_events(
         chunks: chunks.boxed(),
         ended: false,
     });
-    Ok((
+    let mut response = (
         [
             (
                 header::CONTENT_TYPE,
@@ -144,7 +141,16 @@ pub(crate) async fn stream_run_events(
         ],
         body,
     )
-        .into_response())
+        .into_response();
+    // A stream's end is its connection's end (HTTP/1; HTTP/2 has no such header): hyper
+    // closes the connection in the same step as it ends the body, instead of keeping it
+    // for another request and being woken again when the client hangs up.
+    if version <= Version::HTTP_11 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    Ok(response)
 }
 
 fn not_an_event_id() -> ApiError {
@@ -162,8 +168,10 @@ fn accepts_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// The response body: the stream's chunks as they come. It reports its end together
-/// with its last chunk, so hyper writes that chunk and the end of the chunked body in
-/// one write rather than two, which matters when a terminal event ends 10,000 streams.
+/// with its last chunk when it knows it (a replay that ends with the terminal event), so
+/// hyper writes that chunk and the end of the chunked body in one write rather than two.
+/// A terminal event that comes live is followed by a wait for the run's other listeners
+/// ([`Subscription::fanned_out`]), and the end comes after it.
 struct EventBody {
     /// Each chunk, and whether it is the last.
     chunks: BoxStream<'static, (Bytes, bool)>,
@@ -218,7 +226,7 @@ struct Follow {
     last: i64,
     render: Render,
     phase: Phase,
-    live: Option<broadcast::Receiver<Message>>,
+    live: Option<Subscription>,
     /// Fires for keep-alives and the idle timeout; checked against the two instants
     /// below when it fires, so events never touch the timer.
     timer: Pin<Box<Sleep>>,
@@ -226,21 +234,13 @@ struct Follow {
     last_write: Instant,
 }
 
-/// Where a run stands for a stream that has sent every stored event.
-enum EndOfRun {
-    /// Running, or events are still coming: follow live.
-    Running,
-    /// Ended, and its terminal event is the last one the client has.
-    Sent,
-    /// Ended, but its terminal event is not stored (yet).
-    NotStored,
-}
-
 enum Phase {
     Connect,
     /// Sending stored events; `Live` follows.
     Replay,
     Live,
+    /// The terminal event came live: waiting for the other listeners to have it too.
+    Drain,
     Done,
 }
 
@@ -259,6 +259,12 @@ impl Follow {
                     }
                 }
                 Phase::Live => return self.live().await,
+                Phase::Drain => {
+                    if let Some(live) = self.live.as_mut() {
+                        live.fanned_out().await;
+                    }
+                    self.phase = Phase::Done;
+                }
                 Phase::Done => return None,
             }
         }
@@ -294,45 +300,31 @@ impl Follow {
                 let render = self.render.clone();
                 self.live = Some(self.hub.subscribe(run_id, self.last, || render));
             } else {
-                let now = Instant::now();
-                self.phase = Phase::Live;
-                self.last_event = now;
-                match self.end_of_run().await {
-                    EndOfRun::Running => {}
-                    EndOfRun::Sent => self.phase = Phase::Done,
-                    EndOfRun::NotStored => {
-                        // The worker stores a run's end before its terminal event: wait a
-                        // moment for the event, then end (its process may have died
-                        // between the two, and then it never comes).
-                        self.idle_timeout = self.idle_timeout.min(TERMINAL_EVENT_GRACE);
-                        self.timer.as_mut().reset(now + self.idle_timeout);
-                    }
-                }
+                self.last_event = Instant::now();
+                self.phase = if self.nothing_more().await {
+                    Phase::Done
+                } else {
+                    Phase::Live
+                };
             }
         }
         (!chunk.is_empty()).then(|| chunk.freeze())
     }
 
-    /// Where the run stands once every stored event after `last` has been sent.
-    async fn end_of_run(&self) -> EndOfRun {
+    /// Whether the run has ended and every event after `last` has been sent. A run's end
+    /// and its terminal event are stored together, so this is the stream of a run whose
+    /// terminal event the client already has (it resumed after it), or of a run ended by
+    /// an earlier version without one: either way nothing more will come.
+    async fn nothing_more(&self) -> bool {
         let (tenant, run_id) = (&self.run_id.tenant, &self.run_id);
         match self.store.get_run(tenant, run_id).await {
             Ok(Some(run)) if run.status.is_terminal() => {}
-            Ok(_) => return EndOfRun::Running,
-            Err(_) => return EndOfRun::Sent,
+            Ok(_) => return false,
+            Err(_) => return true,
         }
-        // The last event the client has, and any stored since the replay.
-        match self.store.events_after(tenant, run_id, self.last - 1, 2).await {
-            Ok(events) if events.len() > 1 => EndOfRun::Running,
-            Ok(events)
-                if events
-                    .first()
-                    .is_some_and(|e| e.seq == self.last && e.is_terminal()) =>
-            {
-                EndOfRun::Sent
-            }
-            Ok(_) => EndOfRun::NotStored,
-            Err(_) => EndOfRun::Sent,
+        match self.store.events_after(tenant, run_id, self.last, 1).await {
+            Ok(events) => events.is_empty(),
+            Err(_) => true,
         }
     }
 
@@ -342,7 +334,7 @@ impl Follow {
         loop {
             let live = self.live.as_mut()?;
             tokio::select! {
-                received = live.recv() => {
+                received = live.messages.recv() => {
                     let Ok(message) = received else {
                         // Closed, or lagged: the client resumes with `Last-Event-ID`.
                         self.phase = Phase::Done;
@@ -382,7 +374,7 @@ impl Follow {
     fn take_waiting(&mut self, first: Message) -> Bytes {
         self.last = first.seq;
         if first.terminal {
-            self.phase = Phase::Done;
+            self.phase = Phase::Drain;
             return first.bytes;
         }
         let Some(live) = self.live.as_mut() else {
@@ -390,7 +382,7 @@ impl Follow {
         };
         let mut chunk: Option<BytesMut> = None;
         loop {
-            match live.try_recv() {
+            match live.messages.try_recv() {
                 Ok(message) if message.seq <= self.last => {}
                 Ok(message) => {
                     self.last = message.seq;
@@ -398,7 +390,7 @@ impl Follow {
                         .get_or_insert_with(|| BytesMut::from(&first.bytes[..]))
                         .extend_from_slice(&message.bytes);
                     if message.terminal {
-                        self.phase = Phase::Done;
+                        self.phase = Phase::Drain;
                         break;
                     }
                 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
@@ -21,7 +22,7 @@ use export_signing::Keyring;
 use export_store::Store;
 use export_store_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -165,7 +166,7 @@ impl App {
             tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
             let router = export_api::router(self.state.clone());
             let signal = shutdown.clone();
-            axum::serve(listener, router)
+            axum::serve(without_nagle(listener), router)
                 .with_graceful_shutdown(async move { signal.cancelled().await })
                 .await?;
         } else {
@@ -184,6 +185,18 @@ impl App {
             None => format!("http://{address}"),
         }
     }
+}
+
+/// Accepted connections send each write at once (`TCP_NODELAY`). With Nagle's algorithm
+/// an event stream's message written while the previous one is not yet acknowledged
+/// waits for that acknowledgement, which the client may delay by up to 40 ms; a burst of
+/// `artifact_ready` events and `completed` would arrive late on every stream.
+pub fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Io = TcpStream, Addr = SocketAddr> {
+    listener.tap_io(|stream| {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(error = %err, "setting TCP_NODELAY on an accepted connection");
+        }
+    })
 }
 
 /// The access-token verifier of the configured `auth.mode`.
@@ -310,4 +323,25 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::serve::Listener;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_delay() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut listener = without_nagle(listener);
+        let client = tokio::spawn(tokio::net::TcpStream::connect(address));
+        let (accepted, _) = listener.accept().await;
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY is set on accepted connections"
+        );
+        client.await.unwrap().unwrap();
+    }
 }

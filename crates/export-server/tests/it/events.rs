@@ -399,54 +399,131 @@ async fn events_stored_by_another_process_reach_live_listeners_without_waiting_f
 }
 
 #[tokio::test]
-async fn a_terminal_event_stored_after_the_runs_end_still_reaches_the_stream() {
-    // The worker records a run's end, then appends its terminal event. A stream opened
-    // in between must wait for the event rather than end without it.
+async fn a_run_ended_by_another_process_ends_the_streams_that_follow_it() {
+    // A worker in another process records the run's end and its terminal event in one
+    // write; a stream opened at any moment around it gets the event and ends.
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme");
+    let tenant = export_core::TenantId::parse("acme").unwrap();
+    let store = export_store_sqlite::SqliteStore::open(&app.data_dir.join("export-center.db"))
+        .await
+        .unwrap();
+    let cancelled_elsewhere = |run_id: String| {
+        let (tenant, store) = (tenant.clone(), &store);
+        async move {
+            let run_id = export_core::RunId::parse(&run_id).unwrap();
+            let event = export_store::TerminalEvent::cancelled(&run_id);
+            export_store::Store::finish_run(
+                store,
+                &tenant,
+                &run_id,
+                export_store::RunOutcome::Cancelled,
+                &event,
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        }
+    };
+    let before = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
+    let listener = follow(&app, &before.run_id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancelled_elsewhere(before.run_id.clone()).await;
+    let after = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
+    cancelled_elsewhere(after.run_id.clone()).await;
+    for (run_id, text) in [
+        (&before.run_id, listener.await.unwrap()),
+        (&after.run_id, follow(&app, &after.run_id).await.unwrap()),
+    ] {
+        let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
+        assert_eq!(names(&events), ["cancelled"], "{run_id}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_of_a_run_ended_without_a_terminal_event_ends_after_the_replay() {
+    // Earlier versions stored a run's end and its terminal event apart, so a worker that
+    // died in between left an ended run without one: its stream must not wait for it.
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme");
     let queued = acme
         .create_run(json!({ "profileId": acme.profile_id("tiny") }))
         .await;
-    let tenant = export_core::TenantId::parse("acme").unwrap();
-    let run_id = export_core::RunId::parse(&queued.run_id).unwrap();
-    // Another process, as a worker would be.
-    let store = export_store_sqlite::SqliteStore::open(&app.data_dir.join("export-center.db"))
+    let database = app.data_dir.join("export-center.db");
+    let status = std::process::Command::new("sqlite3")
+        .arg(&database)
+        .arg("UPDATE runs SET status = 'cancelled'")
+        .status()
+        .expect("sqlite3 (apt-get install sqlite3)");
+    assert!(status.success());
+    let text = tokio::time::timeout(Duration::from_secs(2), follow(&app, &queued.run_id))
         .await
-        .unwrap();
-    let now = chrono::Utc::now();
-    export_store::Store::finish_run(&store, &tenant, &run_id, export_store::RunOutcome::Cancelled, now)
-        .await
-        .unwrap();
-    let listener = follow(&app, &queued.run_id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let data = json!({ "runId": queued.run_id, "status": "cancelled" });
-    export_store::Store::append_event(&store, &tenant, &run_id, "cancelled", &data, now)
-        .await
-        .unwrap();
-    let text = tokio::time::timeout(Duration::from_secs(5), listener)
-        .await
-        .expect("the stream ended")
-        .unwrap();
-    let events: Vec<Message> = parse(&text).into_iter().filter(|m| m.id.is_some()).collect();
-    assert_eq!(names(&events), ["cancelled"]);
-
-    // A run whose terminal event never comes (its worker died in between) ends anyway.
-    let other = acme
-        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
-        .await;
-    let other_id = export_core::RunId::parse(&other.run_id).unwrap();
-    export_store::Store::finish_run(
-        &store,
-        &tenant,
-        &other_id,
-        export_store::RunOutcome::Cancelled,
-        now,
-    )
-    .await
-    .unwrap();
-    let text = tokio::time::timeout(Duration::from_secs(10), follow(&app, &other.run_id))
-        .await
-        .expect("the stream of an ended run without a terminal event ends")
+        .expect("the stream ends at once")
         .unwrap();
     assert!(parse(&text).iter().all(|m| m.id.is_none()), "{text}");
+}
+
+/// The raw bytes of one HTTP/1.1 request on a fresh TCP connection, read until the
+/// server closes it; `None` if it is still open after `wait`.
+async fn raw_exchange(app: &TestApp, request: reqwest::Request, wait: Duration) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let url = request.url();
+    let mut head = format!(
+        "{} {}?{} HTTP/1.1\r\nhost: {}\r\n",
+        request.method(),
+        url.path(),
+        url.query().unwrap_or(""),
+        app.base.trim_start_matches("http://")
+    );
+    for (name, value) in request.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(wait, stream.read_to_end(&mut answer)).await;
+    read.ok().map(|read| {
+        read.unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    })
+}
+
+#[tokio::test]
+async fn the_end_of_a_stream_closes_its_connection() {
+    let app = TestApp::spawn().await;
+    app.ingest_fixtures("acme").await;
+    let acme = app.tenant("acme");
+    let done = acme.export("tiny", json!({})).await;
+    let stream = acme
+        .get(&format!("/export-center/runs/{}/events", done.run_id))
+        .header("Accept", "text/event-stream")
+        .build()
+        .unwrap();
+    let answer = raw_exchange(&app, stream, Duration::from_secs(10))
+        .await
+        .expect("the server closes the connection after the stream's last event");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("connection: close"), "{head}");
+    assert!(body.contains("event: completed"), "{body}");
+    assert!(
+        body.ends_with("0\r\n\r\n"),
+        "the chunked body is complete: {body:?}"
+    );
+
+    // Other answers keep their connection for the next request.
+    let status = acme
+        .get(&format!("/export-center/runs/{}", done.run_id))
+        .build()
+        .unwrap();
+    let kept = raw_exchange(&app, status, Duration::from_millis(500)).await;
+    assert_eq!(kept, None, "a status answer keeps the connection open");
 }
