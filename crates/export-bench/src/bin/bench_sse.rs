@@ -4,8 +4,11 @@
 //! (one token, a fresh DPoP proof per connection, source addresses spread over
 //! `--source-ips` loopback addresses), waits until every stream has sent its first bytes,
 //! writes `--ready-file` (the script then starts the worker that executes the run), and
-//! records the wall-clock arrival time of every event at every subscriber until each has
-//! seen the terminal event.
+//! records the wall-clock arrival time of every event at every subscriber; each reads its
+//! stream until the server ends it after the terminal event (or, `--close-on-terminal`,
+//! closes on the terminal event). Each subscriber is one task reading its socket through
+//! `export_bench::event_stream`, so that the generator takes as little as it can of the
+//! CPU it shares with the server.
 //!
 //! Two delays are reported:
 //! - *spread*: for each event id, arrival at a subscriber minus the earliest arrival of
@@ -27,10 +30,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use export_bench::client::{self, Credentials};
+use export_bench::event_stream::EventStream;
 use export_bench::stats::{self, MachineSample, ProcSample};
 use export_core::RunId;
 use http::Method;
-use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -94,11 +97,18 @@ struct Args {
     /// `workers.poll_interval_ms`), which then claims the oldest queued run, the one followed.
     #[arg(long)]
     kick: bool,
-    /// Keep each stream's connection open after its terminal event until every
-    /// connected subscriber has seen its own, then close them all (by default each closes
-    /// at once). Supplementary: it takes the teardown of 10,000 connections, on both
-    /// sides of the same cores, out of the terminal event's delivery.
+    /// Each subscriber closes its connection as soon as it has the terminal event, as
+    /// `exportctl` does, instead of reading its stream until the server ends it (as a
+    /// browser's `EventSource` and any SSE reader that does not know which events are
+    /// terminal do). Supplementary: on one machine the subscribers' own teardown of
+    /// 10,000 connections then shares the server's cores while the terminal event is
+    /// still being sent.
     #[arg(long)]
+    close_on_terminal: bool,
+    /// Keep each stream's connection open after its terminal event until every
+    /// connected subscriber has seen its own, then close them all. Supplementary: it
+    /// takes the teardown of 10,000 connections out of the terminal event's delivery.
+    #[arg(long, conflicts_with = "close_on_terminal")]
     hold: bool,
     /// The API server process, for its memory and CPU.
     #[arg(long)]
@@ -140,6 +150,7 @@ struct Shared {
     /// With `--hold`: set once every connected subscriber has seen the terminal event.
     all_ended: tokio::sync::watch::Sender<bool>,
     hold: bool,
+    close_on_terminal: bool,
 }
 
 fn main() -> ExitCode {
@@ -210,6 +221,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         ended: AtomicUsize::new(0),
         all_ended: tokio::sync::watch::Sender::new(false),
         hold: args.hold,
+        close_on_terminal: args.close_on_terminal,
     });
     let server_pid = args.server_pid.map(|pid| pid.to_string());
     let read_server = || server_pid.as_deref().map(ProcSample::read).transpose();
@@ -373,8 +385,7 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
         0,
         1 + (index % shared.source_ips as usize) as u8,
     ));
-    let response = async {
-        let mut sender = client::connect(shared.server, Some(local)).await?;
+    let opened = async {
         let proof = shared.credentials.proof("GET", &shared.url);
         let mut request = shared
             .credentials
@@ -383,23 +394,17 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
             http::header::ACCEPT,
             http::HeaderValue::from_static("text/event-stream"),
         );
-        let response = sender.send_request(request).await?;
-        if response.status() != http::StatusCode::OK {
-            let status = response.status();
-            let body = response.into_body().collect().await?.to_bytes();
-            bail!("{status}: {}", String::from_utf8_lossy(&body));
-        }
-        let mut body = response.into_body();
+        let mut stream = EventStream::open(shared.server, Some(local), &request).await?;
         // The first bytes (`retry` and a `: connected` comment) say the stream is set up.
-        let first = body
-            .frame()
-            .await
-            .ok_or_else(|| anyhow!("stream closed before its first bytes"))??;
-        anyhow::Ok((sender, body, first))
+        let mut first = Vec::with_capacity(1024);
+        if !stream.read_body(&mut first).await? {
+            bail!("stream closed before its first bytes");
+        }
+        anyhow::Ok((stream, first))
     }
     .await;
     drop(permit);
-    let (_sender, mut body, first) = match response {
+    let (mut stream, mut buffer) = match opened {
         Ok(parts) => parts,
         Err(err) => {
             seen.error = Some(format!("{err:#}"));
@@ -411,27 +416,8 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
     shared.connected.fetch_add(1, Ordering::Relaxed);
     shared.settled.fetch_add(1, Ordering::Relaxed);
 
-    let mut buffer: Vec<u8> = Vec::with_capacity(1024);
-    let mut frame = Some(first);
+    let mut arrived = stats::unix_micros();
     loop {
-        let Some(current) = frame.take() else {
-            match body.frame().await {
-                None => break,
-                Some(Ok(next)) => {
-                    frame = Some(next);
-                    continue;
-                }
-                Some(Err(err)) => {
-                    seen.error = Some(format!("stream: {err}"));
-                    break;
-                }
-            }
-        };
-        let arrived = stats::unix_micros();
-        let Ok(data) = current.into_data() else {
-            continue;
-        };
-        buffer.extend_from_slice(&data);
         while let Some(end) = find_blank_line(&buffer) {
             let message: Vec<u8> = buffer.drain(..end.1).collect();
             let message = &message[..end.0];
@@ -462,8 +448,16 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
                 }
             }
         }
-        if seen.terminal {
+        if seen.terminal && (shared.close_on_terminal || shared.hold) {
             break;
+        }
+        match stream.read_body(&mut buffer).await {
+            Ok(true) => arrived = stats::unix_micros(),
+            Ok(false) => break,
+            Err(err) => {
+                seen.error = Some(format!("stream: {err:#}"));
+                break;
+            }
         }
     }
     if shared.hold && seen.terminal {
