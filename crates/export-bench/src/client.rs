@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// The tenant header of every tenant-scoped request.
 pub const TENANT_HEADER: &str = "x-stellaops-tenant";
@@ -170,6 +170,16 @@ pub fn socket_addr(base_url: &str) -> anyhow::Result<SocketAddr> {
 /// One HTTP/1.1 keep-alive connection to `server`, from `local` (any port) when given.
 /// The connection is driven by a spawned task.
 pub async fn connect(server: SocketAddr, local: Option<IpAddr>) -> anyhow::Result<SendRequest<Full<Bytes>>> {
+    let stream = connect_tcp(server, local).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// A TCP connection to `server` from `local` (any port) when given, with `TCP_NODELAY`.
+pub async fn connect_tcp(server: SocketAddr, local: Option<IpAddr>) -> anyhow::Result<TcpStream> {
     let socket = if server.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -185,11 +195,7 @@ pub async fn connect(server: SocketAddr, local: Option<IpAddr>) -> anyhow::Resul
         .await
         .with_context(|| format!("connecting to {server}"))?;
     stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    Ok(stream)
 }
 
 /// One request on a fresh connection, for set-up: the status and the whole body.

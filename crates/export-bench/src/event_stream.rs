@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{anyhow, bail, Context};
 use http::Request;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 
 /// An open event stream: the response head has been read and its status was 200.
 pub struct EventStream {
@@ -46,21 +46,7 @@ impl EventStream {
         local: Option<IpAddr>,
         request: &Request<B>,
     ) -> anyhow::Result<Self> {
-        let socket = if server.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        if let Some(ip) = local {
-            socket
-                .bind(SocketAddr::new(ip, 0))
-                .with_context(|| format!("binding {ip}"))?;
-        }
-        let mut stream = socket
-            .connect(server)
-            .await
-            .with_context(|| format!("connecting to {server}"))?;
-        stream.set_nodelay(true)?;
+        let mut stream = crate::client::connect_tcp(server, local).await?;
         stream.write_all(&request_head(request)).await?;
 
         let mut raw = Vec::with_capacity(4096);
