@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use export_core::{DocumentFormat, EvidenceRecord, Kind, Sha256Digest, SourceName, Target, TenantId};
+use export_store::ingest_plan::{new_seq, Current, NewVersion, Plan, Version};
 use export_store::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::sqlite::SqliteRow;
@@ -105,113 +106,6 @@ async fn ingest_within(
     insert_versions(&mut tx, tenant, &plan.versions, first_seq, max_variables).await?;
     tx.commit().await.map_err(db)?;
     Ok(plan.outcomes(first_seq))
-}
-
-/// Where the current version of a (source, id) is while a batch is planned: stored
-/// under a sequence, or the batch's k-th new version.
-#[derive(Debug, Clone, Copy)]
-enum Version {
-    Stored(i64),
-    New(usize),
-}
-
-/// The current version of a (source, id) and its digest, to tell a re-ingested
-/// document from a changed one.
-#[derive(Debug, Clone, Copy)]
-struct Current {
-    version: Version,
-    digest: Sha256Digest,
-}
-
-/// What the batch does with one item.
-#[derive(Debug, Clone, Copy)]
-enum Step {
-    Unchanged(Version),
-    Inserted(usize),
-    Replaced(usize),
-}
-
-/// A row to insert.
-struct NewVersion<'a> {
-    item: &'a NewEvidence,
-    /// The new version of the same batch that replaces this one.
-    superseded_by: Option<usize>,
-}
-
-/// What a batch does, item by item in order, with its new versions numbered 0, 1, 2…
-/// until the batch's first sequence is known.
-struct Plan<'a> {
-    steps: Vec<Step>,
-    versions: Vec<NewVersion<'a>>,
-    /// Stored versions the batch replaces: (their sequence, the new version's number).
-    superseded: Vec<(i64, usize)>,
-}
-
-impl<'a> Plan<'a> {
-    /// Applies the items in order to the stored current versions, so that a batch may
-    /// carry one document several times, or several versions of it.
-    fn new(items: &'a [NewEvidence], mut current: HashMap<(&'a str, &'a str), Current>) -> Self {
-        let mut plan = Plan {
-            steps: Vec::with_capacity(items.len()),
-            versions: Vec::with_capacity(items.len()),
-            superseded: Vec::new(),
-        };
-        for item in items {
-            let key = (item.source.as_str(), item.id.as_str());
-            let previous = current.get(&key).copied();
-            if let Some(previous) = previous.filter(|previous| previous.digest == item.digest) {
-                plan.steps.push(Step::Unchanged(previous.version));
-                continue;
-            }
-            let new = plan.versions.len();
-            plan.versions.push(NewVersion {
-                item,
-                superseded_by: None,
-            });
-            plan.steps.push(match previous {
-                None => Step::Inserted(new),
-                Some(previous) => {
-                    match previous.version {
-                        Version::Stored(seq) => plan.superseded.push((seq, new)),
-                        Version::New(older) => plan.versions[older].superseded_by = Some(new),
-                    }
-                    Step::Replaced(new)
-                }
-            });
-            current.insert(
-                key,
-                Current {
-                    version: Version::New(new),
-                    digest: item.digest,
-                },
-            );
-        }
-        plan
-    }
-
-    fn outcomes(&self, first_seq: i64) -> Vec<IngestOutcome> {
-        let seq_of = |version| match version {
-            Version::Stored(seq) => seq,
-            Version::New(new) => new_seq(first_seq, new),
-        };
-        self.steps
-            .iter()
-            .map(|step| match *step {
-                Step::Unchanged(version) => IngestOutcome::Unchanged { seq: seq_of(version) },
-                Step::Inserted(new) => IngestOutcome::Inserted {
-                    seq: new_seq(first_seq, new),
-                },
-                Step::Replaced(new) => IngestOutcome::Replaced {
-                    seq: new_seq(first_seq, new),
-                },
-            })
-            .collect()
-    }
-}
-
-/// The sequence of the batch's `new`-th new version.
-fn new_seq(first_seq: i64, new: usize) -> i64 {
-    first_seq + int(new as u64)
 }
 
 /// `n` copies of `group` joined by `separator`: the placeholders of a statement that

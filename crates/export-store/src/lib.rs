@@ -8,6 +8,7 @@
 //! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids).
 
 mod error;
+pub mod ingest_plan;
 mod model;
 #[cfg(feature = "testing")]
 pub mod testing;

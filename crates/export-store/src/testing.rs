@@ -88,13 +88,24 @@ macro_rules! conformance_tests {
             get_run_reads_runs_with_and_without_outputs,
         );
 
-        #[test]
-        fn concurrent_claimers_claim_every_run_exactly_once() {
-            $crate::testing::block_on(async {
-                let store: ::std::sync::Arc<dyn $crate::Store> = ($factory)().await.into();
-                $crate::testing::concurrent_claimers_claim_every_run_exactly_once(store).await;
-            });
-        }
+        $crate::conformance_tests!(@shared $factory;
+            concurrent_claimers_claim_every_run_exactly_once,
+            concurrent_claimers_keep_each_tenants_active_run_limit,
+            concurrent_appends_number_a_runs_events_without_gaps,
+            concurrent_run_creation_numbers_a_days_runs_once_each,
+            concurrent_ingests_of_one_tenant_store_every_version_once,
+        );
+    };
+    (@shared $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testing::block_on(async {
+                    let store: ::std::sync::Arc<dyn $crate::Store> = ($factory)().await.into();
+                    $crate::testing::$name(store).await;
+                });
+            }
+        )*
     };
     (@each $factory:expr; $($name:ident),* $(,)?) => {
         $(
@@ -1405,6 +1416,138 @@ pub async fn concurrent_claimers_claim_every_run_exactly_once(store: Arc<dyn Sto
         let run = get(&*store, &run_id.tenant, run_id).await;
         assert_eq!((run.status, run.attempts), (RunStatus::Running, 1));
     }
+}
+
+/// Workers claiming at once never run more than the cap of one tenant's runs: each claim
+/// counts the running runs that every earlier claim, of any connection, has made.
+pub async fn concurrent_claimers_keep_each_tenants_active_run_limit(store: Arc<dyn Store>) {
+    let tenants = ["acme", "globex"].map(tenant);
+    for idx in 0..12 {
+        let tenant = &tenants[idx % tenants.len()];
+        create(&*store, tenant, normal_run(tenant, at(idx as i64))).await;
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|worker_idx| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                while let Some(run) = claim(&*store, &format!("worker-{worker_idx}"), at(100), 2).await {
+                    claimed.push(run.id);
+                }
+                claimed
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for worker in workers {
+        claimed.extend(worker.await.expect("claiming task"));
+    }
+    for tenant in &tenants {
+        let running = claimed.iter().filter(|id| id.tenant == *tenant).count();
+        assert_eq!(running, 2, "{tenant}: {claimed:?}");
+    }
+}
+
+/// Events appended to one run from many connections at once are numbered 1, 2, 3 …
+/// without a gap or a repeat, and read back in that order.
+pub async fn concurrent_appends_number_a_runs_events_without_gaps(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let run = create(&*store, &acme, normal_run(&acme, at(0))).await;
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let (store, acme, run_id) = (Arc::clone(&store), acme.clone(), run.id.clone());
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for n in 0..10 {
+                    let data = serde_json::json!({ "writer": writer, "n": n });
+                    seqs.push(
+                        store
+                            .append_event(&acme, &run_id, "progress", &data, at(1))
+                            .await
+                            .expect("append"),
+                    );
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for writer in writers {
+        seqs.extend(writer.await.expect("appending task"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=80).collect::<Vec<i64>>());
+    let events = store.events_after(&acme, &run.id, 0, 100).await.expect("events");
+    let read: Vec<i64> = events.iter().map(|event| event.seq).collect();
+    assert_eq!(read, seqs);
+}
+
+/// Runs of one tenant and day created at once from many connections get the day's
+/// sequence numbers 1, 2, 3 … once each.
+pub async fn concurrent_run_creation_numbers_a_days_runs_once_each(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let creators: Vec<_> = (0..8)
+        .map(|creator| {
+            let (store, acme) = (Arc::clone(&store), acme.clone());
+            tokio::spawn(async move {
+                let mut seqs = Vec::new();
+                for n in 0..5 {
+                    let run = create(&*store, &acme, normal_run(&acme, at(creator * 10 + n))).await;
+                    seqs.push(run.id.seq);
+                }
+                seqs
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for creator in creators {
+        seqs.extend(creator.await.expect("creating task"));
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=40).collect::<Vec<u32>>());
+}
+
+/// Batches of one tenant ingested at once from many connections, over the same
+/// documents in several versions, all succeed; every new version gets its own sequence,
+/// and the snapshot holds each document once, at one of its versions.
+pub async fn concurrent_ingests_of_one_tenant_store_every_version_once(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let writers: Vec<_> = (0..6u32)
+        .map(|writer| {
+            let (store, acme) = (Arc::clone(&store), acme.clone());
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for round in 0..4u32 {
+                    let batch: Vec<NewEvidence> = (0..20)
+                        .map(|idx| advisory(&format!("GO-{idx:02}"), (writer + round) % 3 + 1))
+                        .collect();
+                    outcomes.extend(ingest(&*store, &acme, &batch).await);
+                }
+                outcomes
+            })
+        })
+        .collect();
+    let mut new_seqs = Vec::new();
+    for writer in writers {
+        for outcome in writer.await.expect("ingesting task") {
+            match outcome {
+                IngestOutcome::Inserted { seq } | IngestOutcome::Replaced { seq } => new_seqs.push(seq),
+                IngestOutcome::Unchanged { .. } => {}
+            }
+        }
+    }
+    new_seqs.sort_unstable();
+    let expected: Vec<i64> = (1..=new_seqs.len() as i64).collect();
+    assert_eq!(
+        new_seqs, expected,
+        "every new version numbered once, without gaps"
+    );
+    let point = store.snapshot_point(&acme).await.expect("snapshot point");
+    assert_eq!(point.watermark, new_seqs.len() as i64);
+    let items = stream(&*store, &acme, point.watermark, "advisory").await;
+    let ids: Vec<&str> = items.iter().map(|item| item.id.as_str()).collect();
+    let expected_ids: Vec<String> = (0..20).map(|idx| format!("GO-{idx:02}")).collect();
+    assert_eq!(ids, expected_ids);
 }
 
 // --- heartbeat, cancel, progress, outputs, finish ----------------------------------------

@@ -1,0 +1,128 @@
+//! Idempotency records (SPEC §2.2): claimed before a run is created, completed with the
+//! run in the same transaction, expired after `IDEMPOTENCY_TTL`.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use export_core::{RunId, TenantId};
+use export_store::{IdempotencyBegin, IdempotencyClaim, StoreError, IDEMPOTENCY_TTL};
+use sqlx::{PgConnection, PgPool};
+
+use crate::rows::{db, timestamp};
+
+pub(crate) async fn begin(
+    pool: &PgPool,
+    tenant: &TenantId,
+    claim: &IdempotencyClaim,
+    now: DateTime<Utc>,
+) -> Result<IdempotencyBegin, StoreError> {
+    let ttl = TimeDelta::from_std(IDEMPOTENCY_TTL).unwrap_or(TimeDelta::MAX);
+    let oldest_kept = now.checked_sub_signed(ttl).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let fingerprint = claim.fingerprint.to_string();
+    let mut tx = pool.begin().await.map_err(db)?;
+    // Expired records count as absent; dropping the tenant's expired ones here keeps
+    // the table from growing without a janitor.
+    sqlx::query("DELETE FROM idempotency WHERE tenant = $1 AND created_at < $2")
+        .bind(tenant.as_str())
+        .bind(timestamp(oldest_kept))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency (tenant, subject, method, path, key, fingerprint, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (tenant, subject, method, path, key) DO NOTHING",
+    )
+    .bind(tenant.as_str())
+    .bind(&claim.subject)
+    .bind(&claim.method)
+    .bind(&claim.path)
+    .bind(&claim.key)
+    .bind(&fingerprint)
+    .bind(timestamp(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    let outcome = if inserted == 1 {
+        IdempotencyBegin::Started
+    } else {
+        let (stored, run_id): (String, Option<String>) = sqlx::query_as(
+            "SELECT fingerprint, run_id FROM idempotency \
+             WHERE tenant = $1 AND subject = $2 AND method = $3 AND path = $4 AND key = $5",
+        )
+        .bind(tenant.as_str())
+        .bind(&claim.subject)
+        .bind(&claim.method)
+        .bind(&claim.path)
+        .bind(&claim.key)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
+        match run_id {
+            _ if stored != fingerprint => IdempotencyBegin::Mismatch,
+            None => IdempotencyBegin::InFlight,
+            Some(run_id) => IdempotencyBegin::Replay(
+                RunId::parse(&run_id).map_err(|err| StoreError::corrupt("idempotency run id", err))?,
+            ),
+        }
+    };
+    tx.commit().await.map_err(db)?;
+    Ok(outcome)
+}
+
+/// Completes `claim` with `run_id` inside the caller's transaction. A claim that was
+/// never begun (or was released, or belongs to another body) is an error, so that a
+/// key can never yield two runs.
+pub(crate) async fn complete(
+    conn: &mut PgConnection,
+    tenant: &TenantId,
+    claim: &IdempotencyClaim,
+    run_id: &RunId,
+) -> Result<(), StoreError> {
+    let completed = sqlx::query(
+        "UPDATE idempotency SET run_id = $1 \
+         WHERE tenant = $2 AND subject = $3 AND method = $4 AND path = $5 AND key = $6 \
+         AND fingerprint = $7 AND run_id IS NULL",
+    )
+    .bind(run_id.to_string())
+    .bind(tenant.as_str())
+    .bind(&claim.subject)
+    .bind(&claim.method)
+    .bind(&claim.path)
+    .bind(&claim.key)
+    .bind(claim.fingerprint.to_string())
+    .execute(conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    if completed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound {
+            kind: "idempotency claim",
+            id: claim.key.clone(),
+        })
+    }
+}
+
+/// Drops an in-flight claim of this body; a completed one stays, so its run is replayed.
+pub(crate) async fn release(
+    pool: &PgPool,
+    tenant: &TenantId,
+    claim: &IdempotencyClaim,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "DELETE FROM idempotency \
+         WHERE tenant = $1 AND subject = $2 AND method = $3 AND path = $4 AND key = $5 \
+         AND fingerprint = $6 AND run_id IS NULL",
+    )
+    .bind(tenant.as_str())
+    .bind(&claim.subject)
+    .bind(&claim.method)
+    .bind(&claim.path)
+    .bind(&claim.key)
+    .bind(claim.fingerprint.to_string())
+    .execute(pool)
+    .await
+    .map_err(db)?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! What only the PostgreSQL store has: a server several replicas share, migrations each
+//! of them runs on connect, and schemas.
+
+use std::collections::BTreeSet;
+
+use export_core::{Kind, Priority, Target};
+use export_store::testing::{at, document, new_run, tenant};
+use export_store::{IngestOutcome, Store, StoreError};
+use export_store_postgres::PostgresStore;
+use futures::TryStreamExt;
+use sqlx::{Connection, PgConnection};
+
+use crate::{fresh_schema, options_for, server_url};
+
+async fn raw_connection(schema: &str) -> PgConnection {
+    PgConnection::connect_with(&options_for(schema))
+        .await
+        .expect("opening a raw connection")
+}
+
+/// Replicas starting at once on an empty schema migrate it once, and a replica started
+/// later keeps what the others stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_connecting_at_once_migrate_once_and_share_their_data() {
+    let schema = fresh_schema().await;
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let options = options_for(&schema);
+            tokio::spawn(async move { PostgresStore::connect_with(options).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for connect in connects {
+        stores.push(connect.await.expect("connecting task").expect("connect"));
+    }
+    let acme = tenant("acme");
+    stores[0]
+        .ingest(&acme, &[document("osv-go", Kind::Advisory, "GO-1", 1)])
+        .await
+        .expect("ingest");
+    let later = PostgresStore::connect_with(options_for(&schema))
+        .await
+        .expect("a later connect");
+    assert_eq!(later.snapshot_point(&acme).await.expect("snapshot").watermark, 1);
+    assert_eq!(
+        stores[3]
+            .ingest(&acme, &[document("osv-go", Kind::Advisory, "GO-2", 1)])
+            .await
+            .expect("ingest"),
+        [IngestOutcome::Inserted { seq: 2 }]
+    );
+
+    let mut conn = raw_connection(&schema).await;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+        .fetch_all(&mut conn)
+        .await
+        .expect("reading the migrations table");
+    let distinct: BTreeSet<i64> = applied.iter().copied().collect();
+    assert_eq!(applied.len(), distinct.len(), "each migration applied once");
+    assert!(!applied.is_empty());
+}
+
+/// `connect` takes a `postgres://` URL, with the schema in its options, and refuses
+/// anything else with a reason.
+#[tokio::test]
+async fn connect_takes_a_postgres_url() {
+    let schema = fresh_schema().await;
+    let separator = if server_url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{separator}options=-csearch_path%3D{schema}", server_url());
+    let store = PostgresStore::connect(&url).await.expect("connect");
+    store.ping().await.expect("ping");
+    let mut conn = raw_connection(&schema).await;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'runs'",
+    )
+    .bind(&schema)
+    .fetch_one(&mut conn)
+    .await
+    .expect("reading the catalog");
+    assert_eq!(tables, 1, "the schema named in the url holds the tables");
+
+    let err = PostgresStore::connect("sqlite:///tmp/export.db")
+        .await
+        .expect_err("a sqlite url");
+    let reason = std::error::Error::source(&err)
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(reason.contains("postgres://"), "{err}: {reason}");
+}
+
+/// Text sorts bytewise whatever the database's collation: every text column of the
+/// schema is `COLLATE "C"`.
+#[tokio::test]
+async fn every_text_column_compares_bytewise() {
+    let schema = fresh_schema().await;
+    PostgresStore::connect_with(options_for(&schema))
+        .await
+        .expect("connect");
+    let mut conn = raw_connection(&schema).await;
+    let other: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, collation_name::text FROM information_schema.columns \
+         WHERE table_schema = $1 AND data_type = 'text' AND table_name <> '_sqlx_migrations' \
+         AND collation_name IS DISTINCT FROM 'C'",
+    )
+    .bind(&schema)
+    .fetch_all(&mut conn)
+    .await
+    .expect("reading the catalog");
+    assert!(other.is_empty(), "text columns without COLLATE \"C\": {other:?}");
+}
+
+/// A row edited by hand into something the model cannot hold is reported, not guessed.
+#[tokio::test]
+async fn a_row_that_does_not_parse_is_corrupt() {
+    let schema = fresh_schema().await;
+    let store = PostgresStore::connect_with(options_for(&schema))
+        .await
+        .expect("connect");
+    let acme = tenant("acme");
+    let run = store
+        .create_run(&acme, new_run(&acme, "daily", at(0), Priority::Normal), None)
+        .await
+        .expect("create run");
+    store
+        .ingest(&acme, &[document("osv-go", Kind::Advisory, "GO-1", 1)])
+        .await
+        .expect("ingest");
+
+    let mut conn = raw_connection(&schema).await;
+    sqlx::query("UPDATE runs SET plan = '{\"targets\": 42}'")
+        .execute(&mut conn)
+        .await
+        .expect("editing the run");
+    sqlx::query("UPDATE evidence SET digest = 'md5:abc'")
+        .execute(&mut conn)
+        .await
+        .expect("editing the evidence");
+
+    match store.get_run(&acme, &run.id).await {
+        Err(StoreError::Corrupt { what: "plan", .. }) => {}
+        other => panic!("expected a corrupt plan, got {other:?}"),
+    }
+    let target = Target::parse("advisory").expect("valid target");
+    match store
+        .stream_items(&acme, 1, &target)
+        .try_collect::<Vec<_>>()
+        .await
+    {
+        Err(StoreError::Corrupt { what: "digest", .. }) => {}
+        other => panic!("expected a corrupt digest, got {other:?}"),
+    }
+}
