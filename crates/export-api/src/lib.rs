@@ -24,5 +24,5 @@ pub use error::ApiError;
 pub use event_hub::EventHub;
 pub use openapi::openapi_document;
 pub use rate_limit::RateLimiter;
-pub use router::router;
+pub use router::{router, service_router};
 pub use state::{ApiConfig, AppState, ProfileRegistry};

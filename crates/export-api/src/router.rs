@@ -35,9 +35,7 @@ pub fn router(state: AppState) -> Router {
             get(distributions::get_distribution),
         )
         .route("/export-center/openapi.json", get(service::openapi_json))
-        .route("/healthz", get(service::healthz))
-        .route("/readyz", get(service::readyz))
-        .route("/metrics", get(service::metrics))
+        .merge(operations())
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -49,4 +47,17 @@ pub fn router(state: AppState) -> Router {
     // service, a connection costs one reference to the routes prepared here; with
     // 10,000 event streams open, that took the server from 445 to 248 MiB.
     Router::new().fallback_service(routes)
+}
+
+/// What a process without the API still answers (`serve --role worker`): health,
+/// readiness and metrics, for probes and scrapers.
+pub fn service_router(state: AppState) -> Router {
+    operations().layer(CatchPanicLayer::new()).with_state(state)
+}
+
+fn operations() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+        .route("/metrics", get(service::metrics))
 }

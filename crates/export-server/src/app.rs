@@ -20,12 +20,13 @@ use export_oci::OciPublisher;
 use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
 use export_store::Store;
+use export_store_postgres::PostgresStore;
 use export_store_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::config::{redact_password, Config};
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -54,7 +55,7 @@ impl App {
         let data_dir = &config.server.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
-        let store: Arc<dyn Store> = Arc::new(open_store(&config).await?);
+        let store = open_store(&config).await?;
         let artifacts =
             ArtifactStore::from_url_with_s3(&config.artifacts_url(), config.artifacts.s3.as_ref())
                 .context("artifacts.url")?;
@@ -162,16 +163,18 @@ impl App {
         } else {
             Vec::new()
         };
-        if matches!(role, Role::Api | Role::All) {
+        // A worker process answers health, readiness and metrics only.
+        let router = if matches!(role, Role::Api | Role::All) {
             tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
-            let router = export_api::router(self.state.clone());
-            let signal = shutdown.clone();
-            axum::serve(without_nagle(listener), router)
-                .with_graceful_shutdown(async move { signal.cancelled().await })
-                .await?;
+            export_api::router(self.state.clone())
         } else {
-            shutdown.cancelled().await;
-        }
+            tracing::info!(%address, "export center worker: health and metrics on {address}");
+            export_api::service_router(self.state.clone())
+        };
+        let signal = shutdown.clone();
+        axum::serve(without_nagle(listener), router)
+            .with_graceful_shutdown(async move { signal.cancelled().await })
+            .await?;
         for worker in workers {
             let _ = worker.await;
         }
@@ -237,11 +240,25 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
     Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<SqliteStore> {
+/// The store `database.url` names: SQLite (`sqlite://`, the default, one file in the
+/// data directory) or PostgreSQL (`postgres://`, shared by several replicas).
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url();
-    SqliteStore::connect(&url)
-        .await
-        .with_context(|| format!("database.url: opening {url}"))
+    let shown = redact_password(&url);
+    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+        Arc::new(
+            SqliteStore::connect(&url)
+                .await
+                .with_context(|| format!("database.url: opening {shown}"))?,
+        )
+    } else {
+        Arc::new(
+            PostgresStore::connect(&url)
+                .await
+                .with_context(|| format!("database.url: connecting to {shown}"))?,
+        )
+    };
+    Ok(store)
 }
 
 /// The configured HMAC keys, or the key kept in the data directory (created on first

@@ -318,8 +318,12 @@ impl Config {
             }
         }
         if let Some(url) = &self.database.url {
-            if !url.starts_with("sqlite://") {
-                bail!("database.url: `{url}` is not supported; use sqlite://<path>");
+            let known = ["sqlite://", "postgres://", "postgresql://"];
+            if !known.iter().any(|scheme| url.starts_with(scheme)) {
+                bail!(
+                    "database.url: `{}` is not supported; use sqlite://<path> or postgres://[user@]host[:port]/database",
+                    redact_password(url)
+                );
             }
         }
         if let Some(url) = &self.artifacts.url {
@@ -499,6 +503,23 @@ fn describe(err: figment::Error) -> String {
         .join("\n")
 }
 
+/// `url` with the password of its user part, if any, replaced by `***`: what logs and
+/// error messages show of a database URL.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +537,34 @@ mod tests {
         let config = Config::load(None).unwrap();
         assert!(config.tenants.contains_key("tenant-default"));
         assert_eq!(config.limits, Limits::default());
+    }
+
+    #[test]
+    fn database_url_takes_sqlite_and_postgres() {
+        for url in [
+            "sqlite:///var/lib/export/db",
+            "postgres://app@db:5432/export",
+            "postgresql://db/export",
+        ] {
+            let config = load_toml(&format!("[database]\nurl = \"{url}\"\n")).expect(url);
+            assert_eq!(config.database_url(), url);
+        }
+    }
+
+    #[test]
+    fn passwords_are_redacted_from_database_urls() {
+        assert_eq!(
+            redact_password("postgres://app:s3cr%40t@db:5432/export?sslmode=require"),
+            "postgres://app:***@db:5432/export?sslmode=require"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/export"),
+            "postgres://app@db/export"
+        );
+        assert_eq!(
+            redact_password("sqlite:///data/a:b@c.db"),
+            "sqlite:///data/a:b@c.db"
+        );
     }
 
     #[test]
@@ -544,10 +593,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("tenants.Acme"), "{err}");
-        let err = load_toml("[database]\nurl = \"mysql://x\"\n")
+        let err = load_toml("[database]\nurl = \"mysql://app:hunter2@db/x\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("database.url"), "{err}");
+        assert!(
+            err.contains("database.url") && err.contains("postgres://"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("hunter2"),
+            "the password stays out of messages: {err}"
+        );
         for (toml, key) in [
             ("[distribution.oci]\nattempts = 0\n", "distribution.oci.attempts"),
             (

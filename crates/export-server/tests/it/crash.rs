@@ -2,138 +2,18 @@
 //! restarted server takes the run over, and the outputs are byte-identical to those of
 //! an undisturbed run.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
-use export_auth::client::DpopKey;
-use export_auth::http::DpopClient;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::helpers::shared_data;
-
-struct Server {
-    child: Child,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(data: &Path, port: u16) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_export-center"));
-    command
-        .env("EXPORT_CENTER_SERVER__DATA_DIR", data)
-        .env("EXPORT_CENTER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("EXPORT_CENTER_WORKERS__LEASE_SECONDS", "2")
-        .env("EXPORT_CENTER_WORKERS__HEARTBEAT_SECONDS", "1")
-        .env("EXPORT_CENTER_WORKERS__POLL_INTERVAL_MS", "100")
-        .env("EXPORT_CENTER_WORKERS__CONCURRENCY", "1")
-        .env("RUST_LOG", "warn");
-    command
-}
-
-async fn start(data: &Path, port: u16) -> Server {
-    let child = command(data, port)
-        .arg("serve")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server { child };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    server
-}
-
-fn client(data: &Path, port: u16) -> DpopClient {
-    let output = command(data, port)
-        .args(["token", "--tenant", "tenant-default"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let minted: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let key = DpopKey::from_pkcs8_pem(minted["dpopKey"].as_str().unwrap()).unwrap();
-    DpopClient::new(
-        reqwest::Client::new(),
-        minted["accessToken"].as_str().unwrap(),
-        key,
-    )
-}
-
-async fn call(client: &DpopClient, method: Method, url: &str, body: Option<Value>) -> Value {
-    let response = client
-        .send(method, url, |request| {
-            let request = request.header("X-StellaOps-Tenant", "tenant-default");
-            match &body {
-                Some(body) => request.json(body),
-                None => request,
-            }
-        })
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{url}: {}", response.status());
-    response.json().await.unwrap()
-}
-
-async fn wait_for(client: &DpopClient, url: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let status = call(client, Method::GET, url, None).await;
-        if done(&status) {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting: {status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn download(status: &Value) -> Vec<(String, Vec<u8>)> {
-    let mut files = Vec::new();
-    for output in status["outputs"].as_array().unwrap() {
-        let url = output["url"].as_str().unwrap();
-        let name = url
-            .split('?')
-            .next()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        if name == "provenance.dsse.json" {
-            continue;
-        }
-        files.push((
-            name,
-            reqwest::get(url).await.unwrap().bytes().await.unwrap().to_vec(),
-        ));
-    }
-    files.sort();
-    files
-}
+use crate::processes::{call, client, command, download, free_port, start, wait_for};
 
 #[tokio::test]
 async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_bytes() {
     let data = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     // Enough evidence that the run is still going when it is killed.
     for source in ["osv-a", "osv-b", "osv-c"] {
         let status = command(data.path(), port)
@@ -144,11 +24,11 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
             .unwrap();
         assert!(status.success());
     }
-    let api = client(data.path(), port);
+    let api = client(command(data.path(), port));
     let base = format!("http://127.0.0.1:{port}/export-center");
     let request = json!({ "profileId": "export-profile::tenant-default::default" });
 
-    let server = start(data.path(), port).await;
+    let server = start(command(data.path(), port), port, &[]).await;
     let accepted = call(&api, Method::POST, &format!("{base}/runs"), Some(request.clone())).await;
     let status_url = format!(
         "http://127.0.0.1:{port}{}",
@@ -167,7 +47,7 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
     server.child.wait().unwrap();
     drop(server);
 
-    let _server = start(data.path(), port).await;
+    let _server = start(command(data.path(), port), port, &[]).await;
     let recovered = wait_for(&api, &status_url, |s| {
         s["status"] != "running" && s["status"] != "queued"
     })

@@ -1,5 +1,6 @@
 //! Integration tests of the whole service: a real server on a loopback port, real
-//! SQLite files and a real artifact directory, exercised over HTTP.
+//! SQLite files (and a real PostgreSQL server for replicas) and a real artifact
+//! directory, exercised over HTTP.
 
 mod auth;
 mod control;
@@ -13,6 +14,8 @@ mod helpers;
 mod ingest;
 mod object;
 mod oci;
+mod processes;
+mod replicas;
 mod runs;
 mod service;
 mod signing;

@@ -1,0 +1,165 @@
+//! Several replicas on one PostgreSQL database (SPEC §13): an API process and a worker
+//! process share the state, the job queue and the events, as real processes.
+//!
+//! Needs PostgreSQL: `EXPORT_CENTER_TEST_POSTGRES_URL`, by default
+//! `postgres://postgres@127.0.0.1:5432/test`. Without it the test fails, never skips.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use export_core::Sha256Digest;
+use reqwest::Method;
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+
+use crate::helpers::fixtures;
+use crate::processes::{call, client, command, free_port, start, wait_for};
+
+fn server_url() -> String {
+    std::env::var("EXPORT_CENTER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A new, empty schema on the test server, and the `database.url` that selects it.
+async fn fresh_schema() -> (String, String) {
+    let url = server_url();
+    let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|err| {
+        panic!("this test needs PostgreSQL at {url} (set EXPORT_CENTER_TEST_POSTGRES_URL): {err}")
+    });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let schema = format!("export_replicas_{}_{nanos}", std::process::id());
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
+    (schema, database_url)
+}
+
+fn on_postgres(data: &Path, port: u16, database_url: &str) -> Command {
+    let mut command = command(data, port);
+    command.env("EXPORT_CENTER_DATABASE__URL", database_url);
+    command
+}
+
+#[tokio::test]
+async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postgres() {
+    let (schema, database_url) = fresh_schema().await;
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let ingested = on_postgres(data.path(), port, &database_url)
+        .args(["ingest", "--tenant", "tenant-default", "--source", "osv-go"])
+        .arg(fixtures().join("osv-go"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ingested.success());
+
+    let _api = start(
+        on_postgres(data.path(), port, &database_url),
+        port,
+        &["--role", "api"],
+    )
+    .await;
+    let api = client(on_postgres(data.path(), port, &database_url));
+    let base = format!("http://127.0.0.1:{port}/export-center");
+    let accepted = call(
+        &api,
+        Method::POST,
+        &format!("{base}/runs"),
+        Some(json!({ "profileId": "export-profile::tenant-default::default" })),
+    )
+    .await;
+    let status_url = format!(
+        "http://127.0.0.1:{port}{}",
+        accepted["links"]["status"].as_str().unwrap()
+    );
+    // The API process has no workers: the run waits in the shared queue.
+    let queued = call(&api, Method::GET, &status_url, None).await;
+    assert_eq!(queued["status"], "queued", "{queued}");
+
+    let events_url = format!("{status_url}/events");
+    let stream = {
+        let api = client(on_postgres(data.path(), port, &database_url));
+        tokio::spawn(async move {
+            let response = api
+                .send(Method::GET, &events_url, |request| {
+                    request
+                        .header("X-StellaOps-Tenant", "tenant-default")
+                        .header("Accept", "text/event-stream")
+                })
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        })
+    };
+    let worker_port = free_port();
+    let _worker = start(
+        on_postgres(data.path(), worker_port, &database_url),
+        worker_port,
+        &["--role", "worker"],
+    )
+    .await;
+    // A worker answers probes and scrapes on its own port, and no API.
+    let worker_base = format!("http://127.0.0.1:{worker_port}");
+    let metrics = reqwest::get(format!("{worker_base}/metrics")).await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let profiles = reqwest::get(format!("{worker_base}/export-center/profiles"))
+        .await
+        .unwrap();
+    assert_eq!(profiles.status(), 404);
+
+    // Events the worker process stores reach the API process's stream, in order, once.
+    let text = tokio::time::timeout(std::time::Duration::from_secs(120), stream)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+    let ids: Vec<i64> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("id: "))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert_eq!(ids, (1..=ids.len() as i64).collect::<Vec<_>>(), "{text}");
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(names.first(), Some(&"started"), "{text}");
+    assert_eq!(names.last(), Some(&"completed"), "{text}");
+
+    let done = wait_for(&api, &status_url, |s| s["status"] == "succeeded").await;
+    for output in done["outputs"].as_array().unwrap() {
+        let bytes = reqwest::get(output["url"].as_str().unwrap())
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(
+            Sha256Digest::of(&bytes).to_string(),
+            output["sha256"].as_str().unwrap(),
+            "{output}"
+        );
+    }
+
+    // The state lives in PostgreSQL, not in a SQLite file beside the data.
+    let mut conn = PgConnection::connect(&server_url()).await.unwrap();
+    let statuses: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT status::text, attempts FROM {schema}.runs ORDER BY run_key"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(statuses, [("succeeded".to_owned(), 1)]);
+    let stored_events: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.run_events"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored_events, ids.len() as i64);
+    assert!(!data.path().join("export-center.db").exists());
+}
