@@ -6,14 +6,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use export_core::{DocumentFormat, EvidenceRecord, Kind, Sha256Digest, SourceName, Target, TenantId};
+use export_core::{EvidenceRecord, Sha256Digest, Target, TenantId};
 use export_store::ingest_plan::{new_seq, Current, NewVersion, Plan, Version};
+use export_store::sql::{self, int, optional_timestamp_column, timestamp, to_json, Columns};
 use export_store::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
 use futures::stream::{BoxStream, StreamExt};
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool};
 
-use crate::rows::{column, db, int, optional_timestamp_column, parsed, timestamp, to_json};
+use crate::rows::{db, Row};
 
 /// The tenant's ingestion sequence in the counters table.
 const EVIDENCE_COUNTER: &str = "evidence";
@@ -254,8 +254,8 @@ pub(crate) async fn snapshot_point(pool: &PgPool, tenant: &TenantId) -> Result<S
             at: None,
         }),
         Some(row) => Ok(SnapshotPoint {
-            watermark: column(&row, "seq")?,
-            at: optional_timestamp_column(&row, "ingested_at")?,
+            watermark: Row(&row).integer("seq")?,
+            at: optional_timestamp_column(&Row(&row), "ingested_at")?,
         }),
     }
 }
@@ -307,22 +307,6 @@ pub(crate) fn stream_items<'a>(
     };
     query
         .fetch(pool)
-        .map(|row| row.map_err(db).and_then(|row| record(&row)))
+        .map(|row| row.map_err(db).and_then(|row| sql::record(&Row(&row))))
         .boxed()
-}
-
-fn record(row: &PgRow) -> Result<EvidenceRecord, StoreError> {
-    Ok(EvidenceRecord {
-        kind: parsed(row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?,
-        source: parsed(row, "source", SourceName::parse)?,
-        format: parsed(row, "format", |text| {
-            DocumentFormat::parse(text).ok_or("unknown document format")
-        })?,
-        id: column(row, "id")?,
-        modified: column(row, "modified")?,
-        digest: parsed(row, "digest", |text| {
-            Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
-        })?,
-        document: column(row, "document")?,
-    })
 }

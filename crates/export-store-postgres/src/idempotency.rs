@@ -3,10 +3,11 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use export_core::{RunId, TenantId};
+use export_store::sql::timestamp;
 use export_store::{IdempotencyBegin, IdempotencyClaim, StoreError, IDEMPOTENCY_TTL};
 use sqlx::{PgConnection, PgPool};
 
-use crate::rows::{db, timestamp};
+use crate::rows::db;
 
 pub(crate) async fn begin(
     pool: &PgPool,

@@ -1,89 +1,50 @@
-//! Conversions between rows and model types: timestamps, integers, JSON columns, and
-//! the errors that say a stored value no longer parses.
+//! The driver's rows as the shared row mapping (`export_store::sql`) reads them, and
+//! the errors of the driver as the store reports them.
 
-use chrono::{DateTime, NaiveDate, Utc};
-use export_core::{RunId, TenantId};
+use export_store::sql::Columns;
 use export_store::StoreError;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Decode, Row, Sqlite, Type};
+use sqlx::{Decode, Row as _, Sqlite, Type};
 
 /// A database failure, as the store reports it.
 pub(crate) fn db(err: sqlx::Error) -> StoreError {
     StoreError::backend(err)
 }
 
-/// Column `name` of `row`, or `Corrupt` when it is missing or of another type.
-pub(crate) fn column<'r, T>(row: &'r SqliteRow, name: &'static str) -> Result<T, StoreError>
-where
-    T: Decode<'r, Sqlite> + Type<Sqlite>,
-{
-    row.try_get(name).map_err(|err| StoreError::corrupt(name, err))
+/// A SQLite row, read by column name.
+pub(crate) struct Row<'r>(pub(crate) &'r SqliteRow);
+
+impl Row<'_> {
+    fn get<T>(&self, name: &'static str) -> Result<T, StoreError>
+    where
+        T: for<'x> Decode<'x, Sqlite> + Type<Sqlite>,
+    {
+        self.0.try_get(name).map_err(|err| StoreError::corrupt(name, err))
+    }
 }
 
-/// Parses column `name` with `parse`, or reports it `Corrupt`.
-pub(crate) fn parsed<T, E: std::fmt::Display>(
-    row: &SqliteRow,
-    name: &'static str,
-    parse: impl FnOnce(&str) -> Result<T, E>,
-) -> Result<T, StoreError> {
-    let text: String = column(row, name)?;
-    parse(&text).map_err(|err| StoreError::corrupt(name, format!("`{text}`: {err}")))
-}
+impl Columns for Row<'_> {
+    fn text(&self, name: &'static str) -> Result<String, StoreError> {
+        self.get(name)
+    }
 
-/// The one timestamp format of the schema: UTC, microseconds, fixed width, so that
-/// comparing the text compares the instants.
-pub(crate) fn timestamp(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
-}
+    fn optional_text(&self, name: &'static str) -> Result<Option<String>, StoreError> {
+        self.get(name)
+    }
 
-pub(crate) fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc))
-}
+    fn integer(&self, name: &'static str) -> Result<i64, StoreError> {
+        self.get(name)
+    }
 
-pub(crate) fn timestamp_column(row: &SqliteRow, name: &'static str) -> Result<DateTime<Utc>, StoreError> {
-    parsed(row, name, parse_timestamp)
-}
+    fn optional_integer(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
+        self.get(name)
+    }
 
-pub(crate) fn optional_timestamp_column(
-    row: &SqliteRow,
-    name: &'static str,
-) -> Result<Option<DateTime<Utc>>, StoreError> {
-    let text: Option<String> = column(row, name)?;
-    text.map(|text| {
-        parse_timestamp(&text).map_err(|err| StoreError::corrupt(name, format!("`{text}`: {err}")))
-    })
-    .transpose()
-}
+    fn boolean(&self, name: &'static str) -> Result<bool, StoreError> {
+        self.get(name)
+    }
 
-/// A count as SQLite stores it; counts beyond `i64::MAX` do not occur, so saturating is
-/// only a guard.
-pub(crate) fn int(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-pub(crate) fn unsigned_column(row: &SqliteRow, name: &'static str) -> Result<u64, StoreError> {
-    let value: i64 = column(row, name)?;
-    u64::try_from(value).map_err(|err| StoreError::corrupt(name, format!("{value}: {err}")))
-}
-
-pub(crate) fn json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
-    name: &'static str,
-) -> Result<T, StoreError> {
-    parsed(row, name, |text| serde_json::from_str(text))
-}
-
-/// Serializes a model value into a JSON column.
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(StoreError::backend)
-}
-
-pub(crate) fn day_text(day: NaiveDate) -> String {
-    day.format("%Y-%m-%d").to_string()
-}
-
-/// The (day, seq) of `run_id` when the run belongs to `tenant`. A run id of another
-/// tenant names no run of this one, whatever its day and sequence.
-pub(crate) fn run_key(tenant: &TenantId, run_id: &RunId) -> Option<(String, i64)> {
-    (run_id.tenant == *tenant).then(|| (day_text(run_id.date), i64::from(run_id.seq)))
+    fn bytes(&self, name: &'static str) -> Result<Vec<u8>, StoreError> {
+        self.get(name)
+    }
 }

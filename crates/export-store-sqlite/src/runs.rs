@@ -5,21 +5,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use export_core::{ProfileId, ProjectId, RunId, RunStatus, Sha256Digest, TenantId};
+use chrono::{DateTime, TimeDelta, Utc};
+use export_core::{ProfileId, ProjectId, RunId, RunStatus, TenantId};
+use export_store::sql::{
+    self, day_text, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
+};
 use export_store::{
     CancelOutcome, EventActivity, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput,
     RunPage, RunQuery, StoreError, TerminalEvent,
 };
-use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use crate::evidence::TAKE_COUNTER;
 use crate::idempotency;
-use crate::rows::{
-    column, day_text, db, int, json_column, optional_timestamp_column, parsed, run_key, timestamp,
-    timestamp_column, to_json, unsigned_column,
-};
+use crate::rows::{db, Row};
 
 /// The columns `run` reads, in every query that returns runs.
 const RUN_COLUMNS: &str = "run_key, tenant, day, seq, profile, project, status, plan, watermark, \
@@ -78,7 +77,7 @@ pub(crate) async fn create(
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-    let (_, created) = run(&row)?;
+    let (_, created) = sql::run(&Row(&row))?;
     if let Some(claim) = idempotency {
         idempotency::complete(&mut tx, tenant, claim, &created.id).await?;
     }
@@ -122,11 +121,11 @@ pub(crate) async fn get(
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let (_, mut found) = run(first)?;
+    let (_, mut found) = sql::run(&Row(first))?;
     for row in &rows {
-        let path: Option<String> = column(row, "path")?;
+        let path = Row(row).optional_text("path")?;
         if path.is_some() {
-            found.outputs.push(output(row)?);
+            found.outputs.push(sql::output(&Row(row))?);
         }
     }
     Ok(Some(found))
@@ -171,7 +170,11 @@ pub(crate) async fn list(
     let mut tx = pool.begin().await.map_err(db)?;
     let rows = sql.build().fetch_all(&mut *tx).await.map_err(db)?;
     let more = rows.len() > limit;
-    let mut runs = rows.iter().take(limit).map(run).collect::<Result<Vec<_>, _>>()?;
+    let mut runs = rows
+        .iter()
+        .take(limit)
+        .map(|row| sql::run(&Row(row)))
+        .collect::<Result<Vec<_>, _>>()?;
 
     let mut outputs: HashMap<i64, Vec<RunOutput>> = HashMap::new();
     if !runs.is_empty() {
@@ -186,9 +189,9 @@ pub(crate) async fn list(
         sql.push(") ORDER BY kind, output_id, format, path");
         for row in sql.build().fetch_all(&mut *tx).await.map_err(db)? {
             outputs
-                .entry(column(&row, "run_key")?)
+                .entry(Row(&row).integer("run_key")?)
                 .or_default()
-                .push(output(&row)?);
+                .push(sql::output(&Row(&row))?);
         }
     }
     tx.commit().await.map_err(db)?;
@@ -291,7 +294,7 @@ pub(crate) async fn claim_next(
     let Some(row) = row else {
         return Ok(None);
     };
-    let (key, mut claimed) = run(&row)?;
+    let (key, mut claimed) = sql::run(&Row(&row))?;
     claimed.outputs = outputs_of(&mut tx, &claimed.id.tenant, key).await?;
     tx.commit().await.map_err(db)?;
     Ok(Some(claimed))
@@ -432,7 +435,7 @@ pub(crate) async fn get_output(
     .fetch_optional(pool)
     .await
     .map_err(db)?;
-    row.as_ref().map(output).transpose()
+    row.as_ref().map(|row| sql::output(&Row(row))).transpose()
 }
 
 /// Ends a queued or running run; one that already ended keeps its first outcome, so a
@@ -527,10 +530,11 @@ pub(crate) async fn profile_throughput(
     let mut items = 0.0;
     let mut seconds = 0.0;
     for row in &rows {
-        let started_at = timestamp_column(row, "started_at")?;
-        let completed_at = timestamp_column(row, "completed_at")?;
+        let row = Row(row);
+        let started_at = timestamp_column(&row, "started_at")?;
+        let completed_at = timestamp_column(&row, "completed_at")?;
         let elapsed = (completed_at - started_at).num_milliseconds() as f64 / 1000.0;
-        items += unsigned_column(row, "items_total")? as f64;
+        items += unsigned_column(&row, "items_total")? as f64;
         seconds += elapsed.max(1.0);
     }
     Ok((seconds > 0.0).then(|| items / seconds))
@@ -670,8 +674,8 @@ pub(crate) async fn runs_with_events_after(
     };
     let mut named = HashSet::new();
     for row in &rows {
-        activity.watermark = column(row, "event_row")?;
-        let id = run_id(row)?;
+        activity.watermark = Row(row).integer("event_row")?;
+        let id = sql::run_id(&Row(row))?;
         if named.insert(id.clone()) {
             activity.runs.push(id);
         }
@@ -778,77 +782,5 @@ async fn outputs_of(
     .fetch_all(conn)
     .await
     .map_err(db)?;
-    rows.iter().map(output).collect()
-}
-
-/// The run id of a row with `tenant`, `day` and `seq` columns.
-fn run_id(row: &SqliteRow) -> Result<RunId, StoreError> {
-    let seq: i64 = column(row, "seq")?;
-    let seq = u32::try_from(seq)
-        .ok()
-        .filter(|seq| *seq >= 1)
-        .ok_or_else(|| StoreError::corrupt("seq", seq))?;
-    Ok(RunId {
-        tenant: parsed(row, "tenant", TenantId::parse)?,
-        date: parsed(row, "day", |text| NaiveDate::parse_from_str(text, "%Y-%m-%d"))?,
-        seq,
-    })
-}
-
-/// A run row (without its outputs) and its internal key.
-fn run(row: &SqliteRow) -> Result<(i64, Run), StoreError> {
-    let id = run_id(row)?;
-    let project: Option<String> = column(row, "project")?;
-    let project = project
-        .map(|text| ProjectId::parse(&text).map_err(|err| StoreError::corrupt("project", err)))
-        .transpose()?;
-    let attempts: i64 = column(row, "attempts")?;
-    let error: Option<String> = column(row, "error")?;
-    let error = error
-        .map(|text| serde_json::from_str(&text).map_err(|err| StoreError::corrupt("error", err)))
-        .transpose()?;
-    let found = Run {
-        id,
-        profile_id: parsed(row, "profile", ProfileId::parse)?,
-        project,
-        status: parsed(row, "status", |text| {
-            RunStatus::parse(text).ok_or("unknown run status")
-        })?,
-        plan: json_column(row, "plan")?,
-        watermark: column(row, "watermark")?,
-        snapshot_at: optional_timestamp_column(row, "snapshot_at")?,
-        items_total: unsigned_column(row, "items_total")?,
-        items_completed: unsigned_column(row, "items_completed")?,
-        estimate_seconds: unsigned_column(row, "estimate_seconds")?,
-        created_at: timestamp_column(row, "created_at")?,
-        started_at: optional_timestamp_column(row, "started_at")?,
-        completed_at: optional_timestamp_column(row, "completed_at")?,
-        expires_at: optional_timestamp_column(row, "expires_at")?,
-        attempts: u32::try_from(attempts).map_err(|err| StoreError::corrupt("attempts", err))?,
-        cancel_requested: column(row, "cancel_requested")?,
-        error,
-        warnings: json_column(row, "warnings")?,
-        published_ref: column(row, "published_ref")?,
-        outputs: Vec::new(),
-    };
-    Ok((column(row, "run_key")?, found))
-}
-
-fn output(row: &SqliteRow) -> Result<RunOutput, StoreError> {
-    let records: Option<i64> = column(row, "records")?;
-    let records = records
-        .map(|records| u64::try_from(records).map_err(|err| StoreError::corrupt("records", err)))
-        .transpose()?;
-    Ok(RunOutput {
-        kind: column(row, "kind")?,
-        id: column(row, "output_id")?,
-        format: column(row, "format")?,
-        path: column(row, "path")?,
-        sha256: parsed(row, "sha256", |text| {
-            Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
-        })?,
-        bytes: unsigned_column(row, "bytes")?,
-        media_type: column(row, "media_type")?,
-        records,
-    })
+    rows.iter().map(|row| sql::output(&Row(row))).collect()
 }

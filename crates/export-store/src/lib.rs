@@ -10,6 +10,7 @@
 mod error;
 pub mod ingest_plan;
 mod model;
+pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
