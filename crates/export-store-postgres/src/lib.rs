@@ -20,6 +20,8 @@ mod evidence;
 mod idempotency;
 mod rows;
 mod runs;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::time::Duration;
 

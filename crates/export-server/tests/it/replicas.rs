@@ -1,44 +1,20 @@
 //! Several replicas on one PostgreSQL database (SPEC §13): an API process and a worker
 //! process share the state, the job queue and the events, as real processes.
 //!
-//! Needs PostgreSQL: `EXPORT_CENTER_TEST_POSTGRES_URL`, by default
-//! `postgres://postgres@127.0.0.1:5432/test`. Without it the test fails, never skips.
+//! Needs PostgreSQL (`export_store_postgres::testing`); without it the test fails,
+//! never skips.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use export_core::Sha256Digest;
+use export_store_postgres::testing::{fresh_schema, server_url, url_for};
 use reqwest::Method;
 use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::fixtures;
 use crate::processes::{call, client, command, free_port, start, wait_for};
-
-fn server_url() -> String {
-    std::env::var("EXPORT_CENTER_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// A new, empty schema on the test server, and the `database.url` that selects it.
-async fn fresh_schema() -> (String, String) {
-    let url = server_url();
-    let mut admin = PgConnection::connect(&url).await.unwrap_or_else(|err| {
-        panic!("this test needs PostgreSQL at {url} (set EXPORT_CENTER_TEST_POSTGRES_URL): {err}")
-    });
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let schema = format!("export_replicas_{}_{nanos}", std::process::id());
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let separator = if url.contains('?') { '&' } else { '?' };
-    let database_url = format!("{url}{separator}options=-csearch_path%3D{schema}");
-    (schema, database_url)
-}
 
 fn on_postgres(data: &Path, port: u16, database_url: &str) -> Command {
     let mut command = command(data, port);
@@ -48,7 +24,8 @@ fn on_postgres(data: &Path, port: u16, database_url: &str) -> Command {
 
 #[tokio::test]
 async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postgres() {
-    let (schema, database_url) = fresh_schema().await;
+    let schema = fresh_schema().await;
+    let database_url = url_for(&schema);
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
     let ingested = on_postgres(data.path(), port, &database_url)

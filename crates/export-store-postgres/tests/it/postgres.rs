@@ -10,7 +10,7 @@ use export_store_postgres::PostgresStore;
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection};
 
-use crate::{fresh_schema, options_for, server_url};
+use export_store_postgres::testing::{fresh_schema, options_for, url_for};
 
 async fn raw_connection(schema: &str) -> PgConnection {
     PgConnection::connect_with(&options_for(schema))
@@ -65,9 +65,7 @@ async fn replicas_connecting_at_once_migrate_once_and_share_their_data() {
 #[tokio::test]
 async fn connect_takes_a_postgres_url() {
     let schema = fresh_schema().await;
-    let separator = if server_url().contains('?') { '&' } else { '?' };
-    let url = format!("{}{separator}options=-csearch_path%3D{schema}", server_url());
-    let store = PostgresStore::connect(&url).await.expect("connect");
+    let store = PostgresStore::connect(&url_for(&schema)).await.expect("connect");
     store.ping().await.expect("ping");
     let mut conn = raw_connection(&schema).await;
     let tables: i64 = sqlx::query_scalar(
