@@ -13,7 +13,7 @@ use base64::Engine;
 use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
-use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, UrlJwks};
+use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, ReplayCache, UrlJwks};
 use export_core::{Clock, EgressPolicy, SystemClock};
 use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
 use export_oci::OciPublisher;
@@ -27,6 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_password, Config};
+use crate::replay::DatabaseReplayCache;
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -99,6 +100,7 @@ impl App {
             notify,
         );
         let wake = runner.clone();
+        let auth = authenticator(&config, &store)?;
         let state = AppState {
             store,
             artifacts,
@@ -123,7 +125,7 @@ impl App {
             }),
             events,
             object,
-            auth: authenticator(&config)?,
+            auth,
             rate_limiter: Arc::new(RateLimiter::new(
                 config.limits.runs_per_minute,
                 config.limits.runs_burst,
@@ -203,7 +205,7 @@ pub fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Io = T
 }
 
 /// The access-token verifier of the configured `auth.mode`.
-fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> {
+fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Option<Arc<Authenticator>>> {
     let auth = &config.auth;
     let mut verifier = AuthConfig::new(auth.issuer.clone(), auth.audience.clone());
     verifier.clock_skew = Duration::from_secs(auth.clock_skew_seconds);
@@ -236,7 +238,13 @@ fn authenticator(config: &Config) -> anyhow::Result<Option<Arc<Authenticator>>> 
             (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
         },
     };
-    let replay = Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity));
+    // Replicas on PostgreSQL share the proofs they have seen; one machine keeps them in
+    // memory, without a write per request.
+    let replay: Arc<dyn ReplayCache> = if config.database_url().starts_with("sqlite:") {
+        Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity))
+    } else {
+        Arc::new(DatabaseReplayCache::new(store.clone()))
+    };
     Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
 }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod demo;
 pub mod ingest;
 pub mod keys;
+mod replay;
 pub mod telemetry;
 pub mod verify;
 

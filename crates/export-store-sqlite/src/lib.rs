@@ -11,6 +11,7 @@
 
 mod evidence;
 mod idempotency;
+mod proofs;
 mod rows;
 mod runs;
 
@@ -280,5 +281,18 @@ impl Store for SqliteStore {
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
         runs::queue_depth(&self.pool).await
+    }
+
+    async fn record_proof(
+        &self,
+        jti_hash: &[u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        proofs::record(&self.pool, jti_hash, until, now).await
+    }
+
+    async fn prune_proofs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        proofs::prune(&self.pool, now).await
     }
 }

@@ -4,8 +4,9 @@
 //!
 //! Every method that touches tenant data takes the `&TenantId`, and backends put it in
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
-//! `queue_depth`), which hand back runs whose ids carry their tenant, and the event
-//! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids).
+//! `queue_depth`), which hand back runs whose ids carry their tenant, the event
+//! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids),
+//! and the DPoP proof records (`record_proof`, `prune_proofs`), which name nothing.
 
 mod error;
 pub mod ingest_plan;
@@ -226,4 +227,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;
+
+    // --- DPoP proofs ------------------------------------------------------------------
+
+    /// Records a DPoP proof id (the SHA-256 of its `jti`) as seen until `until`: true if
+    /// it is new, or its earlier record had expired by `now`; false if it was seen and
+    /// its record still holds. Replicas on one database share the records, so a proof
+    /// replayed to another replica is refused. A proof id is no tenant's data: it names
+    /// nothing and reveals nothing.
+    async fn record_proof(
+        &self,
+        jti_hash: &[u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets the proof records that expired by `now`; how many.
+    async fn prune_proofs(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }

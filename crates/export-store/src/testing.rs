@@ -86,6 +86,7 @@ macro_rules! conformance_tests {
             event_watermark_moves_with_every_appended_event,
             runs_with_events_after_names_each_run_that_moved_once,
             get_run_reads_runs_with_and_without_outputs,
+            proof_ids_are_accepted_once_until_their_record_expires,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -2320,4 +2321,40 @@ pub async fn runs_with_events_after_names_each_run_that_moved_once(store: &dyn S
         .expect("activity");
     assert_eq!(rest.runs, [busy.id], "the backlog's next page");
     assert_eq!(rest.watermark, moved.watermark);
+}
+
+// --- DPoP proofs ----------------------------------------------------------------------
+
+pub async fn proof_ids_are_accepted_once_until_their_record_expires(store: &dyn Store) {
+    let (first, second) = ([1u8; 32], [2u8; 32]);
+    let record = |jti, until, now| async move {
+        store
+            .record_proof(jti, at(until), at(now))
+            .await
+            .expect("record proof")
+    };
+    assert!(record(&first, 60, 0).await, "a new proof id");
+    assert!(!record(&first, 70, 10).await, "seen, and its record holds");
+    assert!(record(&second, 60, 10).await, "another proof id");
+    assert!(
+        !record(&first, 120, 59).await,
+        "still held just before it expires"
+    );
+    assert!(
+        record(&first, 120, 60).await,
+        "its record expired: it may be accepted again"
+    );
+    assert!(!record(&first, 130, 61).await, "and is held again, until 120");
+
+    assert_eq!(
+        store.prune_proofs(at(60)).await.expect("prune"),
+        1,
+        "the second's record expired"
+    );
+    assert!(
+        !record(&first, 130, 62).await,
+        "pruning keeps the records that still hold"
+    );
+    assert_eq!(store.prune_proofs(at(120)).await.expect("prune"), 1);
+    assert!(record(&first, 200, 121).await);
 }

@@ -73,7 +73,13 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// A DPoP client of `tenant-default`, with a token `command` mints.
-pub(crate) fn client(mut command: Command) -> DpopClient {
+pub(crate) fn client(command: Command) -> DpopClient {
+    let (access_token, key) = mint(command);
+    DpopClient::new(reqwest::Client::new(), &access_token, key)
+}
+
+/// An access token of `tenant-default` and its DPoP key, as `command` mints them.
+pub(crate) fn mint(mut command: Command) -> (String, DpopKey) {
     let output = command
         .args(["token", "--tenant", "tenant-default"])
         .output()
@@ -85,11 +91,7 @@ pub(crate) fn client(mut command: Command) -> DpopClient {
     );
     let minted: Value = serde_json::from_slice(&output.stdout).unwrap();
     let key = DpopKey::from_pkcs8_pem(minted["dpopKey"].as_str().unwrap()).unwrap();
-    DpopClient::new(
-        reqwest::Client::new(),
-        minted["accessToken"].as_str().unwrap(),
-        key,
-    )
+    (minted["accessToken"].as_str().unwrap().to_owned(), key)
 }
 
 pub(crate) async fn call(client: &DpopClient, method: Method, url: &str, body: Option<Value>) -> Value {

@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::fixtures;
-use crate::processes::{call, client, command, free_port, start, wait_for};
+use crate::processes::{call, client, command, free_port, mint, start, wait_for};
 
 fn on_postgres(data: &Path, port: u16, database_url: &str) -> Command {
     let mut command = command(data, port);
@@ -139,4 +139,50 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
         .unwrap();
     assert_eq!(stored_events, ids.len() as i64);
     assert!(!data.path().join("export-center.db").exists());
+}
+
+/// Behind one public URL, a DPoP proof accepted by one API replica is refused by the
+/// other: the replicas share the proofs they have seen through PostgreSQL.
+#[tokio::test]
+async fn a_proof_replayed_to_another_replica_is_refused() {
+    let schema = fresh_schema().await;
+    let database_url = url_for(&schema);
+    let data = tempfile::tempdir().unwrap();
+    let (first, second) = (free_port(), free_port());
+    let public = format!("http://127.0.0.1:{first}");
+    let replica = |port| {
+        let mut command = on_postgres(data.path(), port, &database_url);
+        command.env("EXPORT_CENTER_SERVER__PUBLIC_BASE_URL", &public);
+        command
+    };
+    let _first = start(replica(first), first, &["--role", "api"]).await;
+    let _second = start(replica(second), second, &["--role", "api"]).await;
+    let (access_token, key) = mint(replica(first));
+
+    let url = format!("{public}/export-center/profiles");
+    let proof = key.proof("GET", &url, Some(&access_token), None);
+    let send = |port: u16| {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/export-center/profiles"))
+            .header("Authorization", format!("DPoP {access_token}"))
+            .header("DPoP", &proof)
+            .header("X-StellaOps-Tenant", "tenant-default")
+            .send()
+    };
+    assert_eq!(send(first).await.unwrap().status(), 200);
+    assert_eq!(send(second).await.unwrap().status(), 401, "the replayed proof");
+    let fresh = key.proof("GET", &url, Some(&access_token), None);
+    let answer = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{second}/export-center/profiles"))
+        .header("Authorization", format!("DPoP {access_token}"))
+        .header("DPoP", fresh)
+        .header("X-StellaOps-Tenant", "tenant-default")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.status(),
+        200,
+        "a fresh proof is accepted by the other replica"
+    );
 }
