@@ -238,12 +238,12 @@ fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Opti
             (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
         },
     };
-    // Replicas on PostgreSQL share the proofs they have seen; one machine keeps them in
-    // memory, without a write per request.
-    let replay: Arc<dyn ReplayCache> = if config.database_url().starts_with("sqlite:") {
-        Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity))
-    } else {
+    // Replicas on PostgreSQL share the proofs they have seen (by default); one machine
+    // keeps them in memory, without a write per request.
+    let replay: Arc<dyn ReplayCache> = if config.replay_cache_in_database() {
         Arc::new(DatabaseReplayCache::new(store.clone()))
+    } else {
+        Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity))
     };
     Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
 }

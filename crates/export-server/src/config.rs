@@ -188,6 +188,10 @@ pub struct AuthSettings {
     /// `clock_skew_seconds`; when the cache is full, new proofs are refused with `503`
     /// until entries expire, never accepted unchecked.
     pub replay_cache_capacity: usize,
+    /// Where seen proof ids are kept: `memory` (each process its own) or `database`
+    /// (shared by every process on the database). Unset: `database` on PostgreSQL,
+    /// `memory` on SQLite.
+    pub replay_cache: Option<String>,
 }
 
 impl Default for AuthSettings {
@@ -202,6 +206,7 @@ impl Default for AuthSettings {
             dpop_window_seconds: 60,
             require_nonce: false,
             replay_cache_capacity: export_auth::MemoryReplayCache::DEFAULT_CAPACITY,
+            replay_cache: None,
         }
     }
 }
@@ -405,6 +410,11 @@ impl Config {
         if auth.replay_cache_capacity == 0 {
             bail!("auth.replay_cache_capacity: must be positive");
         }
+        if let Some(kind) = &auth.replay_cache {
+            if kind != "memory" && kind != "database" {
+                bail!("auth.replay_cache: `{kind}` is not `memory` or `database`");
+            }
+        }
         match auth.mode.as_str() {
             "dev" if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
             "disabled" if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
@@ -458,6 +468,14 @@ impl Config {
             .keyring_dir
             .clone()
             .unwrap_or_else(|| self.server.data_dir.join("keyrings"))
+    }
+
+    /// Whether seen DPoP proof ids are kept in the database (`auth.replay_cache`).
+    pub fn replay_cache_in_database(&self) -> bool {
+        match self.auth.replay_cache.as_deref() {
+            Some(kind) => kind == "database",
+            None => !self.database_url().starts_with("sqlite:"),
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -549,6 +567,24 @@ mod tests {
             let config = load_toml(&format!("[database]\nurl = \"{url}\"\n")).expect(url);
             assert_eq!(config.database_url(), url);
         }
+    }
+
+    #[test]
+    fn the_replay_cache_follows_the_database_unless_set() {
+        let sqlite = load_toml("").unwrap();
+        assert!(!sqlite.replay_cache_in_database());
+        let postgres = load_toml("[database]\nurl = \"postgres://db/export\"\n").unwrap();
+        assert!(postgres.replay_cache_in_database());
+        let memory =
+            load_toml("[database]\nurl = \"postgres://db/export\"\n[auth]\nreplay_cache = \"memory\"\n")
+                .unwrap();
+        assert!(!memory.replay_cache_in_database());
+        let shared = load_toml("[auth]\nreplay_cache = \"database\"\n").unwrap();
+        assert!(shared.replay_cache_in_database());
+        let err = load_toml("[auth]\nreplay_cache = \"redis\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.replay_cache"), "{err}");
     }
 
     #[test]
