@@ -253,7 +253,7 @@ fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Opti
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let url = config.database_url();
     let shown = redact_password(&url);
-    let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+    let store: Arc<dyn Store> = if config.database_is_sqlite() {
         Arc::new(
             SqliteStore::connect(&url)
                 .await

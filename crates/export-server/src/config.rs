@@ -474,8 +474,13 @@ impl Config {
     pub fn replay_cache_in_database(&self) -> bool {
         match self.auth.replay_cache.as_deref() {
             Some(kind) => kind == "database",
-            None => !self.database_url().starts_with("sqlite:"),
+            None => !self.database_is_sqlite(),
         }
+    }
+
+    /// Whether `database.url` names SQLite (the default) rather than PostgreSQL.
+    pub fn database_is_sqlite(&self) -> bool {
+        self.database_url().starts_with("sqlite:")
     }
 
     pub fn database_url(&self) -> String {

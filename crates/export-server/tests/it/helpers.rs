@@ -277,18 +277,15 @@ pub(crate) async fn download_all(
     for output in &status.outputs {
         let response = app.get(&output.url).await;
         assert_eq!(response.status(), StatusCode::OK, "{}", output.url);
-        let name = output
-            .url
-            .split('?')
-            .next()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
-        files.insert(name, response.bytes().await.unwrap().to_vec());
+        files.insert(output_name(&output.url), response.bytes().await.unwrap().to_vec());
     }
     files
+}
+
+/// The file name of an output's signed URL: its last path segment.
+pub(crate) fn output_name(url: &str) -> String {
+    let path = url.split('?').next().unwrap_or(url);
+    path.rsplit('/').next().unwrap_or(path).to_owned()
 }
 
 /// Asserts a problem response: status, `code`, and the content type.

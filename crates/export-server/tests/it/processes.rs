@@ -10,6 +10,8 @@ use export_auth::http::DpopClient;
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::helpers::output_name;
+
 /// A server process, killed when dropped.
 pub(crate) struct Server {
     pub(crate) child: Child,
@@ -126,14 +128,7 @@ pub(crate) async fn download(status: &Value) -> Vec<(String, Vec<u8>)> {
     let mut files = Vec::new();
     for output in status["outputs"].as_array().unwrap() {
         let url = output["url"].as_str().unwrap();
-        let name = url
-            .split('?')
-            .next()
-            .unwrap()
-            .rsplit('/')
-            .next()
-            .unwrap()
-            .to_owned();
+        let name = output_name(url);
         if name == "provenance.dsse.json" {
             continue;
         }

@@ -161,27 +161,23 @@ async fn a_proof_replayed_to_another_replica_is_refused() {
 
     let url = format!("{public}/export-center/profiles");
     let proof = key.proof("GET", &url, Some(&access_token), None);
-    let send = |port: u16| {
+    let send = |port: u16, proof: &str| {
         reqwest::Client::new()
             .get(format!("http://127.0.0.1:{port}/export-center/profiles"))
             .header("Authorization", format!("DPoP {access_token}"))
-            .header("DPoP", &proof)
+            .header("DPoP", proof)
             .header("X-StellaOps-Tenant", "tenant-default")
             .send()
     };
-    assert_eq!(send(first).await.unwrap().status(), 200);
-    assert_eq!(send(second).await.unwrap().status(), 401, "the replayed proof");
-    let fresh = key.proof("GET", &url, Some(&access_token), None);
-    let answer = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{second}/export-center/profiles"))
-        .header("Authorization", format!("DPoP {access_token}"))
-        .header("DPoP", fresh)
-        .header("X-StellaOps-Tenant", "tenant-default")
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(send(first, &proof).await.unwrap().status(), 200);
     assert_eq!(
-        answer.status(),
+        send(second, &proof).await.unwrap().status(),
+        401,
+        "the replayed proof"
+    );
+    let fresh = key.proof("GET", &url, Some(&access_token), None);
+    assert_eq!(
+        send(second, &fresh).await.unwrap().status(),
         200,
         "a fresh proof is accepted by the other replica"
     );
