@@ -1,6 +1,7 @@
 //! `/export-center/runs`: create, read, list and cancel runs.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -14,7 +15,9 @@ use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatu
 use export_core::{
     DistributionType, ErrorCode, OciReference, ProfileId, RunId, RunPlan, RunStatus, TenantId,
 };
-use export_store::{CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery};
+use export_store::{
+    CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery, StoreError, IDEMPOTENCY_CLAIM,
+};
 use serde::Deserialize;
 
 use crate::body::{IdempotencyKey, JsonBody};
@@ -85,6 +88,7 @@ pub(crate) async fn create_run(
     check_keys(&app, &caller.tenant, &plan)?;
     check_egress(&app, &plan)?;
 
+    let new_run = plan_run(&app, &caller, plan).await?;
     let claim = key.map(|key| IdempotencyClaim {
         subject: caller.subject.clone(),
         method: "POST".to_owned(),
@@ -92,51 +96,89 @@ pub(crate) async fn create_run(
         key,
         fingerprint,
     });
-    if let Some(claim) = &claim {
-        match app
-            .store
-            .begin_idempotency(&caller.tenant, claim, app.clock.now())
-            .await?
-        {
-            IdempotencyBegin::Started => {}
-            IdempotencyBegin::Replay(run_id) => {
-                let run = app.store.get_run(&caller.tenant, &run_id).await?.ok_or_else(|| {
-                    ApiError::internal(anyhow::anyhow!("idempotent replay of missing run {run_id}"))
-                })?;
-                let mut response = accepted_response(&run);
-                response
-                    .headers_mut()
-                    .insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(response);
-            }
-            IdempotencyBegin::InFlight => {
-                return Err(ApiError::new(
-                    ErrorCode::Conflict,
-                    "a request with this Idempotency-Key is still being processed",
-                ))
-            }
-            IdempotencyBegin::Mismatch => {
-                return Err(ApiError::new(
-                    ErrorCode::IdempotencyMismatch,
-                    "this Idempotency-Key was used with a different request body",
-                ))
-            }
+    let run = match create(&app, &caller.tenant, new_run, claim.as_ref()).await? {
+        Creation::Created(run) => run,
+        Creation::Replay(run_id) => {
+            let run = app.store.get_run(&caller.tenant, &run_id).await?.ok_or_else(|| {
+                ApiError::internal(anyhow::anyhow!("idempotent replay of missing run {run_id}"))
+            })?;
+            let mut response = accepted_response(&run);
+            response
+                .headers_mut()
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return Ok(response);
         }
-    }
-
-    let created = enqueue(&app, &caller, plan, claim.as_ref()).await;
-    let run = match created {
-        Ok(run) => run,
-        Err(err) => {
-            if let Some(claim) = &claim {
-                let _ = app.store.release_idempotency(&caller.tenant, claim).await;
-            }
-            return Err(err);
+        Creation::InFlight { until } => {
+            let mut error = ApiError::new(
+                ErrorCode::Conflict,
+                "a request with this Idempotency-Key is still being processed",
+            );
+            let left = (until - app.clock.now()).num_seconds().max(0) as u64;
+            error.retry_after = Some(left + 1);
+            return Err(error);
+        }
+        Creation::Mismatch => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyMismatch,
+                "this Idempotency-Key was used with a different request body",
+            ))
         }
     };
     tracing::info!(tenant.id = %caller.tenant, run.id = %run.id, "queued run {}", run.id);
     (app.wake_workers)();
     Ok(accepted_response(&run))
+}
+
+/// What creating a run under an optional `Idempotency-Key` came to (SPEC §2.2).
+enum Creation {
+    Created(Box<Run>),
+    Replay(RunId),
+    InFlight { until: DateTime<Utc> },
+    Mismatch,
+}
+
+/// Creates `new_run`, at most once per idempotency key: the key is claimed for a short
+/// lease, and the run's creation completes the claim in the same transaction. A request
+/// that dies in between leaves a claim that its retry takes over once the lease lapses;
+/// a request that outlived its lease and lost the key to a retry answers as that retry
+/// would (usually the replay of its run).
+async fn create(
+    app: &AppState,
+    tenant: &TenantId,
+    new_run: NewRun,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Creation, StoreError> {
+    let Some(claim) = claim else {
+        let run = app.store.create_run(tenant, new_run, None).await?;
+        return Ok(Creation::Created(Box::new(run)));
+    };
+    let lease = Duration::from_secs(app.config.limits.idempotency_lease_seconds);
+    let begun = app
+        .store
+        .begin_idempotency(tenant, claim, app.clock.now(), lease)
+        .await?;
+    if begun == IdempotencyBegin::Started {
+        fail::fail_point!("create-run-after-idempotency-claim");
+        match app.store.create_run(tenant, new_run, Some(claim)).await {
+            Err(StoreError::NotFound { kind, .. }) if kind == IDEMPOTENCY_CLAIM => {}
+            created => return Ok(Creation::Created(Box::new(created?))),
+        }
+    }
+    Ok(
+        match app
+            .store
+            .begin_idempotency(tenant, claim, app.clock.now(), lease)
+            .await?
+        {
+            IdempotencyBegin::Replay(run_id) => Creation::Replay(run_id),
+            IdempotencyBegin::Mismatch => Creation::Mismatch,
+            IdempotencyBegin::InFlight { until } => Creation::InFlight { until },
+            // The key lapsed again with no run: ours now, but this request is done.
+            IdempotencyBegin::Started => Creation::InFlight {
+                until: app.clock.now() + lease,
+            },
+        },
+    )
 }
 
 /// Refuses, at creation rather than as a failure later, a run whose signing or
@@ -196,14 +238,8 @@ fn check_egress(app: &AppState, plan: &RunPlan) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Takes the snapshot point, estimates the run from the profile's past throughput, and
-/// records the queued run.
-async fn enqueue(
-    app: &AppState,
-    caller: &Caller,
-    plan: RunPlan,
-    claim: Option<&IdempotencyClaim>,
-) -> Result<Run, ApiError> {
+/// Takes the snapshot point and estimates the run from the profile's past throughput.
+async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewRun, ApiError> {
     let tenant = &caller.tenant;
     let snapshot = app.store.snapshot_point(tenant).await?;
     let mut items_total = 0;
@@ -216,7 +252,7 @@ async fn enqueue(
         .await?
         .unwrap_or(DEFAULT_THROUGHPUT);
     let estimate_seconds = ((items_total as f64 / throughput.max(1.0)).ceil() as u64).max(1);
-    let new_run = NewRun {
+    Ok(NewRun {
         profile_id: plan.profile_id.clone(),
         project: caller.project.clone(),
         plan,
@@ -225,8 +261,7 @@ async fn enqueue(
         items_total,
         estimate_seconds,
         created_at: app.clock.now(),
-    };
-    Ok(app.store.create_run(tenant, new_run, claim).await?)
+    })
 }
 
 fn accepted_response(run: &Run) -> Response {

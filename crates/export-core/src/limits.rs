@@ -20,6 +20,10 @@ pub struct Limits {
     pub runs_per_minute: u32,
     /// Runs one tenant may create at once before the rate applies.
     pub runs_burst: u32,
+    /// How long a request holds its `Idempotency-Key` while it creates its run: a retry
+    /// within it is told the request is in flight; after it, a retry takes the key over
+    /// (the first request died or failed before creating a run).
+    pub idempotency_lease_seconds: u64,
 }
 
 impl Default for Limits {
@@ -32,6 +36,7 @@ impl Default for Limits {
             job_timeout_seconds: 3600.0,
             runs_per_minute: 60,
             runs_burst: 10,
+            idempotency_lease_seconds: 10,
         }
     }
 }

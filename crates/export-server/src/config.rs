@@ -379,6 +379,10 @@ impl Config {
             ("limits.max_targets", limits.max_targets as u64),
             ("limits.max_outputs", limits.max_outputs as u64),
             ("limits.max_bundle_bytes", limits.max_bundle_bytes),
+            (
+                "limits.idempotency_lease_seconds",
+                limits.idempotency_lease_seconds,
+            ),
             ("workers.lease_seconds", self.workers.lease_seconds),
             ("workers.heartbeat_seconds", self.workers.heartbeat_seconds),
             (

@@ -118,6 +118,8 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    // Only in builds with the `failpoints` feature (the test suite's): reads `FAILPOINTS`.
+    let _failpoints = fail::FailScenario::setup();
     // Usage errors exit 1, never 2: `verify` reserves 2 for a checksum mismatch.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -1,10 +1,13 @@
-//! Idempotency records (SPEC §2.2): claimed before a run is created, completed with the
-//! run in the same transaction, expired after `IDEMPOTENCY_TTL`.
+//! Idempotency records (SPEC §2.2): claimed for a short lease before a run is created,
+//! completed with the run in the same transaction, taken over when a lease lapses
+//! without a run, expired after `IDEMPOTENCY_TTL`.
+
+use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use export_core::{RunId, TenantId};
-use export_store::sql::timestamp;
-use export_store::{IdempotencyBegin, IdempotencyClaim, StoreError, IDEMPOTENCY_TTL};
+use export_store::sql::{parse_timestamp, timestamp};
+use export_store::{IdempotencyBegin, IdempotencyClaim, StoreError, IDEMPOTENCY_CLAIM, IDEMPOTENCY_TTL};
 use sqlx::{PgConnection, PgPool};
 
 use crate::rows::db;
@@ -14,9 +17,13 @@ pub(crate) async fn begin(
     tenant: &TenantId,
     claim: &IdempotencyClaim,
     now: DateTime<Utc>,
+    lease: Duration,
 ) -> Result<IdempotencyBegin, StoreError> {
     let ttl = TimeDelta::from_std(IDEMPOTENCY_TTL).unwrap_or(TimeDelta::MAX);
     let oldest_kept = now.checked_sub_signed(ttl).unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let claimed_until = now
+        .checked_add_signed(TimeDelta::from_std(lease).unwrap_or(TimeDelta::MAX))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
     let fingerprint = claim.fingerprint.to_string();
     let mut tx = pool.begin().await.map_err(db)?;
     // Expired records count as absent; dropping the tenant's expired ones here keeps
@@ -27,10 +34,15 @@ pub(crate) async fn begin(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency (tenant, subject, method, path, key, fingerprint, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant, subject, method, path, key) DO NOTHING",
+    // A new key is claimed; so is one whose claim lapsed without a run (the row lock
+    // the upsert takes makes one of two concurrent takeovers see the other's lease).
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency (tenant, subject, method, path, key, fingerprint, created_at, claimed_until) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant, subject, method, path, key) DO UPDATE \
+         SET fingerprint = excluded.fingerprint, created_at = excluded.created_at, \
+             claimed_until = excluded.claimed_until \
+         WHERE idempotency.run_id IS NULL AND idempotency.claimed_until <= excluded.created_at",
     )
     .bind(tenant.as_str())
     .bind(&claim.subject)
@@ -39,15 +51,16 @@ pub(crate) async fn begin(
     .bind(&claim.key)
     .bind(&fingerprint)
     .bind(timestamp(now))
+    .bind(timestamp(claimed_until))
     .execute(&mut *tx)
     .await
     .map_err(db)?
     .rows_affected();
-    let outcome = if inserted == 1 {
+    let outcome = if claimed == 1 {
         IdempotencyBegin::Started
     } else {
-        let (stored, run_id): (String, Option<String>) = sqlx::query_as(
-            "SELECT fingerprint, run_id FROM idempotency \
+        let (stored, run_id, until): (String, Option<String>, String) = sqlx::query_as(
+            "SELECT fingerprint, run_id, claimed_until FROM idempotency \
              WHERE tenant = $1 AND subject = $2 AND method = $3 AND path = $4 AND key = $5",
         )
         .bind(tenant.as_str())
@@ -60,7 +73,10 @@ pub(crate) async fn begin(
         .map_err(db)?;
         match run_id {
             _ if stored != fingerprint => IdempotencyBegin::Mismatch,
-            None => IdempotencyBegin::InFlight,
+            None => IdempotencyBegin::InFlight {
+                until: parse_timestamp(&until)
+                    .map_err(|err| StoreError::corrupt("idempotency claimed_until", err))?,
+            },
             Some(run_id) => IdempotencyBegin::Replay(
                 RunId::parse(&run_id).map_err(|err| StoreError::corrupt("idempotency run id", err))?,
             ),
@@ -99,31 +115,8 @@ pub(crate) async fn complete(
         Ok(())
     } else {
         Err(StoreError::NotFound {
-            kind: "idempotency claim",
+            kind: IDEMPOTENCY_CLAIM,
             id: claim.key.clone(),
         })
     }
-}
-
-/// Drops an in-flight claim of this body; a completed one stays, so its run is replayed.
-pub(crate) async fn release(
-    pool: &PgPool,
-    tenant: &TenantId,
-    claim: &IdempotencyClaim,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "DELETE FROM idempotency \
-         WHERE tenant = $1 AND subject = $2 AND method = $3 AND path = $4 AND key = $5 \
-         AND fingerprint = $6 AND run_id IS NULL",
-    )
-    .bind(tenant.as_str())
-    .bind(&claim.subject)
-    .bind(&claim.method)
-    .bind(&claim.path)
-    .bind(&claim.key)
-    .bind(claim.fingerprint.to_string())
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    Ok(())
 }

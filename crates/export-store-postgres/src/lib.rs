@@ -130,16 +130,9 @@ impl Store for PostgresStore {
         tenant: &TenantId,
         claim: &IdempotencyClaim,
         now: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<IdempotencyBegin, StoreError> {
-        idempotency::begin(&self.pool, tenant, claim, now).await
-    }
-
-    async fn release_idempotency(
-        &self,
-        tenant: &TenantId,
-        claim: &IdempotencyClaim,
-    ) -> Result<(), StoreError> {
-        idempotency::release(&self.pool, tenant, claim).await
+        idempotency::begin(&self.pool, tenant, claim, now, lease).await
     }
 
     async fn create_run(

@@ -28,6 +28,10 @@ pub use model::*;
 /// How long an idempotency record is kept (SPEC §2.2).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The `kind` of the `StoreError::NotFound` that `create_run` returns when its
+/// idempotency claim is not (or no longer) the caller's.
+pub const IDEMPOTENCY_CLAIM: &str = "idempotency claim";
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Checks that the database answers.
@@ -67,28 +71,27 @@ pub trait Store: Send + Sync + 'static {
 
     // --- idempotency ----------------------------------------------------------------
 
-    /// Claims an idempotency key before a run is created. A record older than
-    /// `IDEMPOTENCY_TTL` counts as absent.
+    /// Claims an idempotency key before a run is created, for `lease`: until then a
+    /// retry of the same request is told it is in flight. A claim whose lease ran out
+    /// without a run (its process died, or its request failed) is taken over by the next
+    /// request with that key, whatever its body, so no key stays claimed by a process
+    /// that is gone. A record older than `IDEMPOTENCY_TTL` counts as absent.
     async fn begin_idempotency(
         &self,
         tenant: &TenantId,
         claim: &IdempotencyClaim,
         now: DateTime<Utc>,
+        lease: Duration,
     ) -> Result<IdempotencyBegin, StoreError>;
-
-    /// Drops a claim whose request failed before a run was created, so the key can be
-    /// reused.
-    async fn release_idempotency(
-        &self,
-        tenant: &TenantId,
-        claim: &IdempotencyClaim,
-    ) -> Result<(), StoreError>;
 
     // --- runs -----------------------------------------------------------------------
 
     /// Creates a queued run with the tenant's next sequence number of the run's UTC day.
     /// With `idempotency`, the claim is completed with the new run in the same
-    /// transaction, so a key can never yield two runs.
+    /// transaction, so a key can never yield two runs: when the claim is no longer this
+    /// request's (another request took it over after its lease, or completed it), the
+    /// run is not created and the error is `StoreError::NotFound` of kind
+    /// `IDEMPOTENCY_CLAIM`.
     async fn create_run(
         &self,
         tenant: &TenantId,

@@ -60,8 +60,8 @@ pub enum IdempotencyBegin {
     Started,
     /// The same request already created this run.
     Replay(RunId),
-    /// The same request is being handled right now.
-    InFlight,
+    /// The same request is being handled right now; its claim lasts until `until`.
+    InFlight { until: DateTime<Utc> },
     /// The key was used with another body.
     Mismatch,
 }

@@ -54,7 +54,7 @@ macro_rules! conformance_tests {
             idempotent_create_replays_the_first_run,
             idempotency_key_with_another_body_is_a_mismatch,
             idempotency_claim_still_in_flight_is_reported,
-            released_idempotency_key_can_be_claimed_again,
+            lapsed_idempotency_claim_is_taken_over_and_a_live_one_is_not,
             idempotency_records_expire_after_the_ttl,
             idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key,
             create_run_needs_a_begun_idempotency_claim,
@@ -95,6 +95,7 @@ macro_rules! conformance_tests {
             concurrent_appends_number_a_runs_events_without_gaps,
             concurrent_run_creation_numbers_a_days_runs_once_each,
             concurrent_ingests_of_one_tenant_store_every_version_once,
+            concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -250,6 +251,9 @@ pub fn new_run(tenant: &TenantId, profile: &str, created_at: DateTime<Utc>, prio
 fn normal_run(tenant: &TenantId, created_at: DateTime<Utc>) -> NewRun {
     new_run(tenant, "daily", created_at, Priority::Normal)
 }
+
+/// The idempotency lease the suite claims keys for.
+const KEY_LEASE: Duration = Duration::from_secs(10);
 
 fn claim_for(key: &str, body: &str) -> IdempotencyClaim {
     IdempotencyClaim {
@@ -675,7 +679,10 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
     ingest(store, &acme, &[item.clone(), advisory("GO-2", 1)]).await;
     let key = claim_for("key-1", "body");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Started
     );
     let mut run = normal_run(&acme, at(0));
@@ -759,7 +766,7 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .begin_idempotency(&globex, &key, at(2))
+            .begin_idempotency(&globex, &key, at(2), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Started,
@@ -783,7 +790,10 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
     );
     assert_eq!(get(store, &globex, &own.id).await, own, "nor its own run");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(3)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(3), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Replay(run.id.clone())
     );
 }
@@ -1019,7 +1029,10 @@ pub async fn idempotent_create_replays_the_first_run(store: &dyn Store) {
     let acme = tenant("acme");
     let key = claim_for("key-1", "body-a");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Started
     );
     let run = store
@@ -1027,14 +1040,19 @@ pub async fn idempotent_create_replays_the_first_run(store: &dyn Store) {
         .await
         .expect("create run");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(5)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(5), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Replay(run.id.clone())
     );
-    store.release_idempotency(&acme, &key).await.expect("release");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(6)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(60), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Replay(run.id.clone()),
-        "a completed key is never released"
+        "a completed key is never taken over"
     );
     assert_eq!(list(store, &acme, query(50)).await, [run.id]);
 }
@@ -1042,14 +1060,17 @@ pub async fn idempotent_create_replays_the_first_run(store: &dyn Store) {
 pub async fn idempotency_key_with_another_body_is_a_mismatch(store: &dyn Store) {
     let acme = tenant("acme");
     let key = claim_for("key-1", "body-a");
-    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store
+        .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
     store
         .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
         .await
         .expect("create run");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &claim_for("key-1", "body-b"), at(5))
+            .begin_idempotency(&acme, &claim_for("key-1", "body-b"), at(5), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Mismatch
@@ -1057,12 +1078,12 @@ pub async fn idempotency_key_with_another_body_is_a_mismatch(store: &dyn Store) 
 
     let in_flight = claim_for("key-2", "body-a");
     store
-        .begin_idempotency(&acme, &in_flight, at(0))
+        .begin_idempotency(&acme, &in_flight, at(0), KEY_LEASE)
         .await
         .expect("begin");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &claim_for("key-2", "body-b"), at(5))
+            .begin_idempotency(&acme, &claim_for("key-2", "body-b"), at(5), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Mismatch,
@@ -1074,33 +1095,114 @@ pub async fn idempotency_claim_still_in_flight_is_reported(store: &dyn Store) {
     let acme = tenant("acme");
     let key = claim_for("key-1", "body-a");
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(0)).await.expect("begin"),
+        store
+            .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+            .await
+            .expect("begin"),
         IdempotencyBegin::Started
     );
     assert_eq!(
-        store.begin_idempotency(&acme, &key, at(1)).await.expect("begin"),
-        IdempotencyBegin::InFlight
+        store
+            .begin_idempotency(&acme, &key, at(1), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::InFlight { until: at(10) }
+    );
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &key, at(9), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::InFlight { until: at(10) },
+        "a retry does not extend the claim of the request in flight"
     );
 }
 
-pub async fn released_idempotency_key_can_be_claimed_again(store: &dyn Store) {
+/// A claim whose owner vanished (no run by the end of its lease) is taken over by the
+/// next request with the key, with this body or another; the taker's run is the key's
+/// one run, and the vanished owner can no longer complete it.
+pub async fn lapsed_idempotency_claim_is_taken_over_and_a_live_one_is_not(store: &dyn Store) {
     let acme = tenant("acme");
     let key = claim_for("key-1", "body-a");
-    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
-    store.release_idempotency(&acme, &key).await.expect("release");
-    let fixed = claim_for("key-1", "body-fixed");
+    store
+        .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &fixed, at(1))
+            .begin_idempotency(&acme, &key, at(9), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::InFlight { until: at(10) },
+        "a live claim is not taken over"
+    );
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &key, at(10), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Started,
-        "a released key takes a new body"
+        "a lapsed claim is taken over"
     );
-    store
-        .release_idempotency(&acme, &claim_for("never-begun", "body"))
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &key, at(11), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::InFlight { until: at(20) },
+        "the taker holds a lease of its own"
+    );
+    let run = store
+        .create_run(&acme, normal_run(&acme, at(11)), Some(&key))
         .await
-        .expect("releasing an unknown key is harmless");
+        .expect("the taker creates the run");
+    let late = store
+        .create_run(&acme, normal_run(&acme, at(12)), Some(&key))
+        .await
+        .expect_err("a completed claim creates no second run");
+    assert!(
+        matches!(late, StoreError::NotFound { kind, .. } if kind == crate::IDEMPOTENCY_CLAIM),
+        "{late:?}"
+    );
+    assert_eq!(list(store, &acme, query(50)).await, std::slice::from_ref(&run.id));
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &key, at(30), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Replay(run.id)
+    );
+
+    // A failed request leaves its claim to lapse; a fixed body may then take the key.
+    let failed = claim_for("key-2", "body-a");
+    store
+        .begin_idempotency(&acme, &failed, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
+    let fixed = claim_for("key-2", "body-fixed");
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &fixed, at(5), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Mismatch,
+        "another body is refused while the first is in flight"
+    );
+    assert_eq!(
+        store
+            .begin_idempotency(&acme, &fixed, at(10), KEY_LEASE)
+            .await
+            .expect("begin"),
+        IdempotencyBegin::Started,
+        "a lapsed key takes a new body"
+    );
+    assert!(
+        store
+            .create_run(&acme, normal_run(&acme, at(11)), Some(&failed))
+            .await
+            .is_err(),
+        "the first body's owner lost the key"
+    );
 }
 
 /// A record older than `IDEMPOTENCY_TTL` counts as absent, completed or not.
@@ -1108,14 +1210,17 @@ pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
     let acme = tenant("acme");
     let ttl = TimeDelta::from_std(IDEMPOTENCY_TTL).expect("ttl fits");
     let key = claim_for("key-1", "body-a");
-    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store
+        .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
     let first = store
         .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
         .await
         .expect("create run");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &key, at(0) + ttl - TimeDelta::seconds(1))
+            .begin_idempotency(&acme, &key, at(0) + ttl - TimeDelta::seconds(1), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Replay(first.id.clone())
@@ -1124,7 +1229,7 @@ pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
     let other_body = claim_for("key-1", "body-b");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &other_body, later)
+            .begin_idempotency(&acme, &other_body, later, KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Started
@@ -1135,7 +1240,7 @@ pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
         .expect("create run");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &other_body, later + TimeDelta::seconds(1))
+            .begin_idempotency(&acme, &other_body, later + TimeDelta::seconds(1), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Replay(second.id)
@@ -1143,12 +1248,12 @@ pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
 
     let abandoned = claim_for("key-2", "body-a");
     store
-        .begin_idempotency(&acme, &abandoned, at(0))
+        .begin_idempotency(&acme, &abandoned, at(0), KEY_LEASE)
         .await
         .expect("begin");
     assert_eq!(
         store
-            .begin_idempotency(&acme, &abandoned, later)
+            .begin_idempotency(&acme, &abandoned, later, KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Started,
@@ -1159,7 +1264,10 @@ pub async fn idempotency_records_expire_after_the_ttl(store: &dyn Store) {
 pub async fn idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key(store: &dyn Store) {
     let acme = tenant("acme");
     let key = claim_for("key-1", "body-a");
-    store.begin_idempotency(&acme, &key, at(0)).await.expect("begin");
+    store
+        .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
     store
         .create_run(&acme, normal_run(&acme, at(0)), Some(&key))
         .await
@@ -1186,7 +1294,7 @@ pub async fn idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key(s
     for variant in &variants {
         assert_eq!(
             store
-                .begin_idempotency(&acme, variant, at(1))
+                .begin_idempotency(&acme, variant, at(1), KEY_LEASE)
                 .await
                 .expect("begin"),
             IdempotencyBegin::Started,
@@ -1195,7 +1303,7 @@ pub async fn idempotency_keys_are_scoped_by_tenant_subject_method_path_and_key(s
     }
     assert_eq!(
         store
-            .begin_idempotency(&tenant("globex"), &key, at(1))
+            .begin_idempotency(&tenant("globex"), &key, at(1), KEY_LEASE)
             .await
             .expect("begin"),
         IdempotencyBegin::Started
@@ -1212,7 +1320,7 @@ pub async fn create_run_needs_a_begun_idempotency_claim(store: &dyn Store) {
         .await
         .is_err());
     store
-        .begin_idempotency(&tenant("globex"), &never_begun, at(0))
+        .begin_idempotency(&tenant("globex"), &never_begun, at(0), KEY_LEASE)
         .await
         .expect("begin");
     assert!(
@@ -1506,6 +1614,59 @@ pub async fn concurrent_run_creation_numbers_a_days_runs_once_each(store: Arc<dy
     }
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=40).collect::<Vec<u32>>());
+}
+
+/// Many retries of a request whose claim lapsed, at once from many connections: exactly
+/// one takes the key over, the others are told it is in flight, and the key yields one
+/// run.
+pub async fn concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let key = claim_for("key-1", "body-a");
+    store
+        .begin_idempotency(&acme, &key, at(0), KEY_LEASE)
+        .await
+        .expect("begin");
+    let retries: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, acme, key) = (Arc::clone(&store), acme.clone(), key.clone());
+            tokio::spawn(async move {
+                let begun = store
+                    .begin_idempotency(&acme, &key, at(30), KEY_LEASE)
+                    .await
+                    .expect("begin");
+                let created = match begun {
+                    IdempotencyBegin::Started => Some(
+                        store
+                            .create_run(&acme, normal_run(&acme, at(30)), Some(&key))
+                            .await
+                            .expect("the taker creates the run"),
+                    ),
+                    _ => None,
+                };
+                (begun, created)
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for retry in retries {
+        outcomes.push(retry.await.expect("retrying task"));
+    }
+    let started = outcomes
+        .iter()
+        .filter(|(begun, _)| *begun == IdempotencyBegin::Started)
+        .count();
+    assert_eq!(started, 1, "{outcomes:?}");
+    for (begun, _) in &outcomes {
+        assert!(
+            matches!(
+                begun,
+                IdempotencyBegin::Started | IdempotencyBegin::InFlight { .. } | IdempotencyBegin::Replay(_)
+            ),
+            "{begun:?}"
+        );
+    }
+    let run = outcomes.into_iter().find_map(|(_, run)| run).expect("one run");
+    assert_eq!(list(&*store, &acme, query(50)).await, [run.id]);
 }
 
 /// Batches of one tenant ingested at once from many connections, over the same

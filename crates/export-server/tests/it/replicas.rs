@@ -182,3 +182,86 @@ async fn a_proof_replayed_to_another_replica_is_refused() {
         "a fresh proof is accepted by the other replica"
     );
 }
+
+/// A replica killed between claiming an `Idempotency-Key` and creating its run does not
+/// lock the client out of its own key: once the claim's lease lapses, the retry on
+/// another replica creates the run (202), and the next retry replays it; one run in all.
+#[tokio::test]
+async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_request() {
+    let schema = fresh_schema().await;
+    let database_url = url_for(&schema);
+    let data = tempfile::tempdir().unwrap();
+    let (doomed_port, survivor_port) = (free_port(), free_port());
+    let replica = |port| {
+        let mut command = on_postgres(data.path(), port, &database_url);
+        command.env("EXPORT_CENTER_LIMITS__IDEMPOTENCY_LEASE_SECONDS", "2");
+        command
+    };
+    let mut doomed = {
+        let mut command = replica(doomed_port);
+        // The doomed replica stops for good right after it has claimed the key.
+        command.env("FAILPOINTS", "create-run-after-idempotency-claim=pause");
+        start(command, doomed_port, &["--role", "api"]).await
+    };
+    let _survivor = start(replica(survivor_port), survivor_port, &["--role", "api"]).await;
+    let body = json!({ "profileId": "export-profile::tenant-default::default" });
+    let post = |port: u16| {
+        let client = client(replica(port));
+        let body = body.clone();
+        async move {
+            client
+                .send(
+                    Method::POST,
+                    &format!("http://127.0.0.1:{port}/export-center/runs"),
+                    |request| {
+                        request
+                            .header("X-StellaOps-Tenant", "tenant-default")
+                            .header("Idempotency-Key", "retry-me")
+                            .json(&body)
+                    },
+                )
+                .await
+        }
+    };
+    let cut = tokio::spawn(post(doomed_port));
+    // The key is claimed, and no run created, when the replica holding it dies.
+    let mut conn = PgConnection::connect(&server_url()).await.unwrap();
+    let claimed = format!("SELECT COUNT(*) FROM {schema}.idempotency WHERE run_id IS NULL");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>(&claimed)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the key was never claimed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    doomed.child.kill().unwrap();
+    doomed.child.wait().unwrap();
+    assert!(cut.await.unwrap().is_err(), "the cut request got no answer");
+
+    let mut statuses = Vec::new();
+    let accepted = loop {
+        let response = post(survivor_port).await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 202 {
+            assert!(response.headers().get("idempotent-replayed").is_none());
+            break response.json::<serde_json::Value>().await.unwrap();
+        }
+        assert_eq!(response.status(), 409, "{statuses:?}");
+        assert!(statuses.len() < 100, "the key stayed claimed: {statuses:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let replayed = post(survivor_port).await.unwrap();
+    assert_eq!(replayed.status(), 202);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let replayed: serde_json::Value = replayed.json().await.unwrap();
+    assert_eq!(replayed["runId"], accepted["runId"]);
+
+    let runs: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {schema}.runs"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(runs, 1, "one run for one key");
+}

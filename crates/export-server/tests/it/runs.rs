@@ -380,12 +380,14 @@ async fn an_idempotency_key_replays_the_first_answer_and_never_makes_a_second_ru
     assert_eq!(runs.runs.len(), 1, "the key yielded exactly one run");
 }
 
+/// Another replica has claimed the key and not yet created its run: a retry is told
+/// so (409, with when to retry) until the claim's lease lapses, and then takes the key
+/// over and creates the run, once.
 #[tokio::test]
-async fn a_request_in_flight_under_the_same_key_is_a_conflict() {
+async fn a_request_in_flight_under_the_same_key_is_a_conflict_until_its_lease_lapses() {
     let app = TestApp::spawn().await;
     let acme = app.tenant("acme");
     let body = json!({ "profileId": acme.profile_id("daily") });
-    // Another replica has claimed the key and not yet created its run.
     let fingerprint = Sha256Digest::of(&export_core::canonical_json(&body));
     let claim = IdempotencyClaim {
         subject: "test-user".into(),
@@ -395,20 +397,44 @@ async fn a_request_in_flight_under_the_same_key_is_a_conflict() {
         fingerprint,
     };
     let tenant = TenantId::parse("acme").unwrap();
+    let lease = std::time::Duration::from_secs(app.app.state.config.limits.idempotency_lease_seconds);
     app.app
         .state
         .store
-        .begin_idempotency(&tenant, &claim, export_core::Clock::now(&app.clock))
+        .begin_idempotency(&tenant, &claim, export_core::Clock::now(&app.clock), lease)
         .await
         .unwrap();
-    let response = acme
-        .post("/export-center/runs")
-        .header("Idempotency-Key", "in-flight")
-        .json(&body)
-        .send()
+    let retry = || {
+        acme.post("/export-center/runs")
+            .header("Idempotency-Key", "in-flight")
+            .json(&body)
+            .send()
+    };
+    let problem = assert_problem(retry().await.unwrap(), 409, "ERR_EXPORT_CONFLICT").await;
+    assert_eq!(problem["retryAfterSeconds"], 11, "{problem}");
+
+    // The claiming replica died: after the lease the retry takes the key over.
+    app.clock.advance(chrono::Duration::seconds(10));
+    let taken_over = retry().await.unwrap();
+    assert_eq!(taken_over.status(), StatusCode::ACCEPTED);
+    assert!(taken_over.headers().get("idempotent-replayed").is_none());
+    let replayed = retry().await.unwrap();
+    assert_eq!(replayed.status(), StatusCode::ACCEPTED);
+    assert_eq!(replayed.headers()["idempotent-replayed"], "true");
+    let runs = app
+        .app
+        .state
+        .store
+        .list_runs(
+            &tenant,
+            &RunQuery {
+                limit: 50,
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
-    assert_problem(response, 409, "ERR_EXPORT_CONFLICT").await;
+    assert_eq!(runs.runs.len(), 1, "the key yielded exactly one run");
 }
 
 #[tokio::test]
