@@ -148,3 +148,56 @@ async fn a_row_that_does_not_parse_is_corrupt() {
         other => panic!("expected a corrupt digest, got {other:?}"),
     }
 }
+
+/// `database.url` honours `sslmode` (SPEC §17): `require` connects over TLS (the test
+/// server has `ssl = on`), and `verify-full` against a root that did not sign the
+/// server's certificate is refused rather than connected in plaintext.
+#[tokio::test]
+async fn sslmode_require_connects_encrypted_and_verify_full_refuses_a_wrong_root() {
+    let schema = fresh_schema().await;
+    let url = url_for(&schema);
+    // Without TLS in the driver, `require` cannot connect at all.
+    PostgresStore::connect(&format!("{url}&sslmode=require"))
+        .await
+        .expect("sslmode=require connects");
+    for mode in ["require", "prefer"] {
+        let options: sqlx::postgres::PgConnectOptions = format!("{url}&sslmode={mode}").parse().unwrap();
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .unwrap_or_else(|err| panic!("sslmode={mode}: {err}"));
+        let encrypted: bool = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert!(encrypted, "sslmode={mode} connected in plaintext");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("wrong-root.pem");
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args(["-days", "1", "-subj", "/CN=not-this-server", "-keyout"])
+        .arg(dir.path().join("wrong-root.key"))
+        .arg("-out")
+        .arg(&root)
+        .output()
+        .expect("openssl makes a root certificate");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let refused = PostgresStore::connect(&format!(
+        "{url}&sslmode=verify-full&sslrootcert={}",
+        root.display()
+    ))
+    .await;
+    assert!(
+        refused.is_err(),
+        "a server certificate the root did not sign was accepted"
+    );
+}
