@@ -20,7 +20,8 @@ use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::LoggingConfig;
-use crate::{ingest, telemetry, verify, App, Config, Role};
+use crate::{ingest, telemetry, App, Config, Role};
+use export_verify as verify;
 
 const TENANT: &str = "tenant-default";
 

@@ -9,7 +9,6 @@ pub mod ingest;
 pub mod keys;
 mod replay;
 pub mod telemetry;
-pub mod verify;
 
 pub use app::{App, Role};
 pub use config::Config;

@@ -9,7 +9,8 @@ use export_auth::client::DpopKey;
 use export_auth::dev::DevIssuer;
 use export_auth::Alg;
 use export_core::{SourceName, SystemClock, TenantId};
-use export_server::{ingest, keys, telemetry, verify, App, Config, Role};
+use export_server::{ingest, keys, telemetry, App, Config, Role};
+use export_verify as verify;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -69,8 +70,12 @@ enum Command {
     /// Checks a downloaded run (a directory or a bundle file) fully offline: checksums,
     /// the manifest signature, the rerun hash and the provenance.
     ///
-    /// Exit codes: 0 verified, 2 checksum mismatch or missing file, 3 signature invalid or
-    /// key not trusted, 1 usage or other error.
+    /// Archives are read without extracting them, within limits, and every file must be
+    /// named by the signed manifest.
+    ///
+    /// Exit codes: 0 verified, 2 checksum mismatch, missing or extra file (or an archive
+    /// entry that is a link, a device, or an absolute, `..` or duplicate path), 3 signature
+    /// invalid or key not trusted, 1 usage or other error (an archive past the limits too).
     Verify {
         /// The run's directory, or a bundle file (.tar.zst, .tar.gz, .zip, or .age).
         target: PathBuf,
@@ -86,6 +91,16 @@ enum Command {
         /// Print the verdict as JSON.
         #[arg(long)]
         json: bool,
+        /// Refuse an archive with more entries than this.
+        #[arg(long, default_value_t = verify::Limits::default().max_entries)]
+        max_entries: usize,
+        /// Refuse an archive that expands past this many bytes.
+        #[arg(long, default_value_t = verify::Limits::default().max_bytes)]
+        max_bytes: u64,
+        /// Refuse an archive that expands past this many times its own size (below 1 MiB,
+        /// any archive may expand).
+        #[arg(long, default_value_t = verify::Limits::default().max_ratio)]
+        max_ratio: u64,
     },
     /// Shows the whole flow on the embedded defaults: starts a server on a temporary
     /// data directory, ingests the sample evidence, runs an export over HTTP, downloads
@@ -248,12 +263,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             provenance,
             identity,
             json,
+            max_entries,
+            max_bytes,
+            max_ratio,
         } => {
             let verdict = verify::verify(&verify::VerifyOptions {
                 target,
                 key,
                 provenance,
                 identity,
+                limits: verify::Limits {
+                    max_entries,
+                    max_bytes,
+                    max_ratio,
+                    ..verify::Limits::default()
+                },
             });
             if json {
                 println!("{}", serde_json::to_string_pretty(&verdict)?);

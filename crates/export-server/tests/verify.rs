@@ -1,5 +1,8 @@
-//! Offline verification (`export_server::verify`) of synthetic run outputs: directories and
+//! Offline verification (`export_verify`) of synthetic run outputs: directories and
 //! bundles in every format, encrypted runs, and every kind of tampering the exit codes name.
+
+#[path = "verify/hostile.rs"]
+mod hostile;
 
 use std::fs;
 use std::io::Write;
@@ -9,11 +12,11 @@ use chrono::{TimeZone, Utc};
 use export_core::manifest::{ManifestItem, ManifestProfile, Snapshot};
 use export_core::{checksums_txt, BundleFormat, Manifest, ProfileId, Sha256Digest, TenantId};
 use export_server::keys::{generate_keys, GeneratedKey};
-use export_server::verify::{render_text, verify, CheckStatus, Verdict, VerifyOptions};
 use export_signing::{
     provenance_statement, sign_envelope, KeyAlgorithm, ProvenanceInput, SigningKey, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
 };
+use export_verify::{render_text, verify, CheckStatus, Verdict, VerifyOptions};
 
 const FORMATS: [BundleFormat; 3] = [BundleFormat::TarZst, BundleFormat::TarGz, BundleFormat::Zip];
 
@@ -71,6 +74,7 @@ impl Fixture {
             key: self.key.public_path.clone(),
             provenance: None,
             identity: None,
+            limits: Default::default(),
         }
     }
 
@@ -253,7 +257,7 @@ fn encrypt(plain: &[u8], recipient: &age::x25519::Recipient) -> Vec<u8> {
     out
 }
 
-fn check<'a>(verdict: &'a Verdict, name: &str) -> &'a export_server::verify::Check {
+fn check<'a>(verdict: &'a Verdict, name: &str) -> &'a export_verify::Check {
     verdict
         .checks
         .iter()
@@ -372,7 +376,7 @@ fn every_bundle_format_verifies_as_a_directory_and_as_a_file() {
         let verdict = verify(&fixture.options(&fixture.path(format.file_name())));
         assert_exit(&verdict, 0);
         assert!(
-            check(&verdict, "bundle").detail.contains("extracted"),
+            check(&verdict, "bundle").detail.contains("(nothing extracted)"),
             "{}",
             render_text(&verdict)
         );
@@ -724,7 +728,7 @@ fn an_encrypted_bundle_file_needs_the_identity() {
     assert_exit(&verdict, 0);
     assert!(check(&verdict, "bundle")
         .detail
-        .contains("decrypted and extracted bundle.tar.zst.age"));
+        .contains("decrypted and read bundle.tar.zst.age"));
 
     let verdict = verify(&fixture.options(&sealed));
     assert_exit(&verdict, 1);
@@ -815,7 +819,7 @@ fn bundle_entries_that_escape_are_refused() {
         let bundle = fixture.root.join("evil.tar.gz");
         fs::write(&bundle, archive).unwrap();
         let verdict = verify(&fixture.options(&bundle));
-        assert_exit(&verdict, 1);
+        assert_exit(&verdict, 2);
         assert_failed(&verdict, "bundle", &format!("refusing entry `{evil}`"));
         assert!(!fixture.root.join("escaped.json").exists());
     }
