@@ -20,6 +20,9 @@ pub struct Limits {
     pub runs_per_minute: u32,
     /// Runs one tenant may create at once before the rate applies.
     pub runs_burst: u32,
+    /// Event streams one tenant may hold open on one server process at once; the next
+    /// is refused with `429 ERR_EXPORT_RATE_LIMIT` (SPEC §17).
+    pub sse_streams_per_tenant: u32,
 }
 
 impl Default for Limits {
@@ -32,6 +35,7 @@ impl Default for Limits {
             job_timeout_seconds: 3600.0,
             runs_per_minute: 60,
             runs_burst: 10,
+            sse_streams_per_tenant: 1000,
         }
     }
 }

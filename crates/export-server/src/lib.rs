@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod config;
+mod connections;
 pub mod demo;
 pub mod ingest;
 pub mod keys;
@@ -11,5 +12,5 @@ mod replay;
 pub mod telemetry;
 pub mod verify;
 
-pub use app::{App, Role};
+pub use app::{App, Listeners, Role};
 pub use config::Config;
