@@ -257,7 +257,17 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// `GET /readyz`.
+/// `GET /readyz` on the public listener: the status alone, naming no tenant, profile,
+/// key or path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadinessStatus {
+    /// `ready` or `unready`.
+    pub status: String,
+}
+
+/// `GET /readyz` on the operator listener (`server.admin_listen`): every check with its
+/// detail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Readiness {

@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use export_auth::{public_request_url, Authenticator, Principal, RequestFacts};
 use export_core::{ErrorCode, ProjectId, TenantId};
 
@@ -39,6 +40,9 @@ pub struct Caller {
     /// The token's `sub`; scopes idempotency keys.
     pub subject: String,
     pub scopes: Vec<Scope>,
+    /// The access token's `exp`; `None` when authentication is disabled. Event streams
+    /// end then.
+    pub token_expires: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -78,6 +82,7 @@ impl FromRequestParts<AppState> for Caller {
                 project,
                 subject: "anonymous".to_owned(),
                 scopes: vec![Scope::ExportRead, Scope::ExportWrite],
+                token_expires: None,
             });
         };
         if principal.tenant != tenant {
@@ -95,6 +100,7 @@ impl FromRequestParts<AppState> for Caller {
             project,
             subject: principal.subject,
             scopes,
+            token_expires: Some(principal.token_expires),
         })
     }
 }

@@ -1,6 +1,8 @@
 //! `GET /export-center/runs/{runId}/events`: the run's Server-Sent Events stream
 //! (SPEC §7). Stored events after `Last-Event-ID` are replayed, then live ones follow;
-//! the stream ends after a terminal event, or after the idle timeout without events.
+//! the stream ends after a terminal event, after the idle timeout without events, when
+//! the caller's token expires, or when the server shuts down. A tenant holds at most
+//! `limits.sse_streams_per_tenant` streams on one process.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -23,10 +25,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
 use crate::event_hub::{EventHub, Message, Render, Subscription};
+use crate::event_streams::StreamSlot;
 use crate::presenter::chrono_duration;
 use crate::runs::visible_run;
 use crate::state::{ApiConfig, AppState};
@@ -71,6 +75,10 @@ pub(crate) async fn stream_run_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::ExportRead)?;
+    let slot = app
+        .event_streams
+        .open(&caller.tenant)
+        .ok_or_else(|| too_many_streams(&caller))?;
     let run = visible_run(&app, &caller, &run_id).await?;
     if !accepts_event_stream(&headers) {
         return Err(ApiError::new(
@@ -106,6 +114,11 @@ pub(crate) async fn stream_run_events(
     }
 
     let config = &app.config;
+    // The token's lifetime left, by the service's clock, from now on this machine's.
+    let expires = caller
+        .token_expires
+        .map(|exp| Instant::now() + (exp - app.clock.now()).to_std().unwrap_or(Duration::ZERO));
+    let first_timer = Instant::now() + config.sse_keep_alive.min(config.sse_idle_timeout);
     let follow = Follow {
         store: app.store.clone(),
         hub: app.events.clone(),
@@ -114,9 +127,12 @@ pub(crate) async fn stream_run_events(
         render: renderer(&app, &run),
         live: None,
         phase: Phase::Connect,
-        timer: Box::pin(tokio::time::sleep(
-            config.sse_keep_alive.min(config.sse_idle_timeout),
+        timer: Box::pin(tokio::time::sleep_until(
+            expires.map_or(first_timer, |expires| expires.min(first_timer)),
         )),
+        expires,
+        closing: Box::pin(app.event_streams.closing()),
+        slot,
         last_event: Instant::now(),
         last_write: Instant::now(),
         run_id: run.id,
@@ -151,6 +167,19 @@ pub(crate) async fn stream_run_events(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+/// `429`: the tenant holds as many streams as it may; one must end first.
+fn too_many_streams(caller: &Caller) -> ApiError {
+    let mut error = ApiError::new(
+        ErrorCode::RateLimit,
+        format!(
+            "tenant `{}` holds as many open event streams as it may",
+            caller.tenant
+        ),
+    );
+    error.retry_after = Some(RETRY.as_secs());
+    error
 }
 
 fn not_an_event_id() -> ApiError {
@@ -215,8 +244,9 @@ fn connected_message() -> Bytes {
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// One listener's stream: stored events after `last`, then live messages of the run's
-/// feeder, until a terminal event, the idle timeout, a listener too slow for the buffer,
-/// or a gone client (hyper then drops the stream).
+/// feeder, until a terminal event, the idle timeout, the token's expiry, the server's
+/// shutdown, a listener too slow for the buffer, or a gone client (hyper then drops the
+/// stream, and with it the tenant's slot).
 struct Follow {
     store: Arc<dyn Store>,
     hub: Arc<EventHub>,
@@ -227,9 +257,15 @@ struct Follow {
     render: Render,
     phase: Phase,
     live: Option<Subscription>,
-    /// Fires for keep-alives and the idle timeout; checked against the two instants
-    /// below when it fires, so events never touch the timer.
+    /// Fires for keep-alives, the idle timeout and the token's expiry; checked against
+    /// the instants below when it fires, so events never touch the timer.
     timer: Pin<Box<Sleep>>,
+    /// When the caller's token expires: the stream ends then.
+    expires: Option<Instant>,
+    /// Completes when the server shuts down: the stream ends then.
+    closing: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// The tenant's place for this stream, freed when it is dropped.
+    slot: StreamSlot,
     last_event: Instant,
     last_write: Instant,
 }
@@ -247,6 +283,10 @@ enum Phase {
 impl Follow {
     /// The next bytes to send, `None` when the stream ends.
     async fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.slot.is_closing() {
+            self.phase = Phase::Done;
+            return None;
+        }
         loop {
             match self.phase {
                 Phase::Connect => {
@@ -352,18 +392,23 @@ impl Follow {
                 () = self.timer.as_mut() => {
                     let now = Instant::now();
                     let idle_end = self.last_event + self.idle_timeout;
-                    if now >= idle_end {
+                    let end = self.expires.map_or(idle_end, |expires| expires.min(idle_end));
+                    if now >= end {
                         self.phase = Phase::Done;
                         return None;
                     }
                     let keep_alive_due = self.last_write + self.keep_alive;
                     if now >= keep_alive_due {
                         self.last_write = now;
-                        let next = (now + self.keep_alive).min(idle_end);
+                        let next = (now + self.keep_alive).min(end);
                         self.timer.as_mut().reset(next);
                         return Some(Bytes::from_static(KEEP_ALIVE));
                     }
-                    self.timer.as_mut().reset(keep_alive_due.min(idle_end));
+                    self.timer.as_mut().reset(keep_alive_due.min(end));
+                }
+                () = self.closing.as_mut() => {
+                    self.phase = Phase::Done;
+                    return None;
                 }
             }
         }

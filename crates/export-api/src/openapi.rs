@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document, assembled from the handlers' `#[utoipa::path]` annotations
-//! and the wire types' schemas, so it cannot drift from the code.
+//! and the wire types' schemas, so it cannot drift from the code. It describes the
+//! public listener; the operator listener's `/metrics` and detailed `/readyz` are in
+//! docs/OPERATIONS.md.
 
 use utoipa::OpenApi;
 
@@ -22,7 +24,6 @@ use utoipa::OpenApi;
         crate::service::openapi_json,
         crate::service::healthz,
         crate::service::readyz,
-        crate::service::metrics,
     ),
     components(schemas(
         export_api_types::CreateRunRequest,
@@ -32,7 +33,7 @@ use utoipa::OpenApi;
         export_api_types::ProfileList,
         export_api_types::Problem,
         export_api_types::DistributionResponse,
-        export_api_types::Readiness,
+        export_api_types::ReadinessStatus,
     ))
 )]
 struct ApiDoc;

@@ -91,6 +91,10 @@ fn fallback(status: StatusCode, path: &str) -> ProblemDraft {
             ErrorCode::RequestInvalid,
             format!("method not allowed on `{path}`"),
         ),
+        StatusCode::REQUEST_TIMEOUT => (
+            ErrorCode::RequestInvalid,
+            "the request was not completed within the server's time limit".to_owned(),
+        ),
         StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::TooLarge, "the request body is too large".to_owned()),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => (
             ErrorCode::RequestInvalid,

@@ -1,20 +1,25 @@
-//! Every route of the service in one screen.
+//! Every route of the service in one screen: the public listener's API and probes, and
+//! the operator listener's metrics and readiness details.
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 use crate::status_cache::{self, StatusCache};
 use crate::{artifacts, distributions, events, problem_layer, profiles, runs, service};
 
+/// The public listener of an API process: the `/export-center` API, `/healthz` and the
+/// bare `/readyz`.
 pub fn router(state: AppState) -> Router {
     // Per router, like the rest of the process's state; not in `AppState`, whose
     // construction belongs to the server's wiring. Only `get_run` uses it.
     let statuses = Arc::new(StatusCache::new(status_cache::DEFAULT_CAPACITY));
-    let routes = Router::new()
+    let bounded = Router::new()
         .route("/export-center/profiles", get(profiles::list_profiles))
         .route("/export-center/runs", post(runs::create_run).get(runs::list_runs))
         .route(
@@ -23,41 +28,62 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/export-center/runs/{run_id}/cancel", post(runs::cancel_run))
         .route(
+            "/export-center/distributions/{id}",
+            get(distributions::get_distribution),
+        )
+        .route("/export-center/openapi.json", get(service::openapi_json))
+        .merge(probes());
+    // Event streams and downloads last as long as the client reads: the idle timeout of
+    // their connection bounds them, and streams end with their token.
+    let streaming = Router::new()
+        .route(
             "/export-center/runs/{run_id}/events",
             get(events::stream_run_events),
         )
         .route(
             "/export-center/artifacts/{*resource}",
             get(artifacts::download_artifact),
-        )
-        .route(
-            "/export-center/distributions/{id}",
-            get(distributions::get_distribution),
-        )
-        .route("/export-center/openapi.json", get(service::openapi_json))
-        .merge(operations())
+        );
+    finish(bounded.layer(request_timeout(&state)).merge(streaming), state)
+}
+
+/// The public listener of a process without the API (`serve --role worker`): `/healthz`
+/// and the bare `/readyz`, for probes.
+pub fn probe_router(state: AppState) -> Router {
+    let routes = probes().layer(request_timeout(&state));
+    finish(routes, state)
+}
+
+/// The operator listener (`server.admin_listen`): `/healthz`, `/readyz` with every
+/// check's detail, and `/metrics`, whose labels name tenants' profiles (SPEC §17).
+pub fn admin_router(state: AppState) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readiness_details))
+        .route("/metrics", get(service::metrics))
+        .layer(request_timeout(&state));
+    finish(routes, state)
+}
+
+fn probes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(service::healthz))
+        .route("/readyz", get(service::readyz))
+}
+
+/// A handler still working after `request_timeout` is dropped and answered `408`.
+fn request_timeout(state: &AppState) -> TimeoutLayer {
+    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, state.config.request_timeout)
+}
+
+/// The layers every listener has: problem bodies, trace ids and request metrics outside,
+/// panics caught inside.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(CatchPanicLayer::new())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             problem_layer::problems,
         ))
-        .with_state(state);
-    // `axum::serve` prepares a `Router` for each connection it accepts: it rebuilds the
-    // route table and clones every route, the state inside each. Behind one fallback
-    // service, a connection costs one reference to the routes prepared here; with
-    // 10,000 event streams open, that took the server from 445 to 248 MiB.
-    Router::new().fallback_service(routes)
-}
-
-/// What a process without the API still answers (`serve --role worker`): health,
-/// readiness and metrics, for probes and scrapers.
-pub fn service_router(state: AppState) -> Router {
-    operations().layer(CatchPanicLayer::new()).with_state(state)
-}
-
-fn operations() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(service::healthz))
-        .route("/readyz", get(service::readyz))
-        .route("/metrics", get(service::metrics))
+        .with_state(state)
 }

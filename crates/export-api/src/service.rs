@@ -1,10 +1,13 @@
-//! Operator endpoints: liveness, readiness, metrics and the OpenAPI document.
+//! Service endpoints: liveness, readiness (the bare status for the public listener, the
+//! checks for the operator listener), metrics and the OpenAPI document.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use export_api_types::{Readiness, ReadinessCheck};
+use export_api_types::{Readiness, ReadinessCheck, ReadinessStatus};
+use tokio::sync::Mutex;
+use tokio::time::{Duration, Instant};
 
 use crate::state::AppState;
 
@@ -14,17 +17,74 @@ pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: `503` while any check fails.
+/// Readiness, as the public listener answers it: the status alone, `503` while any check
+/// fails. The checks and their details are on the operator listener.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "service",
     responses(
-        (status = 200, description = "Ready", body = Readiness),
-        (status = 503, description = "A check fails", body = Readiness),
+        (status = 200, description = "Ready", body = ReadinessStatus),
+        (status = 503, description = "A check fails; the operator listener's `/readyz` says which", body = ReadinessStatus),
     )
 )]
 pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
+    let readiness = app.readiness.current(&app).await;
+    let status = http_status(&readiness);
+    let body = ReadinessStatus {
+        status: readiness.status,
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Readiness with every check and its detail (SPEC §11), for the operator listener:
+/// details name profiles, keys and paths.
+pub(crate) async fn readiness_details(State(app): State<AppState>) -> Response {
+    let readiness = app.readiness.current(&app).await;
+    (http_status(&readiness), Json(readiness)).into_response()
+}
+
+fn http_status(readiness: &Readiness) -> StatusCode {
+    if readiness.status == READY {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+const READY: &str = "ready";
+
+/// The last readiness result, kept for `ttl`: a probe within that time gets it without
+/// checking again, so probes do not write to the artifact store (billed requests on S3)
+/// or ping the database each time. Probes that come while a check runs wait for it
+/// instead of starting their own.
+pub struct ReadinessCache {
+    ttl: Duration,
+    last: Mutex<Option<(Instant, Readiness)>>,
+}
+
+impl ReadinessCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            last: Mutex::new(None),
+        }
+    }
+
+    async fn current(&self, app: &AppState) -> Readiness {
+        let mut last = self.last.lock().await;
+        if let Some((checked_at, readiness)) = last.as_ref() {
+            if checked_at.elapsed() < self.ttl {
+                return readiness.clone();
+            }
+        }
+        let readiness = check_readiness(app).await;
+        *last = Some((Instant::now(), readiness.clone()));
+        readiness
+    }
+}
+
+async fn check_readiness(app: &AppState) -> Readiness {
     let database = match app.store.ping().await {
         Ok(()) => check("database", true, "reachable"),
         Err(err) => check("database", false, &format!("{err:#}")),
@@ -36,22 +96,16 @@ pub(crate) async fn readyz(State(app): State<AppState>) -> Response {
     let checks = vec![
         database,
         artifacts,
-        signing_keys(&app),
-        jwks(&app),
-        url_signing_keys(&app),
+        signing_keys(app),
+        jwks(app),
+        url_signing_keys(app),
     ];
     let ready = checks.iter().all(|check| check.ok);
-    let body = Readiness {
-        status: if ready { "ready" } else { "unready" }.to_owned(),
+    Readiness {
+        status: if ready { READY } else { "unready" }.to_owned(),
         sealed: app.config.sealed,
         checks,
-    };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    }
 }
 
 /// Every profile that signs by default can load the key it signs with.
@@ -114,8 +168,8 @@ fn check(name: &str, ok: bool, detail: &str) -> ReadinessCheck {
     }
 }
 
-/// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "service", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+/// Prometheus text exposition, for the operator listener: labels name tenants'
+/// profiles.
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
     if let Ok(depth) = app.store.queue_depth().await {
         metrics::gauge!("export_queue_depth").set(depth as f64);

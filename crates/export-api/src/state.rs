@@ -11,7 +11,9 @@ use export_distribution::{ObjectPublisher, UrlSigner};
 use export_signing::Keyring;
 
 use crate::event_hub::EventHub;
+use crate::event_streams::EventStreams;
 use crate::rate_limit::RateLimiter;
+use crate::service::ReadinessCache;
 use export_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -31,6 +33,8 @@ pub struct ApiConfig {
     pub sse_keep_alive: Duration,
     /// An event stream that carried no event this long is closed.
     pub sse_idle_timeout: Duration,
+    /// A request to an endpoint that does not stream is answered `408` after this long.
+    pub request_timeout: Duration,
     /// The issuer's JWKS file, checked by readiness.
     pub jwks_file: Option<std::path::PathBuf>,
 }
@@ -87,6 +91,10 @@ pub struct AppState {
     pub rate_limiter: Arc<RateLimiter>,
     /// Fan-out of run events to SSE listeners.
     pub events: Arc<EventHub>,
+    /// The open event streams: the per-tenant bound, and their end at shutdown.
+    pub event_streams: Arc<EventStreams>,
+    /// The last readiness result, shared by both listeners.
+    pub readiness: Arc<ReadinessCache>,
     /// The bucket of `object` distributions, which presigns their links; `None` when
     /// the server has none.
     pub object: Option<ObjectPublisher>,

@@ -24,6 +24,9 @@ pub struct Limits {
     /// within it is told the request is in flight; after it, a retry takes the key over
     /// (the first request died or failed before creating a run).
     pub idempotency_lease_seconds: u64,
+    /// Event streams one tenant may hold open on one server process at once; the next
+    /// is refused with `429 ERR_EXPORT_RATE_LIMIT` (SPEC §17).
+    pub sse_streams_per_tenant: u32,
 }
 
 impl Default for Limits {
@@ -37,6 +40,7 @@ impl Default for Limits {
             runs_per_minute: 60,
             runs_burst: 10,
             idempotency_lease_seconds: 10,
+            sse_streams_per_tenant: 1000,
         }
     }
 }

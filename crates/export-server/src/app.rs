@@ -7,10 +7,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
+use export_api::{ApiConfig, AppState, EventHub, EventStreams, ProfileRegistry, RateLimiter, ReadinessCache};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
 use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, ReplayCache, UrlJwks};
@@ -23,10 +22,11 @@ use export_store::Store;
 use export_store_postgres::PostgresStore;
 use export_store_sqlite::SqliteStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_password, Config};
+use crate::connections::{self, ConnectionLimits};
 use crate::replay::DatabaseReplayCache;
 
 /// Which parts of the service this process runs.
@@ -119,11 +119,16 @@ impl App {
                 },
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
+                request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
                 jwks_file: (config.auth.mode == "jwt")
                     .then(|| config.auth.jwks_file.clone())
                     .flatten(),
             }),
             events,
+            event_streams: Arc::new(EventStreams::new(config.limits.sse_streams_per_tenant)),
+            readiness: Arc::new(ReadinessCache::new(Duration::from_secs(
+                config.server.readiness_cache_seconds,
+            ))),
             object,
             auth,
             rate_limiter: Arc::new(RateLimiter::new(
@@ -140,23 +145,33 @@ impl App {
         })
     }
 
-    /// Binds the configured address.
-    pub async fn bind(&self) -> anyhow::Result<TcpListener> {
-        let listen = &self.config.server.listen;
-        TcpListener::bind(listen)
+    /// Binds the public address (`server.listen`) and the operator's
+    /// (`server.admin_listen`).
+    pub async fn bind(&self) -> anyhow::Result<Listeners> {
+        let server = &self.config.server;
+        let public = TcpListener::bind(&server.listen)
             .await
-            .with_context(|| format!("server.listen: binding {listen}"))
+            .with_context(|| format!("server.listen: binding {}", server.listen))?;
+        let admin = TcpListener::bind(&server.admin_listen)
+            .await
+            .with_context(|| format!("server.admin_listen: binding {}", server.admin_listen))?;
+        Ok(Listeners { public, admin })
     }
 
-    /// Serves until `shutdown` is cancelled, then lets in-flight requests and runs
-    /// finish.
+    /// Serves until `shutdown` is cancelled; then event streams end, in-flight requests
+    /// may finish within `server.shutdown_grace_seconds`, and runs in progress finish.
+    ///
+    /// Every role serves `/healthz` and the bare `/readyz` on the public listener, and
+    /// `/healthz`, `/readyz` with details and `/metrics` on the operator listener; the
+    /// `/export-center` API only with the roles `api` and `all`.
     pub async fn serve(
         mut self,
-        listener: TcpListener,
+        listeners: Listeners,
         role: Role,
         shutdown: CancellationToken,
     ) -> anyhow::Result<()> {
-        let address = listener.local_addr()?;
+        let address = listeners.public_addr()?;
+        let admin_address = listeners.admin_addr()?;
         let base_url = self.public_base_url(address);
         Arc::make_mut(&mut self.state.config).public_base_url = base_url.clone();
 
@@ -165,22 +180,45 @@ impl App {
         } else {
             Vec::new()
         };
-        // A worker process answers health, readiness and metrics only.
         let router = if matches!(role, Role::Api | Role::All) {
             tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
             export_api::router(self.state.clone())
         } else {
-            tracing::info!(%address, "export center worker: health and metrics on {address}");
-            export_api::service_router(self.state.clone())
+            tracing::info!(%address, "export center worker: health and readiness on {address}");
+            export_api::probe_router(self.state.clone())
         };
-        let signal = shutdown.clone();
-        axum::serve(without_nagle(listener), router)
-            .with_graceful_shutdown(async move { signal.cancelled().await })
-            .await?;
+        tracing::info!(address = %admin_address, "operator endpoints on {admin_address}");
+        let limits = self.connection_limits();
+        let streams = self.state.event_streams.clone();
+        let end_streams = shutdown.clone();
+        tokio::join!(
+            connections::serve(listeners.public, router, limits, shutdown.clone()),
+            connections::serve(
+                listeners.admin,
+                export_api::admin_router(self.state.clone()),
+                limits,
+                shutdown.clone()
+            ),
+            // Event streams never finish by themselves: they end at once, and their
+            // clients resume elsewhere with `Last-Event-ID`.
+            async move {
+                end_streams.cancelled().await;
+                streams.close_all();
+            },
+        );
         for worker in workers {
             let _ = worker.await;
         }
         Ok(())
+    }
+
+    fn connection_limits(&self) -> ConnectionLimits {
+        let server = &self.config.server;
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(server.header_read_timeout_seconds),
+            idle_timeout: Duration::from_secs(server.idle_timeout_seconds),
+            shutdown_grace: Duration::from_secs(server.shutdown_grace_seconds),
+        }
     }
 
     /// The configured public URL, or one built from the bound address.
@@ -192,16 +230,20 @@ impl App {
     }
 }
 
-/// Accepted connections send each write at once (`TCP_NODELAY`). With Nagle's algorithm
-/// an event stream's message written while the previous one is not yet acknowledged
-/// waits for that acknowledgement, which the client may delay by up to 40 ms; a burst of
-/// `artifact_ready` events and `completed` would arrive late on every stream.
-pub fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Io = TcpStream, Addr = SocketAddr> {
-    listener.tap_io(|stream| {
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(error = %err, "setting TCP_NODELAY on an accepted connection");
-        }
-    })
+/// The bound listeners: the public one and the operator's.
+pub struct Listeners {
+    pub public: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    pub fn public_addr(&self) -> std::io::Result<SocketAddr> {
+        self.public.local_addr()
+    }
+
+    pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
+        self.admin.local_addr()
+    }
 }
 
 /// The access-token verifier of the configured `auth.mode`.
@@ -348,25 +390,4 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())
-}
-
-#[cfg(test)]
-mod tests {
-    use axum::serve::Listener;
-
-    use super::*;
-
-    #[tokio::test]
-    async fn accepted_connections_send_without_delay() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let mut listener = without_nagle(listener);
-        let client = tokio::spawn(tokio::net::TcpStream::connect(address));
-        let (accepted, _) = listener.accept().await;
-        assert!(
-            accepted.nodelay().unwrap(),
-            "TCP_NODELAY is set on accepted connections"
-        );
-        client.await.unwrap().unwrap();
-    }
 }

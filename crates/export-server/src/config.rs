@@ -71,6 +71,29 @@ pub struct ServerConfig {
     pub public_base_url: Option<String>,
     /// Where the embedded defaults keep their files.
     pub data_dir: PathBuf,
+    // --- Operator listener and connection limits (SPEC §17) ---
+    /// The operator listener: `/metrics` and `/readyz` with every check's detail, which
+    /// name tenants, profiles, keys and paths. Keep it off the public network. Port 0
+    /// picks a free port.
+    pub admin_listen: String,
+    /// An HTTP/1 client must send a request's whole header within this time, and a
+    /// kept-alive connection's next request must begin within it, else the connection
+    /// is closed.
+    pub header_read_timeout_seconds: u64,
+    /// A connection that moves no byte either way this long is closed (a stalled client,
+    /// one that stopped reading, an idle HTTP/2 connection). Longer than
+    /// `events.keep_alive_ms`, so open event streams never count as idle.
+    pub idle_timeout_seconds: u64,
+    /// An endpoint that does not stream (all but events and downloads) answers `408`
+    /// after this long.
+    pub request_timeout_seconds: u64,
+    /// On SIGTERM or Ctrl-C, event streams end at once, other requests may finish for
+    /// this long, and then the connections left are closed.
+    pub shutdown_grace_seconds: u64,
+    /// A readiness result is reused this long, so probes do not each write to the
+    /// artifact store; 0 checks on every probe.
+    pub readiness_cache_seconds: u64,
+    // --- end of operator listener and connection limits ---
 }
 
 impl Default for ServerConfig {
@@ -79,6 +102,13 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".to_owned(),
             public_base_url: None,
             data_dir: PathBuf::from("export-center-data"),
+            // Operator listener and connection limits.
+            admin_listen: "127.0.0.1:9090".to_owned(),
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            request_timeout_seconds: 30,
+            shutdown_grace_seconds: 25,
+            readiness_cache_seconds: 5,
         }
     }
 }
@@ -287,6 +317,7 @@ impl Config {
     pub fn for_data_dir(data_dir: &Path) -> Self {
         let mut config = Config::default();
         config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.admin_listen = "127.0.0.1:0".to_owned();
         config.server.data_dir = data_dir.to_owned();
         config.apply_default_tenant();
         config
@@ -317,6 +348,7 @@ impl Config {
                     self.server.listen
                 )
             })?;
+        self.validate_connection_limits()?;
         if let Some(url) = &self.server.public_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("server.public_base_url: `{url}` must start with http:// or https://");
@@ -443,6 +475,46 @@ impl Config {
             );
         }
         self.profiles()?;
+        Ok(())
+    }
+
+    /// The operator listener and the connection limits.
+    fn validate_connection_limits(&self) -> anyhow::Result<()> {
+        let server = &self.server;
+        server
+            .admin_listen
+            .parse::<std::net::SocketAddr>()
+            .with_context(|| {
+                format!(
+                    "server.admin_listen: `{}` is not an address like 127.0.0.1:9090",
+                    server.admin_listen
+                )
+            })?;
+        if server.admin_listen == server.listen && !server.listen.ends_with(":0") {
+            bail!("server.admin_listen: must differ from server.listen");
+        }
+        for (key, value) in [
+            (
+                "server.header_read_timeout_seconds",
+                server.header_read_timeout_seconds,
+            ),
+            ("server.idle_timeout_seconds", server.idle_timeout_seconds),
+            ("server.request_timeout_seconds", server.request_timeout_seconds),
+            (
+                "limits.sse_streams_per_tenant",
+                u64::from(self.limits.sse_streams_per_tenant),
+            ),
+        ] {
+            if value == 0 {
+                bail!("{key}: must be positive");
+            }
+        }
+        if server.idle_timeout_seconds * 1000 <= self.events.keep_alive_ms {
+            bail!(
+                "server.idle_timeout_seconds: must be longer than events.keep_alive_ms, or open event streams \
+                 would be closed as idle"
+            );
+        }
         Ok(())
     }
 
@@ -674,6 +746,34 @@ mod tests {
         let sealed_url = "sealed = true\n[auth]\nmode = \"jwt\"\njwks_url = \"https://issuer/jwks\"\n";
         let err = load_toml(sealed_url).unwrap_err().to_string();
         assert!(err.contains("auth.jwks_url"), "{err}");
+    }
+
+    #[test]
+    fn the_operator_listener_and_connection_limits_are_validated() {
+        let config = load_toml("").unwrap();
+        assert_eq!(config.server.admin_listen, "127.0.0.1:9090");
+        for (toml, key) in [
+            ("[server]\nadmin_listen = \"metrics\"\n", "server.admin_listen"),
+            (
+                "[server]\nadmin_listen = \"127.0.0.1:8080\"\n",
+                "server.admin_listen",
+            ),
+            (
+                "[server]\nheader_read_timeout_seconds = 0\n",
+                "server.header_read_timeout_seconds",
+            ),
+            (
+                "[server]\nidle_timeout_seconds = 15\n",
+                "server.idle_timeout_seconds",
+            ),
+            (
+                "[limits]\nsse_streams_per_tenant = 0\n",
+                "limits.sse_streams_per_tenant",
+            ),
+        ] {
+            let err = format!("{:#}", load_toml(toml).unwrap_err());
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

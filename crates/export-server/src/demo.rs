@@ -61,10 +61,10 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
         profile.signing.keys = vec![format!("kms://{TENANT}/demo-signer")];
     }
     let app = App::build(config).await?;
-    let listener = app.bind().await?;
-    let base = format!("http://{}", listener.local_addr()?);
+    let listeners = app.bind().await?;
+    let base = format!("http://{}", listeners.public_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(app.clone().serve(listener, Role::All, shutdown.clone()));
+    let server = tokio::spawn(app.clone().serve(listeners, Role::All, shutdown.clone()));
     println!("1. started export-center at {base}");
     println!("   data directory: {}", data_dir.display());
 

@@ -4,11 +4,12 @@
 
 pub mod app;
 pub mod config;
+mod connections;
 pub mod demo;
 pub mod ingest;
 pub mod keys;
 mod replay;
 pub mod telemetry;
 
-pub use app::{App, Role};
+pub use app::{App, Listeners, Role};
 pub use config::Config;

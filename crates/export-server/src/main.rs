@@ -170,7 +170,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = Config::load(config.as_deref())?;
             telemetry::init(&config.logging);
             let app = App::build(config).await?;
-            let listener = app.bind().await?;
+            let listeners = app.bind().await?;
             let shutdown = CancellationToken::new();
             let signal = shutdown.clone();
             tokio::spawn(async move {
@@ -178,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 tracing::info!("shutting down: finishing in-flight requests and runs");
                 signal.cancel();
             });
-            app.serve(listener, role, shutdown).await?;
+            app.serve(listeners, role, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {

@@ -577,10 +577,10 @@ fn the_dev_mode_token_command_mints_a_token_the_server_accepts() {
         let mut config = export_server::Config::for_data_dir(data.path());
         config.workers.concurrency = 0;
         let app = export_server::App::build(config).await.unwrap();
-        let listener = app.bind().await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = app.bind().await.unwrap();
+        let base = format!("http://{}", listeners.public_addr().unwrap());
         let shutdown = tokio_util::sync::CancellationToken::new();
-        tokio::spawn(app.serve(listener, export_server::Role::Api, shutdown.clone()));
+        tokio::spawn(app.serve(listeners, export_server::Role::Api, shutdown.clone()));
         let client = export_auth::http::DpopClient::new(
             reqwest::Client::new(),
             minted["accessToken"].as_str().unwrap(),

@@ -44,6 +44,8 @@ impl Clock for TestClock {
 
 pub(crate) struct TestApp {
     pub(crate) base: String,
+    /// The operator listener: `/metrics` and readiness details.
+    pub(crate) admin_base: String,
     pub(crate) app: App,
     pub(crate) clock: TestClock,
     pub(crate) http: reqwest::Client,
@@ -90,13 +92,15 @@ impl TestApp {
         let app = App::build_with_clock(config, Arc::new(clock.clone()))
             .await
             .unwrap();
-        let listener = app.bind().await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let listeners = app.bind().await.unwrap();
+        let base = format!("http://{}", listeners.public_addr().unwrap());
+        let admin_base = format!("http://{}", listeners.admin_addr().unwrap());
         let shutdown = CancellationToken::new();
-        tokio::spawn(app.clone().serve(listener, Role::Api, shutdown.clone()));
+        tokio::spawn(app.clone().serve(listeners, Role::Api, shutdown.clone()));
         Self {
             public_base: public_base.unwrap_or_else(|| base.clone()),
             base,
+            admin_base,
             app,
             clock,
             http: reqwest::Client::new(),
@@ -173,6 +177,12 @@ impl TestApp {
         self.http.get(self.url(url)).send().await.unwrap()
     }
 
+    /// A GET on the operator listener.
+    pub(crate) async fn admin_get(&self, path: &str) -> Response {
+        let url = format!("{}{path}", self.admin_base);
+        self.http.get(url).send().await.unwrap()
+    }
+
     pub(crate) fn url(&self, url: &str) -> String {
         if url.starts_with("http") {
             url.to_owned()
@@ -197,9 +207,13 @@ pub(crate) struct TenantClient<'a> {
 impl TenantClient<'_> {
     /// A token of this tenant with `scopes`, bound to `key`, issued now (test clock).
     pub(crate) fn token(&self, key: &DpopKey, scopes: &[&str]) -> String {
+        self.token_for(key, scopes, Duration::from_secs(3600))
+    }
+
+    /// A token of this tenant with `scopes`, bound to `key`, issued now for `lifetime`.
+    pub(crate) fn token_for(&self, key: &DpopKey, scopes: &[&str], lifetime: Duration) -> String {
         let tenant = TenantId::parse(&self.tenant).unwrap();
         let now = self.app.clock.now();
-        let lifetime = Duration::from_secs(3600);
         self.app
             .issuer
             .mint_at(&tenant, scopes, "test-user", key.jwk_thumbprint(), lifetime, now)
@@ -207,9 +221,20 @@ impl TenantClient<'_> {
 
     /// A request with a fresh DPoP-bound token and proof, without the tenant header.
     pub(crate) fn authed(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.authed_for(method, path, Duration::from_secs(3600))
+    }
+
+    /// A request with a fresh DPoP proof and a token that expires after `lifetime`,
+    /// without the tenant header.
+    pub(crate) fn authed_for(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        lifetime: Duration,
+    ) -> reqwest::RequestBuilder {
         let url = self.app.url(path);
         let key = DpopKey::generate(Alg::EdDSA);
-        let token = self.token(&key, &["export:read", "export:write"]);
+        let token = self.token_for(&key, &["export:read", "export:write"], lifetime);
         let public = url.replacen(&self.app.base, &self.app.public_base, 1);
         let htu = public.split('?').next().unwrap().to_owned();
         let proof = key.proof_at(method.as_str(), &htu, Some(&token), None, self.app.clock.now());

@@ -24,13 +24,15 @@ impl Drop for Server {
     }
 }
 
-/// `export-center` with the data directory, the listen port, and leases and polls short
-/// enough for tests; callers add the subcommand and anything else.
+/// `export-center` with the data directory, the listen port, any free port for the
+/// operator listener, and leases and polls short enough for tests; callers add the
+/// subcommand and anything else.
 pub(crate) fn command(data: &Path, port: u16) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_export-center"));
     command
         .env("EXPORT_CENTER_SERVER__DATA_DIR", data)
         .env("EXPORT_CENTER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("EXPORT_CENTER_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .env("EXPORT_CENTER_WORKERS__LEASE_SECONDS", "2")
         .env("EXPORT_CENTER_WORKERS__HEARTBEAT_SECONDS", "1")
         .env("EXPORT_CENTER_WORKERS__POLL_INTERVAL_MS", "100")

@@ -76,15 +76,20 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
         })
     };
     let worker_port = free_port();
-    let _worker = start(
-        on_postgres(data.path(), worker_port, &database_url),
-        worker_port,
-        &["--role", "worker"],
-    )
-    .await;
-    // A worker answers probes and scrapes on its own port, and no API.
+    let worker_admin_port = free_port();
+    let mut worker = on_postgres(data.path(), worker_port, &database_url);
+    worker.env(
+        "EXPORT_CENTER_SERVER__ADMIN_LISTEN",
+        format!("127.0.0.1:{worker_admin_port}"),
+    );
+    let _worker = start(worker, worker_port, &["--role", "worker"]).await;
+    // A worker answers probes on its port, scrapes on its operator port, and no API.
     let worker_base = format!("http://127.0.0.1:{worker_port}");
-    let metrics = reqwest::get(format!("{worker_base}/metrics")).await.unwrap();
+    let ready = reqwest::get(format!("{worker_base}/readyz")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let metrics = reqwest::get(format!("http://127.0.0.1:{worker_admin_port}/metrics"))
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     let profiles = reqwest::get(format!("{worker_base}/export-center/profiles"))
         .await
