@@ -85,7 +85,7 @@ pub(crate) async fn create_run(
             )
         })?;
     let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
-    check_keys(&app, &caller.tenant, &plan)?;
+    check_keys(&app, &caller.tenant, &plan).await?;
     check_egress(&app, &plan)?;
 
     let new_run = plan_run(&app, &caller, plan).await?;
@@ -182,25 +182,36 @@ async fn create(
 }
 
 /// Refuses, at creation rather than as a failure later, a run whose signing or
-/// encryption key cannot be used, and an unsigned run on a sealed site.
-fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
+/// encryption key cannot be used, and an unsigned run on a sealed site. Key files are
+/// read on a blocking thread; the answer names the reference, the log the file.
+async fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
     if app.config.sealed && !plan.signing.enabled {
         return Err(ApiError::invalid_field(
             "distribution.signing.enabled",
             "signing is mandatory on a sealed site",
         ));
     }
-    if let Some(key_ref) = &plan.signing.key_ref {
-        app.keyring
-            .signing_key(tenant, key_ref)
-            .map_err(|err| ApiError::invalid_field("distribution.signing.keyRef", err.to_string()))?;
-    }
-    if let Some(kms_key) = &plan.encryption.kms_key {
-        app.keyring
-            .age_recipient(tenant, kms_key)
-            .map_err(|err| ApiError::invalid_field("encryption.kmsKey", err.to_string()))?;
-    }
-    Ok(())
+    let (keyring, tenant) = (app.keyring.clone(), tenant.clone());
+    let (key_ref, kms_key) = (plan.signing.key_ref.clone(), plan.encryption.kms_key.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        if let Some(key_ref) = &key_ref {
+            keyring
+                .signing_key(&tenant, key_ref)
+                .map_err(|err| ("distribution.signing.keyRef", err))?;
+        }
+        if let Some(kms_key) = &kms_key {
+            keyring
+                .age_recipient(&tenant, kms_key)
+                .map_err(|err| ("encryption.kmsKey", err))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|err| ApiError::internal(anyhow::anyhow!("checking keys: {err}")))?;
+    checked.map_err(|(field, err)| {
+        tracing::warn!(field, file = ?err.path(), "refused a run's key: {err}");
+        ApiError::invalid_field(field, err.to_string())
+    })
 }
 
 /// Refuses a distribution that would leave a sealed site (SPEC §11), and an `object`

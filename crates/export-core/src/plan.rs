@@ -294,6 +294,19 @@ impl RunPlan {
                     "encryption needs a `kmsKey` or recipients in the profile",
                 ));
             }
+            if let Some(kms_key) = &encryption_request.kms_key {
+                let own_keyring = format!("kms://{}/", profile.id.tenant);
+                if !(definition.encryption.keys.contains(kms_key) || kms_key.starts_with(&own_keyring)) {
+                    return Err(PlanError::invalid(
+                        "encryption.kmsKey",
+                        format!(
+                            "a request may name a key of its own tenant's keyring (`{own_keyring}<name>`) or one \
+                             allowed by profile `{}`",
+                            profile.id
+                        ),
+                    ));
+                }
+            }
             if !definition.bundle.enabled {
                 return Err(PlanError::invalid(
                     "encryption.enabled",

@@ -96,6 +96,11 @@ pub struct EncryptionPolicy {
     pub enabled: bool,
     /// `age1…` X25519 recipients every encrypted bundle of this profile is sealed to.
     pub recipients: Vec<String>,
+    /// The `kmsKey`s a request may name besides `kms://<tenant>/<name>` keys of the
+    /// tenant's own keyring; the only way a `file:` key reaches a run (SPEC §17).
+    /// Left out of the definition's form when empty, so existing revisions stand.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

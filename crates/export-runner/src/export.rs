@@ -25,7 +25,7 @@ use export_core::{
 use export_distribution::ObjectPublisher;
 use export_oci::{BlobOpener, Layer, OciPublisher, RunArtifact};
 use export_signing::{
-    provenance_statement, sign_envelope, Keyring, ProvenanceInput, IN_TOTO_PAYLOAD_TYPE,
+    provenance_statement, sign_envelope, Keyring, ProvenanceInput, SigningKey, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
 };
 use export_store::{Run, RunOutput, RunWarning, Store};
@@ -106,20 +106,11 @@ pub async fn execute_export(
     let tenant = &run.id.tenant;
     let plan = &run.plan;
     let encrypted = plan.encryption.enabled;
-    let signing_key = match (&plan.signing.enabled, &plan.signing.key_ref) {
-        (true, Some(key_ref)) => Some(ctx.keyring.signing_key(tenant, key_ref).map_err(|err| {
-            ExportError::failed(
-                ErrorCode::RequestInvalid,
-                format!("the signing key cannot be used: {err}"),
-            )
-        })?),
-        _ => None,
-    };
-    let recipients = if encrypted {
-        Some(age_recipients(ctx, run)?)
-    } else {
-        None
-    };
+    // Key files are read on a blocking thread (SPEC §17).
+    let (keyring, keyed_run) = (ctx.keyring.clone(), run.clone());
+    let (signing_key, recipients) = tokio::task::spawn_blocking(move || run_keys(&keyring, &keyed_run))
+        .await
+        .map_err(internal)??;
 
     // 1. Data files.
     let mut warnings = Vec::new();
@@ -354,12 +345,34 @@ fn data_file_order(manifest: &Manifest, plan: &export_core::RunPlan) -> Vec<(Tar
         .collect()
 }
 
-fn age_recipients(ctx: &ExportContext, run: &Run) -> Result<Vec<age::x25519::Recipient>, ExportError> {
+/// The run's signing key and, when it is encrypted, its age recipients.
+fn run_keys(
+    keyring: &Keyring,
+    run: &Run,
+) -> Result<(Option<SigningKey>, Option<Vec<age::x25519::Recipient>>), ExportError> {
+    let plan = &run.plan;
+    let signing_key = match (&plan.signing.enabled, &plan.signing.key_ref) {
+        (true, Some(key_ref)) => Some(keyring.signing_key(&run.id.tenant, key_ref).map_err(|err| {
+            ExportError::failed(
+                ErrorCode::RequestInvalid,
+                format!("the signing key cannot be used: {err}"),
+            )
+        })?),
+        _ => None,
+    };
+    let recipients = if plan.encryption.enabled {
+        Some(age_recipients(keyring, run)?)
+    } else {
+        None
+    };
+    Ok((signing_key, recipients))
+}
+
+fn age_recipients(keyring: &Keyring, run: &Run) -> Result<Vec<age::x25519::Recipient>, ExportError> {
     let plan = &run.plan;
     let mut texts = plan.encryption.recipients.clone();
     if let Some(kms_key) = &plan.encryption.kms_key {
-        let recipient = ctx
-            .keyring
+        let recipient = keyring
             .age_recipient(&run.id.tenant, kms_key)
             .map_err(|err| {
                 ExportError::failed(

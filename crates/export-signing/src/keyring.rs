@@ -1,14 +1,27 @@
-//! Resolving a run's `keyRef` and `kmsKey` to key material (SPEC §6, §10):
-//! `file:<path>` names a PEM file directly; `kms://<tenant>/<name>` names a key in that
+//! Resolving a run's `keyRef` and `kmsKey` to key material (SPEC §6, §10, §17):
+//! `file:<path>` names a PEM file directly (a profile's keys, from configuration; a
+//! request can only choose among them); `kms://<tenant>/<name>` names a key in that
 //! tenant's keyring directory, and only the tenant itself may use it.
+//!
+//! Errors are shown to tenants, so they name the reference, never a server path (a
+//! `file:` reference is shown by its file name only), and they are the same whether a
+//! file is missing or unreadable. A key file is read only if it is a regular file, and
+//! at most `MAX_KEY_BYTES` of it, so a reference to a device, a FIFO or a huge file
+//! neither blocks nor exhausts memory. Reading is blocking IO: async callers run it on a
+//! blocking thread.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use export_core::TenantId;
 
 use crate::keys::SigningKey;
 
-/// Why a key reference cannot be used; the message names the reference.
+/// The most bytes a key file may have: a PEM key or an age recipient is far smaller.
+pub const MAX_KEY_BYTES: u64 = 64 * 1024;
+
+/// Why a key reference cannot be used; the message names the reference (a `file:` one
+/// by its file name only) and never a server path.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRefError {
     #[error("key reference `{0}` has an unknown scheme; expected `file:<path>` or `kms://<tenant>/<name>`")]
@@ -17,14 +30,38 @@ pub enum KeyRefError {
     Malformed(String),
     #[error("key reference `{0}` belongs to another tenant")]
     OtherTenant(String),
-    #[error("key `{reference}` not found at {}", path.display())]
+    #[error("key `{}` not found", shown(reference))]
     Missing { reference: String, path: PathBuf },
-    #[error("key `{reference}` at {} is not usable: {reason}", path.display())]
+    #[error("key `{}` is not usable: {reason}", shown(reference))]
     Unusable {
         reference: String,
         path: PathBuf,
         reason: String,
     },
+}
+
+impl KeyRefError {
+    /// The file behind the reference, for the operator's log; never for a tenant.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Self::Missing { path, .. } | Self::Unusable { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+/// A reference as a tenant may see it: `kms://…` as it is, `file:` by its file name.
+fn shown(reference: &str) -> String {
+    match reference.strip_prefix("file:") {
+        Some(path) => {
+            let name = Path::new(path)
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            format!("file:…/{name}")
+        }
+        None => reference.to_owned(),
+    }
 }
 
 /// The per-tenant keyring directories: `<root>/<tenant>/<name>.pem` holds a PKCS#8
@@ -104,18 +141,36 @@ impl Keyring {
     }
 }
 
+/// Reads a key file: a regular file (symbolic links followed) of at most
+/// `MAX_KEY_BYTES`, as UTF-8.
 fn read(reference: &str, path: &Path) -> Result<String, KeyRefError> {
-    std::fs::read_to_string(path).map_err(|err| match err.kind() {
+    let unusable = |reason: &str| KeyRefError::Unusable {
+        reference: reference.to_owned(),
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let metadata = std::fs::metadata(path).map_err(|err| match err.kind() {
         std::io::ErrorKind::NotFound => KeyRefError::Missing {
             reference: reference.to_owned(),
             path: path.to_owned(),
         },
-        _ => KeyRefError::Unusable {
-            reference: reference.to_owned(),
-            path: path.to_owned(),
-            reason: err.to_string(),
-        },
-    })
+        _ => unusable("it cannot be read"),
+    })?;
+    if !metadata.is_file() {
+        return Err(unusable("it is not a regular file"));
+    }
+    if metadata.len() > MAX_KEY_BYTES {
+        return Err(unusable("it is larger than a key file can be"));
+    }
+    let file = std::fs::File::open(path).map_err(|_| unusable("it cannot be read"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|_| unusable("it cannot be read"))?;
+    if bytes.len() as u64 > MAX_KEY_BYTES {
+        return Err(unusable("it is larger than a key file can be"));
+    }
+    String::from_utf8(bytes).map_err(|_| unusable("it is not text"))
 }
 
 #[cfg(test)]
@@ -173,5 +228,35 @@ mod tests {
             keyring.age_recipient(&acme, "kms://acme/signer"),
             Err(KeyRefError::Missing { .. })
         ));
+    }
+
+    /// A device, a directory or an oversized file is refused without being read (a read
+    /// of `/dev/zero` would never end), and no message names a server path.
+    #[test]
+    fn only_small_regular_files_are_read_and_errors_name_no_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let acme = TenantId::parse("acme").unwrap();
+        std::fs::create_dir_all(dir.path().join("acme/dir.pem")).unwrap();
+        std::fs::write(dir.path().join("acme/huge.pem"), vec![b'A'; MAX_KEY_BYTES as usize + 1]).unwrap();
+        let keyring = Keyring::new(dir.path());
+        let root = dir.path().display().to_string();
+        for reference in [
+            "file:/dev/zero".to_owned(),
+            "kms://acme/dir".to_owned(),
+            "kms://acme/huge".to_owned(),
+            "kms://acme/absent".to_owned(),
+            format!("file:{root}/acme/huge.pem"),
+        ] {
+            let err = keyring.signing_key(&acme, &reference).unwrap_err();
+            let message = err.to_string();
+            assert!(err.path().is_some(), "{reference}: {err:?}");
+            assert!(!message.contains(&root), "{reference}: {message}");
+            assert!(!message.contains("/dev/"), "{reference}: {message}");
+        }
+        assert!(keyring
+            .signing_key(&acme, "file:/dev/zero")
+            .unwrap_err()
+            .to_string()
+            .contains("not a regular file"));
     }
 }

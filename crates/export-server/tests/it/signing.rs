@@ -519,3 +519,50 @@ async fn the_janitor_expires_runs_past_retention_and_keeps_their_record() {
         .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
 }
+
+/// A request cannot make the server read a file of its choosing (SPEC §17): a `file:`
+/// key that the profile does not list is refused before anything is read, whether the
+/// file exists, is a device or is absent, with one answer that names no server path.
+#[tokio::test]
+async fn a_request_cannot_name_a_server_file_as_its_key() {
+    let (app, _) = signed_app().await;
+    let acme = app.tenant("acme");
+    let keyring = app.app.state.keyring.root().display().to_string();
+    let mut details = Vec::new();
+    for kms_key in ["file:/etc/passwd", "file:/dev/zero", "file:/no/such/file", "kms://globex/backup"] {
+        let body = json!({
+            "profileId": acme.profile_id("sealed-off"),
+            "encryption": { "enabled": true, "kmsKey": kms_key },
+        });
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            acme.post("/export-center/runs").json(&body).send(),
+        )
+        .await
+        .expect("answered without reading the file")
+        .unwrap();
+        let problem = assert_problem(answer, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+        assert_eq!(problem["errors"][0]["field"], "encryption.kmsKey", "{problem}");
+        details.push(problem["detail"].as_str().unwrap().to_owned());
+    }
+    assert!(
+        details.windows(2).all(|pair| pair[0] == pair[1]),
+        "the answers tell files apart: {details:?}"
+    );
+    assert!(!details[0].contains("passwd") && !details[0].contains("/dev/"), "{details:?}");
+
+    // A key of the tenant's own keyring that is missing is named, its file is not.
+    let body = json!({
+        "profileId": acme.profile_id("sealed-off"),
+        "encryption": { "enabled": true, "kmsKey": "kms://acme/absent" },
+    });
+    let problem = assert_problem(
+        acme.post("/export-center/runs").json(&body).send().await.unwrap(),
+        400,
+        "ERR_EXPORT_REQUEST_INVALID",
+    )
+    .await;
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("kms://acme/absent"), "{detail}");
+    assert!(!detail.contains(&keyring), "{detail}");
+}
