@@ -257,6 +257,11 @@ impl Authenticator {
         if jws.header.crit.is_some() {
             return Err(AuthError::token("access token crit header not supported"));
         }
+        // RFC 9068 §4: an access token says so, so that an ID token or another JWT of the
+        // same issuer cannot be presented as one.
+        if !jws.header.typ.as_deref().is_some_and(is_access_token_typ) {
+            return Err(AuthError::token("access token typ is not at+jwt"));
+        }
         let kid = jws
             .header
             .kid
@@ -506,6 +511,13 @@ fn access_token(authorization: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::token("malformed access token"));
     }
     Ok(token)
+}
+
+/// Whether a JWS `typ` names an access token: `at+jwt`, or the full media type
+/// `application/at+jwt` (RFC 9068 §2.1), compared without regard to case (RFC 7515 §4.1.9).
+fn is_access_token_typ(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    typ == "at+jwt" || typ == "application/at+jwt"
 }
 
 /// A configured tolerance as a `TimeDelta`, capped at a year so date arithmetic cannot
