@@ -88,9 +88,12 @@ pub struct Authenticator {
 }
 
 /// The parts of an access token that passed every check but the time checks, which are
-/// repeated on every use.
+/// repeated on every use, and the key that verified it, which must still be the issuer's
+/// key of that `kid` on every use.
 #[derive(Debug)]
 struct VerifiedToken {
+    kid: String,
+    key: Arc<PublicJwk>,
     subject: String,
     tenant: TenantId,
     scopes: BTreeSet<String>,
@@ -225,6 +228,16 @@ impl Authenticator {
     async fn verify_token(&self, text: &str, now: DateTime<Utc>) -> Result<Arc<VerifiedToken>, AuthError> {
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let cached = self.token_cache().get(&digest).cloned();
+        let cached = match cached {
+            Some(token) if self.key_still_published(&token).await? => Some(token),
+            Some(_) => {
+                // The key left the JWKS (or was replaced under its kid): verify again,
+                // which refuses the token unless a key of the current set signed it.
+                self.token_cache().remove(&digest);
+                None
+            }
+            None => None,
+        };
         let token = match cached {
             Some(token) => token,
             None => {
@@ -244,6 +257,14 @@ impl Authenticator {
             return Err(AuthError::token("access token issued in the future"));
         }
         Ok(token)
+    }
+
+    /// Whether the key that verified `token` is still the JWKS's key of its `kid`. The
+    /// source hands out the same `Arc` until its keys are reloaded or refetched, so this is
+    /// one lookup and a pointer comparison.
+    async fn key_still_published(&self, token: &VerifiedToken) -> Result<bool, AuthError> {
+        let current = self.jwks.key(&token.kid).await?;
+        Ok(current.is_some_and(|key| Arc::ptr_eq(&key, &token.key)))
     }
 
     async fn verify_token_signature_and_claims(&self, text: &str) -> Result<VerifiedToken, AuthError> {
@@ -334,6 +355,8 @@ impl Authenticator {
             .filter(|jkt| !jkt.is_empty())
             .ok_or_else(|| AuthError::token("access token cnf.jkt missing"))?;
         Ok(VerifiedToken {
+            kid: kid.to_owned(),
+            key,
             subject,
             tenant,
             scopes,
