@@ -142,16 +142,18 @@ struct ProofClaims {
 }
 
 impl Authenticator {
-    /// A verifier for `config`. When `config.require_nonce` is set and `nonces` is `None`,
-    /// nonces are keyed by a random secret, which only works for a single replica.
+    /// A verifier for `config`. When nonces are needed (`config.require_nonce` or
+    /// `config.replay_record_since`) and `nonces` is `None`, they are keyed by a random
+    /// secret, which only works for a single replica.
     pub fn new(
         config: AuthConfig,
         jwks: Arc<dyn JwksSource>,
         replay: Arc<dyn ReplayCache>,
         nonces: Option<NonceSource>,
     ) -> Self {
+        let needs_nonces = config.require_nonce || config.replay_record_since.is_some();
         let nonces = match nonces {
-            None if config.require_nonce => Some(NonceSource::random(config.dpop_window)),
+            None if needs_nonces => Some(NonceSource::random(config.dpop_window)),
             nonces => nonces,
         };
         Self {
@@ -191,15 +193,24 @@ impl Authenticator {
         let token_text = access_token(facts.authorization)?;
         let token = self.verify_token(token_text, facts.now).await?;
         let proof = self.verify_proof(facts, token_text, &token)?;
-        if self.config.require_nonce {
+        // A proof dated before the replay record began may have been accepted then; only a
+        // nonce this verifier issued (so, since) proves it was made for this request.
+        let dated_before_record = self
+            .config
+            .replay_record_since
+            .is_some_and(|since| proof.issued_at < since);
+        if self.config.require_nonce || dated_before_record {
             let nonces = self
                 .nonces
                 .as_ref()
-                .expect("new() sets nonces when they are required");
-            let valid = proof
-                .nonce
-                .as_deref()
-                .is_some_and(|nonce| nonces.verify(nonce, facts.now));
+                .expect("new() sets nonces when they are needed");
+            let valid = proof.nonce.as_deref().is_some_and(|nonce| {
+                if dated_before_record {
+                    nonces.verify_own(nonce, facts.now)
+                } else {
+                    nonces.verify(nonce, facts.now)
+                }
+            });
             if !valid {
                 return Err(AuthError::UseNonce {
                     nonce: nonces.issue(facts.now),
