@@ -88,9 +88,12 @@ pub struct Authenticator {
 }
 
 /// The parts of an access token that passed every check but the time checks, which are
-/// repeated on every use.
+/// repeated on every use, and the key that verified it, which must still be the issuer's
+/// key of that `kid` on every use.
 #[derive(Debug)]
 struct VerifiedToken {
+    kid: String,
+    key: Arc<PublicJwk>,
     subject: String,
     tenant: TenantId,
     scopes: BTreeSet<String>,
@@ -139,16 +142,18 @@ struct ProofClaims {
 }
 
 impl Authenticator {
-    /// A verifier for `config`. When `config.require_nonce` is set and `nonces` is `None`,
-    /// nonces are keyed by a random secret, which only works for a single replica.
+    /// A verifier for `config`. When nonces are needed (`config.require_nonce` or
+    /// `config.replay_record_since`) and `nonces` is `None`, they are keyed by a random
+    /// secret, which only works for a single replica.
     pub fn new(
         config: AuthConfig,
         jwks: Arc<dyn JwksSource>,
         replay: Arc<dyn ReplayCache>,
         nonces: Option<NonceSource>,
     ) -> Self {
+        let needs_nonces = config.require_nonce || config.replay_record_since.is_some();
         let nonces = match nonces {
-            None if config.require_nonce => Some(NonceSource::random(config.dpop_window)),
+            None if needs_nonces => Some(NonceSource::random(config.dpop_window)),
             nonces => nonces,
         };
         Self {
@@ -188,15 +193,24 @@ impl Authenticator {
         let token_text = access_token(facts.authorization)?;
         let token = self.verify_token(token_text, facts.now).await?;
         let proof = self.verify_proof(facts, token_text, &token)?;
-        if self.config.require_nonce {
+        // A proof dated before the replay record began may have been accepted then; only a
+        // nonce this verifier issued (so, since) proves it was made for this request.
+        let dated_before_record = self
+            .config
+            .replay_record_since
+            .is_some_and(|since| proof.issued_at < since);
+        if self.config.require_nonce || dated_before_record {
             let nonces = self
                 .nonces
                 .as_ref()
-                .expect("new() sets nonces when they are required");
-            let valid = proof
-                .nonce
-                .as_deref()
-                .is_some_and(|nonce| nonces.verify(nonce, facts.now));
+                .expect("new() sets nonces when they are needed");
+            let valid = proof.nonce.as_deref().is_some_and(|nonce| {
+                if dated_before_record {
+                    nonces.verify_own(nonce, facts.now)
+                } else {
+                    nonces.verify(nonce, facts.now)
+                }
+            });
             if !valid {
                 return Err(AuthError::UseNonce {
                     nonce: nonces.issue(facts.now),
@@ -225,6 +239,16 @@ impl Authenticator {
     async fn verify_token(&self, text: &str, now: DateTime<Utc>) -> Result<Arc<VerifiedToken>, AuthError> {
         let digest: [u8; 32] = Sha256::digest(text.as_bytes()).into();
         let cached = self.token_cache().get(&digest).cloned();
+        let cached = match cached {
+            Some(token) if self.key_still_published(&token).await? => Some(token),
+            Some(_) => {
+                // The key left the JWKS (or was replaced under its kid): verify again,
+                // which refuses the token unless a key of the current set signed it.
+                self.token_cache().remove(&digest);
+                None
+            }
+            None => None,
+        };
         let token = match cached {
             Some(token) => token,
             None => {
@@ -246,6 +270,14 @@ impl Authenticator {
         Ok(token)
     }
 
+    /// Whether the key that verified `token` is still the JWKS's key of its `kid`. The
+    /// source hands out the same `Arc` until its keys are reloaded or refetched, so this is
+    /// one lookup and a pointer comparison.
+    async fn key_still_published(&self, token: &VerifiedToken) -> Result<bool, AuthError> {
+        let current = self.jwks.key(&token.kid).await?;
+        Ok(current.is_some_and(|key| Arc::ptr_eq(&key, &token.key)))
+    }
+
     async fn verify_token_signature_and_claims(&self, text: &str) -> Result<VerifiedToken, AuthError> {
         if text.len() > MAX_JWT_BYTES {
             return Err(AuthError::token("access token too large"));
@@ -256,6 +288,11 @@ impl Authenticator {
             .ok_or_else(|| AuthError::token("access token alg not allowed"))?;
         if jws.header.crit.is_some() {
             return Err(AuthError::token("access token crit header not supported"));
+        }
+        // RFC 9068 §4: an access token says so, so that an ID token or another JWT of the
+        // same issuer cannot be presented as one.
+        if !jws.header.typ.as_deref().is_some_and(is_access_token_typ) {
+            return Err(AuthError::token("access token typ is not at+jwt"));
         }
         let kid = jws
             .header
@@ -329,6 +366,8 @@ impl Authenticator {
             .filter(|jkt| !jkt.is_empty())
             .ok_or_else(|| AuthError::token("access token cnf.jkt missing"))?;
         Ok(VerifiedToken {
+            kid: kid.to_owned(),
+            key,
             subject,
             tenant,
             scopes,
@@ -506,6 +545,13 @@ fn access_token(authorization: Option<&str>) -> Result<&str, AuthError> {
         return Err(AuthError::token("malformed access token"));
     }
     Ok(token)
+}
+
+/// Whether a JWS `typ` names an access token: `at+jwt`, or the full media type
+/// `application/at+jwt` (RFC 9068 §2.1), compared without regard to case (RFC 7515 §4.1.9).
+fn is_access_token_typ(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    typ == "at+jwt" || typ == "application/at+jwt"
 }
 
 /// A configured tolerance as a `TimeDelta`, capped at a year so date arithmetic cannot

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// The JWS algorithms Export Center accepts, for access tokens and DPoP proofs alike.
@@ -65,6 +66,15 @@ pub struct AuthConfig {
     pub dpop_window: Duration,
     /// Whether every proof must carry a valid server nonce (`use_dpop_nonce`).
     pub require_nonce: bool,
+    /// Since when the replay cache has remembered the proofs it accepted: the start of a
+    /// process whose cache lives in memory. A proof dated (`iat`) before it may have been
+    /// accepted by an earlier process, whose record is lost, so it is accepted only with a
+    /// server nonce this verifier issued; the challenge hands one out, and clients that
+    /// answer nonce challenges (such as [`DpopClient`](crate::http::DpopClient)) retry at
+    /// once. Give it to the sub-second (`iat` counts whole seconds, and a proof made in the
+    /// second the process started must not pass unless it carries such a nonce).
+    /// `None` when the record outlives processes (a database).
+    pub replay_record_since: Option<DateTime<Utc>>,
     /// Algorithms accepted for access tokens and proofs (default all of [`Alg::ALL`]).
     pub allowed_algs: Vec<Alg>,
 }
@@ -78,6 +88,7 @@ impl AuthConfig {
             clock_skew: Duration::from_secs(30),
             dpop_window: Duration::from_secs(60),
             require_nonce: false,
+            replay_record_since: None,
             allowed_algs: Alg::ALL.to_vec(),
         }
     }

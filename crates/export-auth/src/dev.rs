@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use crate::error::AuthError;
 use crate::jose::b64;
 use crate::jwk::{Jwks, PublicJwk};
 use crate::keys::PrivateKey;
+use crate::private_file::create_private;
 
 /// The file name of the issuer key inside the data directory.
 pub const DEV_ISSUER_FILE: &str = "dev-issuer.pem";
@@ -45,18 +45,29 @@ impl DevIssuer {
 
     /// Loads `<dir>/dev-issuer.pem`, or creates it with a new `alg` key. A key that exists
     /// is used whatever its algorithm. A new key is written with mode 0600 to a temporary
-    /// name, then renamed, so a reader never sees half a key.
+    /// name, then linked into place, so a reader never sees half a key and a key another
+    /// process has just created is kept (and used), never replaced.
     pub fn load_or_create_with(dir: &Path, alg: Alg) -> Result<Self, AuthError> {
         let path = dir.join(DEV_ISSUER_FILE);
-        let key = match fs::read_to_string(&path) {
+        let read = |path: &Path| match fs::read_to_string(path) {
             Ok(pem) => PrivateKey::from_pkcs8_pem(&pem)
-                .map_err(|_| AuthError::Key(format!("{} is not a usable issuer key", path.display())))?,
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                .map(Some)
+                .map_err(|_| AuthError::Key(format!("{} is not a usable issuer key", path.display()))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(AuthError::io("reading dev issuer key", path, error)),
+        };
+        let key = match read(&path)? {
+            Some(key) => key,
+            None => {
                 let key = PrivateKey::generate(alg)?;
-                write_private(dir, &path, key.to_pkcs8_pem()?.as_bytes())?;
-                key
+                match create_private(&path, key.to_pkcs8_pem()?.as_bytes()) {
+                    Ok(()) => key,
+                    Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                        read(&path)?.ok_or_else(|| AuthError::io("reading dev issuer key", &path, error))?
+                    }
+                    Err(error) => return Err(AuthError::io("writing dev issuer key", &path, error)),
+                }
             }
-            Err(error) => return Err(AuthError::io("reading dev issuer key", &path, error)),
         };
         let kid = format!("dev-{}", key.thumbprint());
         Ok(Self {
@@ -172,30 +183,4 @@ impl fmt::Debug for DevIssuer {
             .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
-}
-
-/// Writes `bytes` to `path` readable by the owner only: to a temporary file first, then
-/// renamed into place.
-fn write_private(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), AuthError> {
-    fs::create_dir_all(dir).map_err(|error| AuthError::io("creating directory", dir, error))?;
-    let mut suffix = [0u8; 8];
-    rand::rngs::OsRng.fill_bytes(&mut suffix);
-    let temporary = dir.join(format!(".{DEV_ISSUER_FILE}.{}.tmp", hex_suffix(&suffix)));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    if let Err(error) = written.and_then(|()| fs::rename(&temporary, path)) {
-        let _ = fs::remove_file(&temporary);
-        return Err(AuthError::io("writing dev issuer key", path, error));
-    }
-    Ok(())
-}
-
-fn hex_suffix(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -2,8 +2,8 @@
 //! fetched with a cache TTL and a rate-limited refetch on unknown `kid` (key rotation).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 
@@ -28,11 +28,34 @@ impl JwksSource for Jwks {
     }
 }
 
-/// A JWKS read from a file at startup; [`FileJwks::reload`] rereads it (on `SIGHUP`, say).
+/// A JWKS read from a file at startup; [`FileJwks::reload`] rereads it, and with
+/// [`FileJwks::with_change_check`] lookups reread it when it has changed.
 #[derive(Debug)]
 pub struct FileJwks {
     path: PathBuf,
     jwks: RwLock<Arc<Jwks>>,
+    check: Option<ChangeCheck>,
+}
+
+/// How often a lookup looks at the file's modification time and size, and what they were.
+#[derive(Debug)]
+struct ChangeCheck {
+    interval: Duration,
+    state: Mutex<(Instant, Option<FileStamp>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+}
+
+fn file_stamp(path: &Path) -> Option<FileStamp> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: metadata.modified().ok(),
+        len: metadata.len(),
+    })
 }
 
 impl FileJwks {
@@ -43,7 +66,59 @@ impl FileJwks {
         Ok(Self {
             path,
             jwks: RwLock::new(Arc::new(jwks)),
+            check: None,
         })
+    }
+
+    /// Makes lookups check, at most once per `interval`, whether the file changed, and
+    /// reread it if so: a key removed from the file stops verifying tokens within
+    /// `interval`, without a restart. A file that cannot be read or parsed leaves the keys
+    /// as they were (and is logged).
+    pub fn with_change_check(mut self, interval: Duration) -> Self {
+        // The stamp is taken after the first read, so a change between the two is seen
+        // one interval late at worst, never missed for good: any later write changes it.
+        let stamp = file_stamp(&self.path);
+        self.check = Some(ChangeCheck {
+            interval,
+            state: Mutex::new((Instant::now(), stamp)),
+        });
+        self
+    }
+
+    /// Rereads the file if the change check is due and the file changed. The `stat` (and
+    /// the rare reread of a file of at most 1 MiB) runs inline: once per interval, it costs
+    /// less than handing it to a blocking thread on every lookup.
+    fn reload_if_changed(&self) {
+        let Some(check) = &self.check else {
+            return;
+        };
+        // Whoever holds the lock is checking already; the others go on with the keys
+        // they have.
+        let Ok(mut state) = check.state.try_lock() else {
+            return;
+        };
+        let (checked_at, stamp) = &mut *state;
+        if checked_at.elapsed() < check.interval {
+            return;
+        }
+        *checked_at = Instant::now();
+        let current = file_stamp(&self.path);
+        if current == *stamp {
+            return;
+        }
+        match self.reload() {
+            Ok(count) => {
+                *stamp = current;
+                tracing::info!(
+                    keys = count,
+                    "reread the changed jwks file {}",
+                    self.path.display()
+                );
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "the jwks file changed but cannot be used; keeping the keys read before")
+            }
+        }
     }
 
     /// Rereads the file and swaps the keys in; on failure the old keys stay. Returns the
@@ -90,6 +165,7 @@ fn read_jwks_file(path: &Path) -> Result<Jwks, AuthError> {
 #[async_trait]
 impl JwksSource for FileJwks {
     async fn key(&self, kid: &str) -> Result<Option<Arc<PublicJwk>>, AuthError> {
+        self.reload_if_changed();
         Ok(self.jwks().get(kid))
     }
 }

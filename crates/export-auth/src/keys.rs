@@ -55,12 +55,18 @@ impl PrivateKey {
         ))
     }
 
-    /// The key as unencrypted PKCS#8 PEM.
+    /// The key as unencrypted PKCS#8 v1 PEM.
     pub(crate) fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, AuthError> {
         let line_ending = p256::pkcs8::LineEnding::LF;
         let pem = match self {
             PrivateKey::Es256(key) => p256::SecretKey::from(key).to_pkcs8_pem(line_ending),
-            PrivateKey::EdDsa(key) => key.to_pkcs8_pem(line_ending),
+            // PKCS#8 v1 without the public key, which OpenSSL and Python's `cryptography`
+            // read; `ed25519-dalek` itself writes v2, which they refuse.
+            PrivateKey::EdDsa(key) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: key.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(line_ending),
             PrivateKey::Rs256(key) => key.as_ref().as_ref().to_pkcs8_pem(line_ending),
         };
         pem.map_err(|_| AuthError::Key("encoding the key as pkcs#8 pem failed".into()))

@@ -13,6 +13,7 @@ mod jwk;
 mod jwks;
 mod keys;
 mod nonce;
+mod private_file;
 mod replay;
 
 pub use authenticator::{Authenticator, Principal, RequestFacts};

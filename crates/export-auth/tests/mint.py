@@ -91,7 +91,7 @@ def main():
     jwk_ed, jwk_ec = public_jwk(dpop_ed), public_jwk(dpop_ec)
     jkt_ed, jkt_ec = thumbprint(jwk_ed), thumbprint(jwk_ec)
 
-    def token(alg, jkt, **overrides):
+    def token(alg, jkt, typ="at+jwt", **overrides):
         kid, key = issuers[alg]
         claims = {
             "iss": issuer,
@@ -107,7 +107,7 @@ def main():
         }
         claims.update(overrides)
         claims = {name: value for name, value in claims.items() if value is not None}
-        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": "at+jwt"})
+        return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid, "typ": typ})
 
     def proof(access_token, key=dpop_ed, jwk=None, alg="EdDSA", **overrides):
         claims = {
@@ -156,6 +156,13 @@ def main():
     case("eddsa token, es256 proof", eddsa, proof(eddsa, key=dpop_ec, alg="ES256"), "ok")
     scp = token("ES256", jkt_ed, scope=None, scp=["export:read"], tid=tenant, aud=audience, **{"stellaops:tenant": None})
     case("scp array, tid and string aud", scp, proof(scp), "ok")
+
+    media_type = token("ES256", jkt_ed, typ="application/at+jwt")
+    case("token typed as the full media type", media_type, proof(media_type), "ok")
+    # RFC 9068: an ID token or any other JWT of the issuer is not an access token.
+    for typ in ["JWT", "dpop+jwt"]:
+        other_jwt = token("ES256", jkt_ed, typ=typ)
+        case(f"token typed {typ}", other_jwt, proof(other_jwt), "invalid_token")
 
     for alg, access_token in [("es256", es256), ("rs256", rs256), ("eddsa", eddsa)]:
         changed = tamper_payload(access_token, **{"stellaops:tenant": "someone-else"})

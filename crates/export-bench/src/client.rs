@@ -198,20 +198,44 @@ pub async fn connect_tcp(server: SocketAddr, local: Option<IpAddr>) -> anyhow::R
     Ok(stream)
 }
 
-/// One request on a fresh connection, for set-up: the status and the whole body.
+/// One request on a fresh connection, for set-up: the status and the whole body. A
+/// `use_dpop_nonce` challenge (a server asks for one in the second it started) is answered
+/// once, on another fresh connection, with a proof carrying the nonce.
 pub async fn one_shot(
     credentials: &Credentials,
     method: Method,
     url: &str,
     body: Option<Bytes>,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let mut sender = connect(socket_addr(url)?, None).await?;
-    let proof = credentials.proof(method.as_str(), url);
-    let request = credentials.request(method, url, proof.as_deref(), body)?;
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, body))
+    let mut nonce: Option<String> = None;
+    loop {
+        let mut sender = connect(socket_addr(url)?, None).await?;
+        let proof = credentials.token.as_deref().map(|token| {
+            credentials
+                .key
+                .proof(method.as_str(), url, Some(token), nonce.as_deref())
+        });
+        let request = credentials.request(method.clone(), url, proof.as_deref(), body.clone())?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let challenge = response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|value| value.contains("use_dpop_nonce"));
+        let offered = response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response.into_body().collect().await?.to_bytes();
+        match offered {
+            Some(offered) if status == StatusCode::UNAUTHORIZED && challenge && nonce.is_none() => {
+                nonce = Some(offered);
+            }
+            _ => return Ok((status, body)),
+        }
+    }
 }
 
 /// Creates a run of `profile_id` and returns its id.

@@ -9,10 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use export_api::{ApiConfig, AppState, EventHub, EventStreams, ProfileRegistry, RateLimiter, ReadinessCache};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
-use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, ReplayCache, UrlJwks};
+use export_auth::{
+    AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, NonceSource, ReplayCache, UrlJwks,
+};
 use export_core::{Clock, EgressPolicy, SystemClock};
 use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
 use export_oci::OciPublisher;
@@ -49,10 +52,22 @@ impl App {
     /// Opens the store and artifact store, loads keys and profiles; fails early with
     /// the reason and the configuration key.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+        // The system clock counts whole seconds; the start is taken to the nanosecond, so
+        // that a proof an earlier process accepted in this very second is told apart.
+        Self::build_started(config, Arc::new(SystemClock), Utc::now()).await
     }
 
+    /// Like [`App::build`], on `clock`, and started at its current time.
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let started = clock.now();
+        Self::build_started(config, clock, started).await
+    }
+
+    async fn build_started(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        started: DateTime<Utc>,
+    ) -> anyhow::Result<Self> {
         let data_dir = &config.server.data_dir;
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
@@ -100,7 +115,7 @@ impl App {
             notify,
         );
         let wake = runner.clone();
-        let auth = authenticator(&config, &store)?;
+        let auth = authenticator(&config, &store, started)?;
         let state = AppState {
             store,
             artifacts,
@@ -247,7 +262,11 @@ impl Listeners {
 }
 
 /// The access-token verifier of the configured `auth.mode`.
-fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Option<Arc<Authenticator>>> {
+fn authenticator(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    started: DateTime<Utc>,
+) -> anyhow::Result<Option<Arc<Authenticator>>> {
     let auth = &config.auth;
     let mut verifier = AuthConfig::new(auth.issuer.clone(), auth.audience.clone());
     verifier.clock_skew = Duration::from_secs(auth.clock_skew_seconds);
@@ -271,7 +290,8 @@ fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Opti
         _ => match (&auth.jwks_file, &auth.jwks_url) {
             (Some(path), _) => Arc::new(
                 FileJwks::load(path)
-                    .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?,
+                    .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?
+                    .with_change_check(Duration::from_secs(auth.jwks_reload_seconds)),
             ),
             (None, Some(url)) => Arc::new(
                 UrlJwks::new(url, Duration::from_secs(300))
@@ -281,14 +301,35 @@ fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Opti
         },
     };
     // Replicas on PostgreSQL share the proofs they have seen (by default); one machine
-    // keeps them in memory, without a write per request.
+    // keeps them in memory, without a write per request. A memory cache starts empty, so
+    // proofs dated before this process started need a nonce it issued (SPEC §17): a
+    // comparison per request instead of a database write (docs/OPERATIONS.md,
+    // "Authentication hardening").
     let replay: Arc<dyn ReplayCache> = if config.replay_cache_in_database() {
         Arc::new(DatabaseReplayCache::new(store.clone()))
     } else {
+        verifier.replay_record_since = Some(started);
         Arc::new(MemoryReplayCache::with_capacity(auth.replay_cache_capacity))
     };
-    Ok(Some(Arc::new(Authenticator::new(verifier, jwks, replay, None))))
+    let nonces = match &auth.nonce_secret_file {
+        Some(path) => NonceSource::from_file(path, verifier.dpop_window)
+            .with_context(|| format!("auth.nonce_secret_file: loading {}", path.display()))?,
+        None => {
+            let path = config.server.data_dir.join(NONCE_SECRET_FILE);
+            NonceSource::load_or_create(&path, verifier.dpop_window)
+                .with_context(|| format!("auth.nonce_secret_file: loading the default {}", path.display()))?
+        }
+    };
+    Ok(Some(Arc::new(Authenticator::new(
+        verifier,
+        jwks,
+        replay,
+        Some(nonces),
+    ))))
 }
+
+/// The nonce secret in the data directory when `auth.nonce_secret_file` is not set.
+pub const NONCE_SECRET_FILE: &str = "dpop-nonce.key";
 
 /// The store `database.url` names: SQLite (`sqlite://`, the default, one file in the
 /// data directory) or PostgreSQL (`postgres://`, shared by several replicas).

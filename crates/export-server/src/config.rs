@@ -222,6 +222,14 @@ pub struct AuthSettings {
     /// (shared by every process on the database). Unset: `database` on PostgreSQL,
     /// `memory` on SQLite.
     pub replay_cache: Option<String>,
+    // Authentication hardening (SPEC §17): nonce secret and JWKS file reloads.
+    /// The file holding the secret that keys DPoP server nonces (base64 of 32 random bytes
+    /// or more); every replica must read the same secret. Unset:
+    /// `<data_dir>/dpop-nonce.key`, created on first start and never replaced.
+    pub nonce_secret_file: Option<PathBuf>,
+    /// How often `jwks_file` is checked for changes and reread, so that a key removed from
+    /// it stops verifying tokens without a restart.
+    pub jwks_reload_seconds: u64,
 }
 
 impl Default for AuthSettings {
@@ -237,6 +245,8 @@ impl Default for AuthSettings {
             require_nonce: false,
             replay_cache_capacity: export_auth::MemoryReplayCache::DEFAULT_CAPACITY,
             replay_cache: None,
+            nonce_secret_file: None,
+            jwks_reload_seconds: 10,
         }
     }
 }
@@ -450,6 +460,14 @@ impl Config {
             if kind != "memory" && kind != "database" {
                 bail!("auth.replay_cache: `{kind}` is not `memory` or `database`");
             }
+        }
+        if auth.jwks_reload_seconds == 0 {
+            bail!("auth.jwks_reload_seconds: must be positive");
+        }
+        // Each replica's data directory would hold a secret of its own, and replicas would
+        // refuse each other's nonces.
+        if auth.require_nonce && auth.nonce_secret_file.is_none() && !self.database_is_sqlite() {
+            bail!("auth.nonce_secret_file: required with auth.require_nonce on a shared database, the same file on every replica");
         }
         match auth.mode.as_str() {
             "dev" if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
@@ -666,6 +684,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("auth.replay_cache"), "{err}");
+    }
+
+    // Authentication hardening (SPEC §17).
+    #[test]
+    fn nonce_secret_and_jwks_reload_settings_are_checked() {
+        let defaults = load_toml("").unwrap();
+        assert_eq!(defaults.auth.nonce_secret_file, None);
+        assert_eq!(defaults.auth.jwks_reload_seconds, 10);
+        let err = load_toml("[auth]\njwks_reload_seconds = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.jwks_reload_seconds"), "{err}");
+        // Replicas on a shared database need one secret, or they refuse each other's nonces.
+        let postgres = "[database]\nurl = \"postgres://db/export\"\n[auth]\nrequire_nonce = true\n";
+        let err = load_toml(postgres).unwrap_err().to_string();
+        assert!(err.contains("auth.nonce_secret_file"), "{err}");
+        let shared = format!("{postgres}nonce_secret_file = \"/etc/export-center/nonce.key\"\n");
+        assert!(load_toml(&shared).is_ok());
+        assert!(
+            load_toml("[auth]\nrequire_nonce = true\n").is_ok(),
+            "one machine: the data dir's secret"
+        );
     }
 
     #[test]

@@ -112,7 +112,8 @@ pub struct SigningKey {
 
 impl SigningKey {
     /// Reads an unencrypted PKCS#8 private key (`-----BEGIN PRIVATE KEY-----`), Ed25519 or
-    /// ECDSA P-256, as written by `openssl genpkey` or [`generate`].
+    /// ECDSA P-256, as written by `openssl genpkey` or [`generate`]; Ed25519 keys in PKCS#8 v2
+    /// (with the public key, as earlier versions of [`generate`] wrote them) load too.
     pub fn from_pkcs8_pem(pem: &str) -> Result<Self, SigningError> {
         let (label, document) =
             SecretDocument::from_pem(pem).map_err(|err| SigningError::PrivateKeyPem(err.into()))?;
@@ -142,10 +143,18 @@ impl SigningKey {
         }
     }
 
-    /// Writes this key as unencrypted PKCS#8 PEM with LF line endings.
+    /// Writes this key as unencrypted PKCS#8 v1 PEM (`PrivateKeyInfo`, as `openssl genpkey`
+    /// writes it) with LF line endings.
     pub fn to_pkcs8_pem(&self) -> Result<String, SigningError> {
         let pem = match &self.secret {
-            SecretKey::Ed25519(key) => key.to_pkcs8_pem(LineEnding::LF),
+            // PKCS#8 v1, without the optional public key: `ed25519-dalek` writes v2 (RFC
+            // 5958 `OneAsymmetricKey` with the public key), which OpenSSL 3.0 and Python's
+            // `cryptography` cannot read.
+            SecretKey::Ed25519(key) => ed25519_dalek::pkcs8::KeypairBytes {
+                secret_key: key.to_bytes(),
+                public_key: None,
+            }
+            .to_pkcs8_pem(LineEnding::LF),
             SecretKey::P256(key) => key.to_pkcs8_pem(LineEnding::LF),
         };
         Ok(pem

@@ -49,6 +49,27 @@ fn a_key_survives_a_pem_round_trip() {
     );
 }
 
+/// Saved proof and dev-issuer keys are PKCS#8 files other tools read (SPEC §17).
+#[test]
+fn a_saved_key_loads_in_openssl() {
+    let dir = tempfile::tempdir().unwrap();
+    for alg in [Alg::ES256, Alg::EdDSA] {
+        let path = dir.path().join(format!("{alg}.pem"));
+        let pem = DpopKey::generate(alg).to_pkcs8_pem().unwrap();
+        std::fs::write(&path, pem.as_bytes()).unwrap();
+        let openssl = std::process::Command::new("openssl")
+            .args(["pkey", "-noout", "-in"])
+            .arg(&path)
+            .output()
+            .expect("running openssl (is it installed?)");
+        assert!(
+            openssl.status.success(),
+            "openssl pkey refused the {alg} key: {}",
+            String::from_utf8_lossy(&openssl.stderr)
+        );
+    }
+}
+
 #[test]
 fn a_proof_carries_the_public_jwk_and_the_request() {
     let key = DpopKey::default();

@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use export_auth::client::DpopKey;
-use export_auth::{Alg, AuthError, FileJwks, Jwks, JwksSource, UrlJwks};
+use export_auth::{
+    Alg, AuthConfig, AuthError, Authenticator, FileJwks, Jwks, JwksSource, MemoryReplayCache, RequestFacts,
+    UrlJwks,
+};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -229,4 +232,103 @@ async fn a_stale_jwks_url_is_refetched() {
         "the rotated-out key is gone after the ttl"
     );
     assert_eq!(server.hits(), 2);
+}
+
+/// An authenticator over a JWKS file holding `issuer` under `kid`, and a token of it for
+/// `client`.
+fn file_backed(
+    dir: &std::path::Path,
+    issuer: &DpopKey,
+    client: &DpopKey,
+) -> (Arc<FileJwks>, Authenticator, String) {
+    let path = dir.join("jwks.json");
+    std::fs::write(&path, jwks_json(&[jwk(issuer, "k1")])).unwrap();
+    let source = Arc::new(FileJwks::load(&path).unwrap());
+    let auth = Authenticator::new(
+        AuthConfig::new(crate::ISSUER, crate::AUDIENCE),
+        source.clone(),
+        Arc::new(MemoryReplayCache::new()),
+        None,
+    );
+    let now = chrono::Utc::now().timestamp();
+    let claims = json!({
+        "iss": crate::ISSUER, "aud": crate::AUDIENCE, "sub": "client-1", "iat": now, "exp": now + 300,
+        "scope": "export:read", "stellaops:tenant": "acme", "cnf": {"jkt": client.jwk_thumbprint()},
+    });
+    let token = issuer.sign_jwt(&json!({"alg": "ES256", "typ": "at+jwt", "kid": "k1"}), &claims);
+    (source, auth, token)
+}
+
+async fn present(auth: &Authenticator, client: &DpopKey, token: &str) -> Result<(), AuthError> {
+    let authorization = format!("DPoP {token}");
+    let proof = client.proof("GET", crate::URL, Some(token), None);
+    let facts = RequestFacts {
+        method: "GET",
+        public_url: crate::URL,
+        authorization: Some(&authorization),
+        dpop: Some(&proof),
+        now: chrono::Utc::now(),
+    };
+    auth.authenticate(&facts).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_as_soon_as_its_key_leaves_the_jwks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (issuer, client) = (DpopKey::generate(Alg::ES256), DpopKey::generate(Alg::ES256));
+    let (source, auth, token) = file_backed(dir.path(), &issuer, &client);
+    present(&auth, &client, &token).await.unwrap();
+    present(&auth, &client, &token).await.unwrap();
+    assert_eq!(
+        auth.token_verifications(),
+        1,
+        "the second use comes from the cache"
+    );
+
+    // The issuer's key is withdrawn: the file is rewritten without it and reread.
+    let other = DpopKey::generate(Alg::ES256);
+    std::fs::write(source.path(), jwks_json(&[jwk(&other, "k2")])).unwrap();
+    source.reload().unwrap();
+    let error = present(&auth, &client, &token).await.unwrap_err();
+    assert_eq!(error.description(), Some("access token kid unknown"), "{error}");
+
+    // Another key under the same kid does not verify the cached token either.
+    std::fs::write(source.path(), jwks_json(&[jwk(&other, "k1")])).unwrap();
+    source.reload().unwrap();
+    let error = present(&auth, &client, &token).await.unwrap_err();
+    assert_eq!(
+        error.description(),
+        Some("access token signature invalid"),
+        "{error}"
+    );
+
+    // Put back, the key verifies the token again.
+    std::fs::write(source.path(), jwks_json(&[jwk(&issuer, "k1")])).unwrap();
+    source.reload().unwrap();
+    present(&auth, &client, &token).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_changed_jwks_file_is_reread_by_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    let (old, new) = (DpopKey::generate(Alg::ES256), DpopKey::generate(Alg::EdDSA));
+    std::fs::write(&path, jwks_json(&[jwk(&old, "old")])).unwrap();
+    let source = FileJwks::load(&path)
+        .unwrap()
+        .with_change_check(Duration::from_millis(50));
+    assert!(source.key("old").await.unwrap().is_some());
+
+    std::fs::write(&path, jwks_json(&[jwk(&new, "new")])).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        source.key("old").await.unwrap().is_none(),
+        "the removed key is gone"
+    );
+    assert!(source.key("new").await.unwrap().is_some());
+
+    // A broken rewrite keeps the keys read before.
+    std::fs::write(&path, "{").unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(source.key("new").await.unwrap().is_some());
 }

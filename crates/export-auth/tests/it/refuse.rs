@@ -216,7 +216,10 @@ async fn a_token_whose_alg_does_not_fit_its_key_is_refused() {
     let setup = Setup::new();
     // An EdDSA signature under the kid of the issuer's P-256 key.
     let other = DpopKey::generate(Alg::EdDSA);
-    let token = other.sign_jwt(&json!({"alg": "EdDSA", "kid": setup.kid}), &setup.claims());
+    let token = other.sign_jwt(
+        &json!({"alg": "EdDSA", "typ": "at+jwt", "kid": setup.kid}),
+        &setup.claims(),
+    );
     assert_refused(
         setup.send_token(&token).await,
         TOKEN,
@@ -291,6 +294,39 @@ async fn a_token_with_a_crit_header_is_refused() {
         TOKEN,
         "access token crit header not supported",
     );
+}
+
+#[tokio::test]
+async fn a_token_not_typed_at_jwt_is_refused() {
+    let setup = Setup::new();
+    // An ID token, a proof or an untyped JWT of the same issuer is not an access token
+    // (RFC 9068 §4).
+    for typ in [
+        json!("JWT"),
+        json!("dpop+jwt"),
+        json!("at+jwt+extra"),
+        json!(null),
+    ] {
+        let header = json!({"alg": "ES256", "typ": typ, "kid": setup.kid});
+        let token = setup.issuer.sign_jwt(&header, &setup.claims());
+        assert_refused(
+            setup.send_token(&token).await,
+            TOKEN,
+            "access token typ is not at+jwt",
+        );
+    }
+    let mut header = json!({"alg": "ES256", "kid": setup.kid});
+    let untyped = setup.issuer.sign_jwt(&header, &setup.claims());
+    assert_refused(
+        setup.send_token(&untyped).await,
+        TOKEN,
+        "access token typ is not at+jwt",
+    );
+    for typ in ["application/at+jwt", "AT+JWT"] {
+        header["typ"] = json!(typ);
+        let token = setup.issuer.sign_jwt(&header, &setup.claims());
+        setup.send_token(&token).await.unwrap();
+    }
 }
 
 #[tokio::test]

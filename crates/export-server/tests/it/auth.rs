@@ -458,6 +458,10 @@ async fn tokens_and_proofs_from_an_independent_jose_implementation_are_accepted_
     let public_base = "https://exports.example.test";
     let url = format!("{public_base}/export-center/profiles");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../export-auth/tests/mint.py");
+    // The Python proofs carry the wall-clock second at which they are made. The server's
+    // clock starts on the second before, so they are not dated before its start (which
+    // would ask for a nonce, SPEC §17).
+    let started = chrono::DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap();
     let output = Command::new("python3")
         .arg(&script)
         .arg(work.path())
@@ -471,8 +475,7 @@ async fn tokens_and_proofs_from_an_independent_jose_implementation_are_accepted_
     );
     let minted: Value = serde_json::from_slice(&output.stdout).unwrap();
     let jwks = minted["jwks_path"].as_str().unwrap().to_owned();
-    // The Python proofs carry the wall-clock time.
-    let app = TestApp::spawn_at(TestClock::starting_at(Utc::now()), |config| {
+    let app = TestApp::spawn_at(TestClock::starting_at(started), |config| {
         config.server.public_base_url = Some(public_base.to_owned());
         config.auth.jwks_file = Some(jwks.into());
         config.auth.issuer = "urn:python-issuer".to_owned();

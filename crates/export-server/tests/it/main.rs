@@ -3,6 +3,7 @@
 //! directory, exercised over HTTP.
 
 mod auth;
+mod auth_hardening;
 mod connections;
 mod control;
 mod crash;

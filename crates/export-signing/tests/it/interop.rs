@@ -128,3 +128,53 @@ fn generated_keys_interoperate() {
         );
     }
 }
+
+/// OpenSSL (`openssl pkey`) and Python's `cryptography` both load the private keys we
+/// generate, and find the same public key in them (SPEC §17).
+#[test]
+fn openssl_and_python_cryptography_load_generated_private_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for algorithm in [
+        export_signing::KeyAlgorithm::Ed25519,
+        export_signing::KeyAlgorithm::P256,
+    ] {
+        let (private_pem, public_pem) = export_signing::generate(algorithm).unwrap();
+        let path = dir.path().join(format!("{algorithm}.pem"));
+        std::fs::write(&path, &private_pem).unwrap();
+
+        let openssl = Command::new("openssl")
+            .args(["pkey", "-pubout", "-in"])
+            .arg(&path)
+            .output()
+            .expect("running openssl (is it installed?)");
+        assert!(
+            openssl.status.success(),
+            "openssl pkey refused the generated {algorithm} key:\n{}\n{private_pem}",
+            String::from_utf8_lossy(&openssl.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&openssl.stdout),
+            public_pem,
+            "{algorithm}"
+        );
+
+        let python = Command::new("python3")
+            .args([
+                "-c",
+                "import sys\n\
+                 from cryptography.hazmat.primitives import serialization\n\
+                 key = serialization.load_pem_private_key(open(sys.argv[1], 'rb').read(), password=None)\n\
+                 sys.stdout.write(key.public_key().public_bytes(serialization.Encoding.PEM, \
+                 serialization.PublicFormat.SubjectPublicKeyInfo).decode())",
+            ])
+            .arg(&path)
+            .output()
+            .expect("running python3 (is Python 3 with `cryptography` installed?)");
+        assert!(
+            python.status.success(),
+            "python cryptography refused the generated {algorithm} key:\n{}\n{private_pem}",
+            String::from_utf8_lossy(&python.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&python.stdout), public_pem, "{algorithm}");
+    }
+}

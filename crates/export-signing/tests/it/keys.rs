@@ -123,3 +123,22 @@ fn debug_output_never_shows_the_secret() {
         format!("SigningKey {{ algorithm: Ed25519, keyid: \"{ED25519_KEYID}\", .. }}")
     );
 }
+
+#[test]
+fn ed25519_keys_written_as_pkcs8_v2_still_load_and_are_rewritten_as_v1() {
+    // Written by `keys generate --alg ed25519` before keys were PKCS#8 v1.
+    let old = SigningKey::from_pkcs8_pem(&read_data("ed25519-pkcs8-v2.pem")).unwrap();
+    assert_eq!(old.algorithm(), KeyAlgorithm::Ed25519);
+    old.verifying_key()
+        .verify(b"message", &old.sign(b"message"))
+        .unwrap();
+    let rewritten = old.to_pkcs8_pem().unwrap();
+    assert_eq!(
+        SigningKey::from_pkcs8_pem(&rewritten).unwrap().keyid(),
+        old.keyid()
+    );
+    // v1: version 0 and no public key, 48 bytes of DER (one line of base64) as `openssl
+    // genpkey` writes them; v2 takes two lines.
+    assert_eq!(rewritten.lines().count(), 3, "{rewritten}");
+    assert_eq!(ed25519_key().to_pkcs8_pem().unwrap(), read_data("ed25519.pem"));
+}
