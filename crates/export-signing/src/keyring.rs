@@ -18,7 +18,7 @@ use export_core::TenantId;
 use crate::keys::SigningKey;
 
 /// The most bytes a key file may have: a PEM key or an age recipient is far smaller.
-pub const MAX_KEY_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_KEY_BYTES: u64 = 64 * 1024;
 
 /// Why a key reference cannot be used; the message names the reference (a `file:` one
 /// by its file name only) and never a server path.
