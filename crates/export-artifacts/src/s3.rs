@@ -4,6 +4,7 @@
 use std::fmt;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::ClientOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::ArtifactError;
@@ -106,6 +107,12 @@ impl S3Settings {
     /// Built from these settings alone: nothing is read from the environment or from
     /// instance metadata.
     pub fn client(&self, bucket: &str) -> Result<AmazonS3, ArtifactError> {
+        self.client_through(bucket, None)
+    }
+
+    /// As [`S3Settings::client`], with every request sent through the HTTP proxy at
+    /// `proxy_url` when given (the egress proxy of `object` distributions).
+    pub fn client_through(&self, bucket: &str, proxy_url: Option<&str>) -> Result<AmazonS3, ArtifactError> {
         self.validate()?;
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
@@ -116,6 +123,9 @@ impl S3Settings {
             .with_allow_http(self.allow_http);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+        }
+        if let Some(proxy_url) = proxy_url {
+            builder = builder.with_client_options(ClientOptions::new().with_proxy_url(proxy_url));
         }
         builder.build().map_err(|err| ArtifactError::InvalidS3Settings {
             reason: err.to_string(),

@@ -189,6 +189,19 @@ impl EgressProxy {
     }
 }
 
+impl EgressProxy {
+    /// The proxy URL of a session that lasts as long as the proxy, for a client that
+    /// lives as long as the process (the JWKS fetcher). Its refusals are logged only.
+    pub fn lasting_proxy_url(&self, plain_http_to: Option<&str>) -> String {
+        let session = self.session(plain_http_to);
+        let url = session.proxy_url();
+        // Forgetting the guard keeps the credential; the proxy's map still owns the
+        // session's state, so nothing leaks beyond this one entry.
+        std::mem::forget(session);
+        url
+    }
+}
+
 /// One client's way through the [`EgressProxy`]: its proxy URL, and what the proxy
 /// refused for it. Dropping the session revokes its credential.
 pub struct EgressSession {

@@ -22,8 +22,8 @@ use export_core::{
     Manifest, ManifestItem, ManifestProfile, OciReference, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH,
     MANIFEST_DSSE_PATH, MANIFEST_PATH, PROVENANCE_PATH,
 };
-use export_distribution::ObjectPublisher;
-use export_oci::{BlobOpener, Layer, OciPublisher, RunArtifact};
+use export_distribution::{ObjectError, ObjectPublisher};
+use export_oci::{BlobOpener, Layer, OciError, OciPublisher, RunArtifact};
 use export_signing::{
     provenance_statement, sign_envelope, Keyring, ProvenanceInput, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
@@ -260,6 +260,28 @@ fn distribution_failed(message: String) -> ExportError {
     }
 }
 
+/// The run error of a failed push. A refused connection is not retried: the rules will
+/// refuse it again. Failures of our own side (settings, outputs) are logged and told in
+/// general words, so that no server path reaches the tenant.
+fn oci_failed(reference: &str, err: OciError) -> ExportError {
+    match err {
+        OciError::EgressBlocked { refusal, .. } => ExportError::failed(
+            ErrorCode::EgressBlocked,
+            format!("distribution.ref: pushing to `{reference}` failed: {refusal}"),
+        ),
+        OciError::Registry { .. } | OciError::Artifact { .. } => {
+            distribution_failed(format!("pushing to `{reference}` failed: {err}"))
+        }
+        OciError::Settings(_) | OciError::Output { .. } => {
+            tracing::error!(error = %err, "pushing to {reference} failed");
+            distribution_failed(format!(
+                "pushing to `{reference}` failed: the server could not read its registry settings or the \
+                 run's outputs (see the server log)"
+            ))
+        }
+    }
+}
+
 /// Publishes the run's stored outputs where its plan says; returns where they went.
 async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, ExportError> {
     let distribution = &run.plan.distribution;
@@ -280,6 +302,14 @@ async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, Ex
             let target = OciReference::parse(text).map_err(|reason| {
                 ExportError::failed(ErrorCode::RequestInvalid, format!("distribution.ref: {reason}"))
             })?;
+            // Checked again here: the run may have been queued under other settings.
+            ctx.oci
+                .settings()
+                .repository_prefixes()
+                .check(&run.id.tenant, &target)
+                .map_err(|reason| {
+                    ExportError::failed(ErrorCode::EgressBlocked, format!("distribution.ref: {reason}"))
+                })?;
             let layer = |output: &RunOutput| Layer {
                 path: output.path.clone(),
                 media_type: output.media_type.clone(),
@@ -313,7 +343,7 @@ async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, Ex
                 .oci
                 .push(&target, &format!("{:04}", run.id.seq), &artifact, &open)
                 .await
-                .map_err(|err| distribution_failed(format!("pushing to `{text}` failed: {err}")))?;
+                .map_err(|err| oci_failed(text, err))?;
             tracing::info!(
                 "run {} pushed to {} (tag {})",
                 run.id,
@@ -333,8 +363,12 @@ async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, Ex
             object
                 .publish_run(&ctx.artifacts, &run.id, &paths)
                 .await
-                .map_err(|err| {
-                    distribution_failed(format!("uploading to {} failed: {err}", object.location()))
+                .map_err(|err| match err {
+                    ObjectError::EgressBlocked(refusal) => ExportError::failed(
+                        ErrorCode::EgressBlocked,
+                        format!("uploading to {} failed: {refusal}", object.location()),
+                    ),
+                    err => distribution_failed(format!("uploading to {} failed: {err}", object.location())),
                 })?;
             Ok(Some(object.run_url(&run.id)))
         }

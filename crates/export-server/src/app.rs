@@ -14,8 +14,9 @@ use export_api::{ApiConfig, AppState, EventHub, ProfileRegistry, RateLimiter};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
 use export_auth::{AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, ReplayCache, UrlJwks};
-use export_core::{Clock, EgressPolicy, SystemClock};
+use export_core::{Clock, SystemClock};
 use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
+use export_egress::EgressProxy;
 use export_oci::OciPublisher;
 use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
@@ -57,6 +58,11 @@ impl App {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
         let store = open_store(&config).await?;
+        // Every outbound connection (OCI, object storage, JWKS) goes through this proxy,
+        // which applies the egress rules after resolving each destination.
+        let egress = EgressProxy::start(config.egress_policy())
+            .await
+            .context("egress_allowlist: starting the egress proxy")?;
         let artifacts =
             ArtifactStore::from_url_with_s3(&config.artifacts_url(), config.artifacts.s3.as_ref())
                 .context("artifacts.url")?;
@@ -64,7 +70,7 @@ impl App {
             .distribution
             .object
             .as_ref()
-            .map(|object| ObjectPublisher::new(&object.s3, &object.bucket, &object.prefix))
+            .map(|object| ObjectPublisher::new_through(&object.s3, &object.bucket, &object.prefix, &egress))
             .transpose()
             .context("distribution.object")?;
         let urls = Arc::new(url_signer(&config)?);
@@ -94,13 +100,13 @@ impl App {
                 keyring: keyring.clone(),
                 max_bundle_bytes: config.limits.max_bundle_bytes,
                 janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),
-                oci: OciPublisher::new(config.distribution.oci.clone())?,
+                oci: OciPublisher::new(config.distribution.oci.clone())?.with_egress(egress.clone()),
                 object: object.clone(),
             },
             notify,
         );
         let wake = runner.clone();
-        let auth = authenticator(&config, &store)?;
+        let auth = authenticator(&config, &store, &egress)?;
         let state = AppState {
             store,
             artifacts,
@@ -113,10 +119,8 @@ impl App {
                 limits: config.limits.clone(),
                 link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
                 sealed: config.sealed,
-                egress: EgressPolicy {
-                    sealed: config.sealed,
-                    allow: config.egress_allowlist.clone(),
-                },
+                egress: config.egress_policy(),
+                repository_prefixes: config.distribution.oci.repository_prefixes(),
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
                 jwks_file: (config.auth.mode == "jwt")
@@ -205,7 +209,11 @@ pub fn without_nagle(listener: TcpListener) -> impl axum::serve::Listener<Io = T
 }
 
 /// The access-token verifier of the configured `auth.mode`.
-fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Option<Arc<Authenticator>>> {
+fn authenticator(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    egress: &EgressProxy,
+) -> anyhow::Result<Option<Arc<Authenticator>>> {
     let auth = &config.auth;
     let mut verifier = AuthConfig::new(auth.issuer.clone(), auth.audience.clone());
     verifier.clock_skew = Duration::from_secs(auth.clock_skew_seconds);
@@ -231,10 +239,16 @@ fn authenticator(config: &Config, store: &Arc<dyn Store>) -> anyhow::Result<Opti
                 FileJwks::load(path)
                     .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?,
             ),
-            (None, Some(url)) => Arc::new(
-                UrlJwks::new(url, Duration::from_secs(300))
-                    .with_context(|| format!("auth.jwks_url: {url}"))?,
-            ),
+            (None, Some(url)) => {
+                let jwks = UrlJwks::new(url, Duration::from_secs(300))
+                    .with_context(|| format!("auth.jwks_url: {url}"))?;
+                let plain_http = url.starts_with("http://").then(|| jwks.authority());
+                let proxy_url = egress.lasting_proxy_url(plain_http.as_deref());
+                Arc::new(
+                    jwks.with_proxy(&proxy_url)
+                        .with_context(|| format!("auth.jwks_url: {url}"))?,
+                )
+            }
             (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
         },
     };
