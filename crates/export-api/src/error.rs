@@ -54,7 +54,7 @@ impl ApiError {
         error
     }
 
-    /// `400 ERR_EXPORT_EGRESS_BLOCKED`: a sealed site refuses to send outputs there.
+    /// `400 ERR_EXPORT_EGRESS_BLOCKED`: the egress rules (SPEC §17) refuse the destination.
     pub fn egress_blocked(field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = message.into();

@@ -86,7 +86,7 @@ pub(crate) async fn create_run(
         })?;
     let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
     check_keys(&app, &caller.tenant, &plan).await?;
-    check_egress(&app, &plan)?;
+    check_egress(&app, &caller.tenant, &plan)?;
 
     let new_run = plan_run(&app, &caller, plan).await?;
     let claim = key.map(|key| IdempotencyClaim {
@@ -214,9 +214,10 @@ async fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result
     })
 }
 
-/// Refuses a distribution that would leave a sealed site (SPEC §11), and an `object`
-/// distribution on a server without object storage.
-fn check_egress(app: &AppState, plan: &RunPlan) -> Result<(), ApiError> {
+/// Refuses a distribution that the egress rules forbid (SPEC §11, §17) or that lies
+/// outside the tenant's repositories, and an `object` distribution on a server without
+/// object storage. Connections are checked again when they are made.
+fn check_egress(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
     let egress = &app.config.egress;
     let (field, authority) = match plan.distribution.kind {
         DistributionType::Http => return Ok(()),
@@ -224,6 +225,10 @@ fn check_egress(app: &AppState, plan: &RunPlan) -> Result<(), ApiError> {
             let text = plan.distribution.reference.as_deref().unwrap_or_default();
             let reference = OciReference::parse(text)
                 .map_err(|reason| ApiError::invalid_field("distribution.ref", reason))?;
+            app.config
+                .repository_prefixes
+                .check(tenant, &reference)
+                .map_err(|reason| ApiError::egress_blocked("distribution.ref", reason))?;
             ("distribution.ref", reference.registry)
         }
         DistributionType::Object => {
@@ -240,13 +245,9 @@ fn check_egress(app: &AppState, plan: &RunPlan) -> Result<(), ApiError> {
             ("distribution.type", endpoint)
         }
     };
-    if !egress.allows(&authority) {
-        return Err(ApiError::egress_blocked(
-            field,
-            format!("`{authority}` is outside the egress allowlist of this sealed site"),
-        ));
-    }
-    Ok(())
+    egress
+        .check_authority(&authority)
+        .map_err(|refusal| ApiError::egress_blocked(field, refusal.to_string()))
 }
 
 /// Takes the snapshot point and estimates the run from the profile's past throughput.

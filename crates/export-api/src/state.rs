@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use export_artifacts::ArtifactStore;
 use export_auth::Authenticator;
-use export_core::{Clock, EgressPolicy, Limits, Profile, ProfileId, TenantId};
+use export_core::{Clock, EgressPolicy, Limits, Profile, ProfileId, RepositoryPrefixes, TenantId};
 use export_distribution::{ObjectPublisher, UrlSigner};
 use export_signing::Keyring;
 
@@ -27,8 +27,11 @@ pub struct ApiConfig {
     /// How long a signed download link lives (before rounding and the retention cap).
     pub link_lifetime: Duration,
     pub sealed: bool,
-    /// Where outputs may be sent: on a sealed site, loopback and the allowlist only.
+    /// Where outputs may be sent (SPEC §17): on an open site, no internal address the
+    /// allowlist does not list; on a sealed site, the allowlist only.
     pub egress: EgressPolicy,
+    /// The repositories each tenant may push to, per registry.
+    pub repository_prefixes: RepositoryPrefixes,
     /// A `: keep-alive` comment on event streams this often.
     pub sse_keep_alive: Duration,
     /// An event stream that carried no event this long is closed.

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::ClientOptions;
 use serde::{Deserialize, Serialize};
 
 use crate::ArtifactError;
@@ -106,14 +107,25 @@ impl S3Settings {
     /// Built from these settings alone: nothing is read from the environment or from
     /// instance metadata.
     pub fn client(&self, bucket: &str) -> Result<AmazonS3, ArtifactError> {
+        self.client_through(bucket, None)
+    }
+
+    /// As [`S3Settings::client`], with every request sent through the HTTP proxy at
+    /// `proxy_url` when given (the egress proxy of `object` distributions).
+    pub fn client_through(&self, bucket: &str, proxy_url: Option<&str>) -> Result<AmazonS3, ArtifactError> {
         self.validate()?;
+        // Client options replace each other whole: `allow_http` goes in with the proxy.
+        let mut options = ClientOptions::new().with_allow_http(self.allow_http);
+        if let Some(proxy_url) = proxy_url {
+            options = options.with_proxy_url(proxy_url);
+        }
         let mut builder = AmazonS3Builder::new()
+            .with_client_options(options)
             .with_bucket_name(bucket)
             .with_region(&self.region)
             .with_access_key_id(&self.access_key_id)
             .with_secret_access_key(&self.secret_access_key)
-            .with_virtual_hosted_style_request(false)
-            .with_allow_http(self.allow_http);
+            .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
         }

@@ -204,10 +204,7 @@ impl UrlJwks {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(AuthError::Config("jwks url is not http or https".into()));
         }
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|error| AuthError::Config(format!("building the jwks http client: {error}")))?;
+        let client = Self::client(None)?;
         Ok(Self {
             url,
             client,
@@ -216,6 +213,34 @@ impl UrlJwks {
             state: RwLock::default(),
             fetching: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Fetches through the HTTP proxy at `proxy_url` (the server's egress proxy, which
+    /// checks every connection, redirects included, against the egress rules).
+    pub fn with_proxy(mut self, proxy_url: &str) -> Result<Self, AuthError> {
+        self.client = Self::client(Some(proxy_url))?;
+        Ok(self)
+    }
+
+    fn client(proxy_url: Option<&str>) -> Result<reqwest::Client, AuthError> {
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
+        if let Some(proxy_url) = proxy_url {
+            let proxy = reqwest::Proxy::all(proxy_url)
+                .map_err(|_| AuthError::Config("the jwks proxy url is not a valid url".into()))?;
+            builder = builder.proxy(proxy);
+        }
+        builder
+            .build()
+            .map_err(|error| AuthError::Config(format!("building the jwks http client: {error}")))
+    }
+
+    /// The `host[:port]` the keys are fetched from.
+    pub fn authority(&self) -> String {
+        let host = self.url.host_str().unwrap_or_default();
+        match self.url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_owned(),
+        }
     }
 
     /// Uses `client` for fetches (for proxies or extra root certificates).

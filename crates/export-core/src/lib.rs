@@ -19,7 +19,10 @@ pub mod target;
 
 pub use canonical::{canonical_json, canonicalize, Sha256Digest};
 pub use clock::{format_timestamp, Clock, SystemClock};
-pub use egress::{EgressPolicy, OciReference};
+pub use egress::{
+    classify, remote_excerpt, AddressClass, EgressPolicy, EgressRefusal, OciReference, RepositoryPrefix,
+    RepositoryPrefixes, REMOTE_EXCERPT_CHARS,
+};
 pub use error_code::ErrorCode;
 pub use ids::{DistributionId, IdError, ProfileId, ProfileName, ProjectId, RunId, SourceName, TenantId};
 pub use limits::Limits;

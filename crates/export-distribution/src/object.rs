@@ -14,7 +14,8 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use export_artifacts::{ArtifactError, ArtifactKey, ArtifactStore, S3Location, S3Settings};
-use export_core::RunId;
+use export_core::{EgressRefusal, RunId};
+use export_egress::{EgressProxy, EgressSession};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
@@ -65,6 +66,10 @@ pub enum ObjectError {
         source: object_store::Error,
     },
 
+    /// The egress rules refused a connection to the endpoint (or where it redirected).
+    #[error("{0}")]
+    EgressBlocked(EgressRefusal),
+
     #[error("object storage bucket `{bucket}` is not reachable")]
     Unreachable {
         bucket: String,
@@ -89,6 +94,8 @@ pub struct ObjectPublisher {
     region: String,
     /// `Debug` of `Credentials` never shows the secret.
     credentials: Credentials,
+    /// The client's way through the egress proxy, which knows what it refused.
+    egress: Option<Arc<EgressSession>>,
 }
 
 impl fmt::Debug for ObjectPublisher {
@@ -105,9 +112,38 @@ impl ObjectPublisher {
     /// A publisher to `bucket` under `prefix` (empty for none); checks the settings and
     /// the location, but makes no request.
     pub fn new(settings: &S3Settings, bucket: &str, prefix: &str) -> Result<Self, ObjectError> {
+        Self::build(settings, bucket, prefix, None)
+    }
+
+    /// As [`ObjectPublisher::new`], with every request through `egress`, which applies
+    /// the egress rules; plain HTTP reaches the endpoint only when `allow_http` says so.
+    pub fn new_through(
+        settings: &S3Settings,
+        bucket: &str,
+        prefix: &str,
+        egress: &EgressProxy,
+    ) -> Result<Self, ObjectError> {
+        Self::build(settings, bucket, prefix, Some(egress))
+    }
+
+    fn build(
+        settings: &S3Settings,
+        bucket: &str,
+        prefix: &str,
+        egress: Option<&EgressProxy>,
+    ) -> Result<Self, ObjectError> {
         let location = S3Location::new(bucket, prefix)?;
-        let client = settings.client(location.bucket())?;
+        let bucket_url = settings.bucket_url(location.bucket());
+        let egress = egress.map(|proxy| {
+            let plain_http = bucket_url
+                .strip_prefix("http://")
+                .map(|rest| rest.split('/').next().unwrap_or(rest));
+            Arc::new(proxy.session(plain_http))
+        });
+        let proxy_url = egress.as_ref().map(|session| session.proxy_url());
+        let client = settings.client_through(location.bucket(), proxy_url.as_deref())?;
         Ok(Self {
+            egress,
             client: Arc::new(client),
             bucket_url: settings.bucket_url(location.bucket()),
             region: settings.region.clone(),
@@ -120,6 +156,14 @@ impl ObjectPublisher {
             ),
             location,
         })
+    }
+
+    /// The egress refusal behind a failed request, if there was one.
+    fn refused(&self) -> Option<ObjectError> {
+        self.egress
+            .as_ref()
+            .and_then(|session| session.take_refusal())
+            .map(ObjectError::EgressBlocked)
     }
 
     /// Where this publisher puts runs.
@@ -192,9 +236,11 @@ impl ObjectPublisher {
             .get(&ArtifactKey::for_run_output(run, path)?, None)
             .await?;
         let key = Path::from(self.object_key(run, path));
-        let upload_error = |source| ObjectError::Upload {
-            key: key.to_string(),
-            source,
+        let upload_error = |source| {
+            self.refused().unwrap_or_else(|| ObjectError::Upload {
+                key: key.to_string(),
+                source,
+            })
         };
         if read.total_size <= PART_SIZE as u64 {
             let chunks: Vec<Bytes> = read.stream.try_collect().await?;
@@ -287,10 +333,10 @@ impl ObjectPublisher {
         let prefix = Path::from(self.location.prefix());
         match self.client.list(Some(&prefix)).next().await {
             None | Some(Ok(_)) => Ok(()),
-            Some(Err(source)) => Err(ObjectError::Unreachable {
+            Some(Err(source)) => Err(self.refused().unwrap_or_else(|| ObjectError::Unreachable {
                 bucket: self.location.bucket().to_owned(),
                 source,
-            }),
+            })),
         }
     }
 }

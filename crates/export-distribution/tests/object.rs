@@ -6,9 +6,10 @@ use bytes::Bytes;
 use chrono::{DateTime, TimeDelta, Utc};
 use export_artifacts::testing::{key, pseudo_random_bytes, run_id};
 use export_artifacts::ArtifactStore;
-use export_core::RunId;
+use export_core::{EgressPolicy, EgressRefusal, RunId};
 use export_distribution::testing::{object_publisher, S3Server};
 use export_distribution::{presigned_link_expiry, ObjectError, ObjectPublisher};
+use export_egress::EgressProxy;
 use reqwest::StatusCode;
 
 /// A run's outputs, from empty to a bundle large enough for a multipart upload.
@@ -295,4 +296,51 @@ async fn check_fails_when_the_server_is_down() {
     server.kill();
     let err = publisher.check().await.unwrap_err();
     assert!(matches!(err, ObjectError::Unreachable { .. }), "{err:?}");
+}
+
+/// The `host:port` of the S3 server's endpoint.
+fn authority(server: &S3Server) -> String {
+    let endpoint = server.settings().endpoint.unwrap();
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
+#[tokio::test]
+async fn publishing_through_the_egress_proxy_reaches_an_allowlisted_endpoint_only() {
+    let server = S3Server::start();
+    let run = run_id("acme", 7);
+    let outputs = outputs();
+    let (artifacts, _dir) = stored_run(&run, &outputs).await;
+    let paths: Vec<&str> = outputs.iter().map(|(path, _)| *path).collect();
+
+    let allowed = EgressProxy::start(EgressPolicy {
+        sealed: false,
+        allow: vec![authority(&server)],
+    })
+    .await
+    .unwrap();
+    let publisher =
+        ObjectPublisher::new_through(&server.settings(), S3Server::BUCKET, "daily", &allowed).unwrap();
+    let result = publisher.publish_run(&artifacts, &run, &paths).await;
+    if let Err(err) = &result {
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            chain = format!("{chain}: {cause}");
+            source = cause.source();
+        }
+        panic!("{chain}");
+    }
+    publisher.check().await.unwrap();
+
+    let refused = EgressProxy::start(EgressPolicy::default()).await.unwrap();
+    let publisher =
+        ObjectPublisher::new_through(&server.settings(), S3Server::BUCKET, "daily", &refused).unwrap();
+    let err = publisher.publish_run(&artifacts, &run, &paths).await.unwrap_err();
+    assert!(
+        matches!(err, ObjectError::EgressBlocked(EgressRefusal::Internal { .. })),
+        "{err}"
+    );
 }

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use export_core::{OciReference, Sha256Digest};
+use export_core::{remote_excerpt, EgressRefusal, OciReference, Sha256Digest};
+use export_egress::{EgressProxy, EgressSession};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -40,6 +41,13 @@ pub type BlobOpener = Arc<dyn Fn(String) -> BoxFuture<'static, io::Result<BlobSt
 pub enum OciError {
     #[error("registry `{registry}`: {message}")]
     Registry { registry: String, message: String },
+    /// The egress rules refused a connection of the push: the registry itself, or where
+    /// it sent the client (a redirect, a token `realm`, an upload `Location`).
+    #[error("registry `{registry}`: {refusal}")]
+    EgressBlocked {
+        registry: String,
+        refusal: EgressRefusal,
+    },
     #[error("reading output `{path}`: {source}")]
     Output { path: String, source: io::Error },
     #[error("`{reference}`: {message}")]
@@ -73,12 +81,25 @@ pub struct PulledFile {
 #[derive(Debug, Clone, Default)]
 pub struct OciPublisher {
     settings: OciSettings,
+    /// Where every connection goes through, on the server; `None` for `exportctl`,
+    /// which connects where its user says.
+    egress: Option<EgressProxy>,
 }
 
 impl OciPublisher {
     pub fn new(settings: OciSettings) -> Result<Self, OciError> {
         settings.validate().map_err(OciError::Settings)?;
-        Ok(Self { settings })
+        Ok(Self {
+            settings,
+            egress: None,
+        })
+    }
+
+    /// Makes every connection (to the registry, its token service, and wherever it
+    /// redirects) through `proxy`, which applies the egress rules.
+    pub fn with_egress(mut self, proxy: EgressProxy) -> Self {
+        self.egress = Some(proxy);
+        self
     }
 
     pub fn settings(&self) -> &OciSettings {
@@ -99,7 +120,10 @@ impl OciPublisher {
         loop {
             match self.push_once(target, default_tag, artifact, open).await {
                 Ok(pushed) => return Ok(pushed),
-                Err(err) if attempt < self.settings.attempts && !matches!(err, OciError::Output { .. }) => {
+                Err(err)
+                    if attempt < self.settings.attempts
+                        && !matches!(err, OciError::Output { .. } | OciError::EgressBlocked { .. }) =>
+                {
                     tracing::warn!(
                         error = %err,
                         "push of {} to {target} failed (attempt {attempt} of {}); retrying in {} ms",
@@ -123,7 +147,7 @@ impl OciPublisher {
         artifact: &RunArtifact,
         open: &BlobOpener,
     ) -> Result<Pushed, OciError> {
-        let session = Session::new(&self.settings, &target.registry, &target.repository)?;
+        let session = Session::new(self, &target.registry, &target.repository)?;
         session.authenticate(RegistryOperation::Push).await?;
 
         // 1. Blobs: the empty config, every output, nothing the registry already has.
@@ -178,7 +202,7 @@ impl OciPublisher {
     /// digest and written under a temporary name first. Returns the files in layer order.
     pub async fn pull(&self, reference: &str, dir: &Path) -> Result<Vec<PulledFile>, OciError> {
         let (registry, repository, tag_or_digest) = split_reference(reference)?;
-        let session = Session::new(&self.settings, &registry, &repository)?;
+        let session = Session::new(self, &registry, &repository)?;
         session.authenticate(RegistryOperation::Pull).await?;
         let (bytes, _) = session
             .get_manifest(&tag_or_digest, &[IMAGE_MANIFEST_MEDIA_TYPE])
@@ -225,7 +249,7 @@ impl OciPublisher {
         repository: &str,
         digest: &str,
     ) -> Result<Vec<Descriptor>, OciError> {
-        let session = Session::new(&self.settings, registry, repository)?;
+        let session = Session::new(self, registry, repository)?;
         session.authenticate(RegistryOperation::Pull).await?;
         if let Ok(index) = session
             .client
@@ -279,12 +303,22 @@ struct Session {
     auth: RegistryAuth,
     registry: String,
     repository: String,
+    /// The client's way through the egress proxy, which knows what it refused.
+    egress: Option<EgressSession>,
 }
 
 impl Session {
-    fn new(settings: &OciSettings, registry: &str, repository: &str) -> Result<Self, OciError> {
+    fn new(publisher: &OciPublisher, registry: &str, repository: &str) -> Result<Self, OciError> {
+        let settings = &publisher.settings;
         let default = RegistrySettings::default();
         let registry_settings = settings.registries.get(registry).unwrap_or(&default);
+        // Plain HTTP reaches this registry only, and only when it is `insecure`: a token
+        // realm or a redirect elsewhere needs TLS.
+        let egress = publisher
+            .egress
+            .as_ref()
+            .map(|proxy| proxy.session(registry_settings.insecure.then_some(registry)));
+        let proxy_url = egress.as_ref().map(EgressSession::proxy_url);
         let mut config = ClientConfig {
             protocol: if registry_settings.insecure {
                 ClientProtocol::Http
@@ -293,6 +327,8 @@ impl Session {
             },
             read_timeout: Some(Duration::from_secs(settings.timeout_seconds)),
             connect_timeout: Some(Duration::from_secs(settings.timeout_seconds.min(10))),
+            https_proxy: proxy_url.clone(),
+            http_proxy: proxy_url,
             ..Default::default()
         };
         if let Some(ca_file) = &registry_settings.ca_file {
@@ -333,6 +369,7 @@ impl Session {
             auth,
             registry: registry.to_owned(),
             repository: repository.to_owned(),
+            egress,
         })
     }
 
@@ -343,8 +380,17 @@ impl Session {
         }
     }
 
+    /// The error of a failed registry operation: the egress refusal behind it if there
+    /// was one, else what went wrong in our words, with at most a short sanitised
+    /// excerpt of what the registry said (never its body verbatim).
     fn failed(&self, what: &str, err: OciDistributionError) -> OciError {
-        self.error(format!("{what} in `{}`: {err}", self.repository))
+        if let Some(refusal) = self.egress.as_ref().and_then(EgressSession::take_refusal) {
+            return OciError::EgressBlocked {
+                registry: self.registry.clone(),
+                refusal,
+            };
+        }
+        self.error(format!("{what} in `{}`: {}", self.repository, describe(&err)))
     }
 
     fn reference(&self, tag_or_digest: &str) -> Reference {
@@ -513,7 +559,9 @@ impl Session {
         let mut bytes = 0u64;
         let result: Result<(), OciError> = async {
             while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|err| self.error(format!("pulling `{path}`: {err}")))?;
+                let chunk = chunk.map_err(|err| {
+                    self.error(format!("pulling `{path}`: {}", remote_excerpt(&err.to_string())))
+                })?;
                 hasher.update(&chunk);
                 bytes += chunk.len() as u64;
                 file.write_all(&chunk).await.map_err(io_error)?;
@@ -541,5 +589,44 @@ impl Session {
             sha256: Sha256Digest::parse(&sha256).expect("a digest we formatted"),
             bytes,
         })
+    }
+}
+
+/// What went wrong, in words that hold no remote body: the HTTP status and the OCI error
+/// codes (a fixed vocabulary), and a bounded, sanitised excerpt of any message.
+fn describe(err: &OciDistributionError) -> String {
+    match err {
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<String> = envelope
+                .errors
+                .iter()
+                .map(|error| format!("{:?}", error.code))
+                .collect();
+            let message = envelope
+                .errors
+                .first()
+                .map(|error| remote_excerpt(&error.message))
+                .unwrap_or_default();
+            format!("the registry answered {}: {message}", codes.join(", "))
+        }
+        OciDistributionError::ServerError { code, message, .. } => {
+            format!("the registry answered HTTP {code}: {}", remote_excerpt(message))
+        }
+        OciDistributionError::UnauthorizedError { .. } => {
+            "the registry answered HTTP 401 (not authorized)".to_owned()
+        }
+        OciDistributionError::AuthenticationFailure(message) => {
+            format!("authentication failed: {}", remote_excerpt(message))
+        }
+        OciDistributionError::RequestError(err) => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                text = format!("{text}: {cause}");
+                source = cause.source();
+            }
+            remote_excerpt(&text)
+        }
+        other => remote_excerpt(&other.to_string()),
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use export_core::{RepositoryPrefix, RepositoryPrefixes};
 use serde::{Deserialize, Serialize};
 
 /// How runs are pushed to OCI registries.
@@ -63,9 +64,22 @@ pub struct RegistrySettings {
     pub password_file: Option<PathBuf>,
     /// Extra PEM root certificates trusted for this registry.
     pub ca_file: Option<PathBuf>,
+    /// The repositories each tenant may push to here (SPEC §17): a template holding
+    /// `{tenant}` once and ending with `/`. Default `{tenant}/`, i.e. a run of tenant
+    /// `acme` may push to `<registry>/acme/…` only.
+    pub repository_prefix: Option<String>,
 }
 
 impl OciSettings {
+    /// The tenants' repository prefix of every listed registry (the others use the
+    /// default), after [`OciSettings::validate`].
+    pub fn repository_prefixes(&self) -> RepositoryPrefixes {
+        RepositoryPrefixes::new(self.registries.iter().filter_map(|(host, registry)| {
+            let template = registry.repository_prefix.as_deref()?;
+            Some((host.clone(), RepositoryPrefix::parse(template).ok()?))
+        }))
+    }
+
     /// Checks what can be checked before the first push: attempts, readable files.
     /// The error names the key.
     pub fn validate(&self) -> Result<(), String> {
@@ -80,6 +94,10 @@ impl OciSettings {
                 return Err(format!(
                     "registries.\"{host}\": set `password` or `password_file`, not both"
                 ));
+            }
+            if let Some(template) = &registry.repository_prefix {
+                RepositoryPrefix::parse(template)
+                    .map_err(|err| format!("registries.\"{host}\".repository_prefix: {err}"))?;
             }
             if registry.username.is_none()
                 && (registry.password.is_some() || registry.password_file.is_some())

@@ -18,12 +18,12 @@ use chrono::{DateTime, Utc};
 use export_artifacts::{ArtifactKey, ArtifactStore, ArtifactWriter, Written};
 use export_bundle::BundleWriter;
 use export_core::{
-    checksums_txt, json_file_head, json_file_tail, BundleFormat, DistributionType, ErrorCode, Format,
-    Manifest, ManifestItem, ManifestProfile, OciReference, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH,
-    MANIFEST_DSSE_PATH, MANIFEST_PATH, PROVENANCE_PATH,
+    checksums_txt, json_file_head, json_file_tail, BundleFormat, ErrorCode, Format, Manifest, ManifestItem,
+    ManifestProfile, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    PROVENANCE_PATH,
 };
 use export_distribution::ObjectPublisher;
-use export_oci::{BlobOpener, Layer, OciPublisher, RunArtifact};
+use export_oci::OciPublisher;
 use export_signing::{
     provenance_statement, sign_envelope, Keyring, ProvenanceInput, SigningKey, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
@@ -66,7 +66,7 @@ impl ExportError {
     }
 }
 
-fn internal(err: impl Into<anyhow::Error>) -> ExportError {
+pub(crate) fn internal(err: impl Into<anyhow::Error>) -> ExportError {
     ExportError::Internal(err.into())
 }
 
@@ -231,105 +231,13 @@ pub async fn execute_export(
 
     // 5. Distribution beyond our own artifact store.
     let published_ref = tokio::select! {
-        published = distribute(ctx, run) => published?,
+        published = crate::distribute::distribute(ctx, run) => published?,
         () = cancel.cancelled() => return Err(ExportError::Cancelled),
     };
     Ok(Exported {
         warnings,
         published_ref,
     })
-}
-
-/// How long a client should wait before asking again for a run whose distribution failed.
-const DISTRIBUTION_RETRY_AFTER_SECONDS: u64 = 300;
-
-fn distribution_failed(message: String) -> ExportError {
-    ExportError::Failed {
-        code: ErrorCode::DistributionFailed,
-        message,
-        retry_after_seconds: Some(DISTRIBUTION_RETRY_AFTER_SECONDS),
-    }
-}
-
-/// Publishes the run's stored outputs where its plan says; returns where they went.
-async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, ExportError> {
-    let distribution = &run.plan.distribution;
-    if distribution.kind == DistributionType::Http {
-        return Ok(None);
-    }
-    let outputs = ctx
-        .store
-        .get_run(&run.id.tenant, &run.id)
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| internal(anyhow::anyhow!("run {} vanished while it ran", run.id)))?
-        .outputs;
-    match distribution.kind {
-        DistributionType::Http => Ok(None),
-        DistributionType::Oci => {
-            let text = distribution.reference.as_deref().unwrap_or_default();
-            let target = OciReference::parse(text).map_err(|reason| {
-                ExportError::failed(ErrorCode::RequestInvalid, format!("distribution.ref: {reason}"))
-            })?;
-            let layer = |output: &RunOutput| Layer {
-                path: output.path.clone(),
-                media_type: output.media_type.clone(),
-                digest: output.sha256,
-                size: output.bytes,
-            };
-            let manifest = outputs
-                .iter()
-                .find(|o| o.path == MANIFEST_PATH)
-                .ok_or_else(|| internal(anyhow::anyhow!("run {} has no manifest output", run.id)))?;
-            let artifact = RunArtifact {
-                run_id: run.id.to_string(),
-                tenant: run.id.tenant.to_string(),
-                manifest_digest: manifest.sha256,
-                created: run.snapshot_at.unwrap_or(run.created_at),
-                layers: outputs.iter().map(layer).collect(),
-                dsse: outputs.iter().find(|o| o.path == MANIFEST_DSSE_PATH).map(layer),
-            };
-            let artifacts = ctx.artifacts.clone();
-            let run_id = run.id.clone();
-            let open: BlobOpener = Arc::new(move |path: String| {
-                let artifacts = artifacts.clone();
-                let run_id = run_id.clone();
-                Box::pin(async move {
-                    let key = ArtifactKey::for_run_output(&run_id, &path).map_err(std::io::Error::other)?;
-                    let read = artifacts.get(&key, None).await.map_err(std::io::Error::other)?;
-                    Ok(read.stream.map_err(std::io::Error::other).boxed())
-                })
-            });
-            let pushed = ctx
-                .oci
-                .push(&target, &format!("{:04}", run.id.seq), &artifact, &open)
-                .await
-                .map_err(|err| distribution_failed(format!("pushing to `{text}` failed: {err}")))?;
-            tracing::info!(
-                "run {} pushed to {} (tag {})",
-                run.id,
-                pushed.reference,
-                pushed.tag
-            );
-            Ok(Some(pushed.reference))
-        }
-        DistributionType::Object => {
-            let object = ctx.object.as_ref().ok_or_else(|| {
-                ExportError::failed(
-                    ErrorCode::RequestInvalid,
-                    "this server has no object storage configured for `object` distributions",
-                )
-            })?;
-            let paths: Vec<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
-            object
-                .publish_run(&ctx.artifacts, &run.id, &paths)
-                .await
-                .map_err(|err| {
-                    distribution_failed(format!("uploading to {} failed: {err}", object.location()))
-                })?;
-            Ok(Some(object.run_url(&run.id)))
-        }
-    }
 }
 
 /// The (target, format) of each manifest item, in the manifest's item order.

@@ -16,8 +16,9 @@ use export_auth::dev::DevIssuer;
 use export_auth::{
     AuthConfig, Authenticator, FileJwks, JwksSource, MemoryReplayCache, NonceSource, ReplayCache, UrlJwks,
 };
-use export_core::{Clock, EgressPolicy, SystemClock};
+use export_core::{Clock, SystemClock};
 use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
+use export_egress::EgressProxy;
 use export_oci::OciPublisher;
 use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
@@ -72,6 +73,11 @@ impl App {
         std::fs::create_dir_all(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
         let store = open_store(&config).await?;
+        // Every outbound connection (OCI, object storage, JWKS) goes through this proxy,
+        // which applies the egress rules after resolving each destination.
+        let egress = EgressProxy::start(config.egress_policy())
+            .await
+            .context("egress_allowlist: starting the egress proxy")?;
         let artifacts =
             ArtifactStore::from_url_with_s3(&config.artifacts_url(), config.artifacts.s3.as_ref())
                 .context("artifacts.url")?;
@@ -79,7 +85,7 @@ impl App {
             .distribution
             .object
             .as_ref()
-            .map(|object| ObjectPublisher::new(&object.s3, &object.bucket, &object.prefix))
+            .map(|object| ObjectPublisher::new_through(&object.s3, &object.bucket, &object.prefix, &egress))
             .transpose()
             .context("distribution.object")?;
         let urls = Arc::new(url_signer(&config)?);
@@ -109,13 +115,13 @@ impl App {
                 keyring: keyring.clone(),
                 max_bundle_bytes: config.limits.max_bundle_bytes,
                 janitor_interval: Duration::from_secs(workers.janitor_interval_seconds),
-                oci: OciPublisher::new(config.distribution.oci.clone())?,
+                oci: OciPublisher::new(config.distribution.oci.clone())?.with_egress(egress.clone()),
                 object: object.clone(),
             },
             notify,
         );
         let wake = runner.clone();
-        let auth = authenticator(&config, &store, started)?;
+        let auth = authenticator(&config, &store, started, &egress)?;
         let state = AppState {
             store,
             artifacts,
@@ -128,10 +134,8 @@ impl App {
                 limits: config.limits.clone(),
                 link_lifetime: Duration::from_secs(config.url_signing.link_lifetime_seconds),
                 sealed: config.sealed,
-                egress: EgressPolicy {
-                    sealed: config.sealed,
-                    allow: config.egress_allowlist.clone(),
-                },
+                egress: config.egress_policy(),
+                repository_prefixes: config.distribution.oci.repository_prefixes(),
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
                 request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
@@ -266,6 +270,7 @@ fn authenticator(
     config: &Config,
     store: &Arc<dyn Store>,
     started: DateTime<Utc>,
+    egress: &EgressProxy,
 ) -> anyhow::Result<Option<Arc<Authenticator>>> {
     let auth = &config.auth;
     let mut verifier = AuthConfig::new(auth.issuer.clone(), auth.audience.clone());
@@ -293,10 +298,16 @@ fn authenticator(
                     .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?
                     .with_change_check(Duration::from_secs(auth.jwks_reload_seconds)),
             ),
-            (None, Some(url)) => Arc::new(
-                UrlJwks::new(url, Duration::from_secs(300))
-                    .with_context(|| format!("auth.jwks_url: {url}"))?,
-            ),
+            (None, Some(url)) => {
+                let jwks = UrlJwks::new(url, Duration::from_secs(300))
+                    .with_context(|| format!("auth.jwks_url: {url}"))?;
+                let plain_http = url.starts_with("http://").then(|| jwks.authority());
+                let proxy_url = egress.lasting_proxy_url(plain_http.as_deref());
+                Arc::new(
+                    jwks.with_proxy(&proxy_url)
+                        .with_context(|| format!("auth.jwks_url: {url}"))?,
+                )
+            }
             (None, None) => anyhow::bail!("auth: mode `jwt` needs `jwks_file` or `jwks_url`"),
         },
     };

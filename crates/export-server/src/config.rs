@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use export_artifacts::{S3Location, S3Settings};
-use export_core::{Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
+use export_core::egress::split_authority;
+use export_core::{EgressPolicy, Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
 use export_oci::OciSettings;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
@@ -28,8 +29,10 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// No egress: see SPEC §11.
     pub sealed: bool,
-    /// On a sealed site, the hosts (`host`, any port) or `host:port`s that
-    /// distributions may reach besides loopback.
+    /// The hosts (`host`, any port) or `host:port`s, names or IP addresses, that the
+    /// service may connect to although the egress rules would refuse them: on an open
+    /// site, internal (loopback, private, link-local, metadata) addresses; on a sealed
+    /// site, everything. See "Egress rules" in docs/OPERATIONS.md.
     pub egress_allowlist: Vec<String>,
     pub distribution: DistributionConfig,
     /// Tenants with their profiles. When the configuration names no tenant at all, a
@@ -401,12 +404,7 @@ impl Config {
             .oci
             .validate()
             .map_err(|message| anyhow::anyhow!("distribution.oci.{message}"))?;
-        for (idx, entry) in self.egress_allowlist.iter().enumerate() {
-            let host = entry.split(':').next().unwrap_or_default();
-            if host.is_empty() || entry.contains('/') || entry.contains("://") {
-                bail!("egress_allowlist[{idx}]: `{entry}` is not a `host` or `host:port`");
-            }
-        }
+        self.validate_egress()?;
         for (idx, key) in self.url_signing.keys.iter().enumerate() {
             if key.secret.is_some() == key.secret_file.is_some() {
                 bail!("url_signing.keys[{idx}]: set exactly one of `secret` and `secret_file`");
@@ -592,6 +590,36 @@ impl Config {
             let dir = std::path::absolute(&dir).unwrap_or(dir);
             format!("file://{}", dir.display())
         })
+    }
+}
+
+// Egress (SPEC §17): the rules every outbound connection is checked against.
+impl Config {
+    /// The egress rules of this site.
+    pub fn egress_policy(&self) -> EgressPolicy {
+        EgressPolicy {
+            sealed: self.sealed,
+            allow: self.egress_allowlist.clone(),
+        }
+    }
+
+    /// Allowlist entries are `host` or `host:port`; a JWKS URL must pass the egress rules
+    /// as it is named (its connections are checked again when they are made).
+    fn validate_egress(&self) -> anyhow::Result<()> {
+        for (idx, entry) in self.egress_allowlist.iter().enumerate() {
+            if entry.contains("://") || split_authority(entry).is_none() {
+                bail!("egress_allowlist[{idx}]: `{entry}` is not a `host` or `host:port`");
+            }
+        }
+        if let (Some(url), "jwt") = (&self.auth.jwks_url, self.auth.mode.as_str()) {
+            let parsed =
+                url::Url::parse(url).with_context(|| format!("auth.jwks_url: `{url}` is not a URL"))?;
+            let host = parsed.host_str().unwrap_or_default();
+            self.egress_policy()
+                .check_host(host, parsed.port())
+                .map_err(|refusal| anyhow::anyhow!("auth.jwks_url: {refusal}"))?;
+        }
+        Ok(())
     }
 }
 

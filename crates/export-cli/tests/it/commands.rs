@@ -364,6 +364,8 @@ fn an_oci_run_shows_its_distribution_and_pulls_back_into_a_verifiable_directory(
     let server = Server::start_with(ServerOptions {
         config: Some(format!(
             r#"
+egress_allowlist = ["{address}"]
+
 [distribution.oci.registries."{address}"]
 insecure = true
 
@@ -378,7 +380,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
         signing_key: true,
         ..ServerOptions::default()
     });
-    let reference = format!("{}/exports/daily", registry.address);
+    let reference = format!("{}/tenant-default/daily", registry.address);
     let created = server.run(&[
         "runs",
         "create",

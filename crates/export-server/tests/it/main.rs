@@ -10,6 +10,7 @@ mod crash;
 mod determinism;
 mod distributions;
 mod downloads;
+mod egress;
 mod errors;
 mod events;
 mod helpers;

@@ -9,11 +9,21 @@ use serde_json::{json, Value};
 use crate::helpers::{assert_problem, download_all, output_name, TestApp, TestClock};
 use export_server::config::ObjectDistributionConfig;
 
+/// The `host:port` of the S3 server: what the allowlist must name to reach it.
+fn authority(s3: &S3Server) -> String {
+    let endpoint = s3.settings().endpoint.unwrap();
+    endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 /// An app whose clock is the real time shifted by `offset`: the S3 server checks
 /// presigned URLs against its own clock.
 async fn app_for(s3: &S3Server, offset: chrono::Duration) -> TestApp {
     let settings = s3.settings();
     let app = TestApp::spawn_at(TestClock::starting_at(Utc::now() + offset), |config| {
+        config.egress_allowlist = vec![authority(s3)];
         config.distribution.object = Some(ObjectDistributionConfig {
             bucket: S3Server::BUCKET.to_owned(),
             prefix: "exports".to_owned(),

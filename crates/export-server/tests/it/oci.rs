@@ -12,9 +12,14 @@ use serde_json::{json, Value};
 
 use crate::helpers::{assert_problem, download_all, TestApp};
 
+/// An app that pushes to `registry`, the one loopback address its allowlist names.
 async fn app_for(registry: &RegistryServer) -> (TestApp, String) {
     let settings = registry.settings();
-    let app = TestApp::spawn_with(|config| config.distribution.oci = settings).await;
+    let app = TestApp::spawn_with(|config| {
+        config.distribution.oci = settings;
+        config.egress_allowlist = vec![registry.address.clone()];
+    })
+    .await;
     let public = app.install_signing_key("acme", "signer", "ed25519");
     app.ingest_fixtures("acme").await;
     (app, public)
@@ -25,7 +30,7 @@ async fn an_oci_run_is_pushed_and_pulls_back_into_a_directory_that_verifies() {
     let registry = RegistryServer::start();
     let (app, public) = app_for(&registry).await;
     let acme = app.tenant("acme");
-    let reference = format!("{}/exports/daily", registry.address);
+    let reference = format!("{}/acme/daily", registry.address);
     let done = acme
         .export(
             "published",
@@ -84,7 +89,7 @@ async fn an_oci_run_is_pushed_and_pulls_back_into_a_directory_that_verifies() {
     // The DSSE envelope hangs off the artifact as a referrer (tag fallback here).
     let digest = pushed.split('@').nth(1).unwrap();
     let referrers = publisher
-        .referrers(&registry.address, "exports/daily", digest)
+        .referrers(&registry.address, "acme/daily", digest)
         .await
         .unwrap();
     assert_eq!(referrers.len(), 1);
@@ -113,7 +118,7 @@ async fn a_registry_that_refuses_the_push_fails_the_run_and_keeps_nothing() {
     let done = acme
         .export(
             "published",
-            json!({ "distribution": { "type": "oci", "ref": format!("{}/exports/daily", registry.address) } }),
+            json!({ "distribution": { "type": "oci", "ref": format!("{}/acme/daily", registry.address) } }),
         )
         .await;
     assert_eq!(done.status, "failed");
@@ -158,7 +163,11 @@ async fn a_registry_that_refuses_the_push_fails_the_run_and_keeps_nothing() {
 async fn a_sealed_site_refuses_distributions_outside_its_allowlist() {
     let app = TestApp::spawn_with(|config| {
         config.sealed = true;
-        config.egress_allowlist = vec!["registry.internal".to_owned(), "mirror.internal:5000".to_owned()];
+        config.egress_allowlist = vec![
+            "registry.internal".to_owned(),
+            "mirror.internal:5000".to_owned(),
+            "127.0.0.1:5000".to_owned(),
+        ];
     })
     .await;
     app.install_signing_key("acme", "signer", "ed25519");
@@ -171,9 +180,11 @@ async fn a_sealed_site_refuses_distributions_outside_its_allowlist() {
         }))
     };
     for blocked in [
-        "registry.example.com/exports",
-        "mirror.internal:5001/exports",
-        "10.1.2.3:5000/exports",
+        "registry.example.com/acme/exports",
+        "mirror.internal:5001/acme/exports",
+        "10.1.2.3:5000/acme/exports",
+        "127.0.0.1:5001/acme/exports",
+        "localhost:5000/acme/exports",
     ] {
         let response = create(blocked).send().await.unwrap();
         assert_eq!(response.headers()["x-sealed-mode"], "true");
@@ -181,11 +192,10 @@ async fn a_sealed_site_refuses_distributions_outside_its_allowlist() {
         assert_eq!(problem["errors"][0]["field"], "distribution.ref", "{problem}");
     }
     for allowed in [
-        "registry.internal/exports",
-        "registry.internal:443/exports",
-        "mirror.internal:5000/exports",
-        "127.0.0.1:5000/exports",
-        "localhost:5000/exports",
+        "registry.internal/acme/exports",
+        "registry.internal:443/acme/exports",
+        "mirror.internal:5000/acme/exports",
+        "127.0.0.1:5000/acme/exports",
     ] {
         let response = create(allowed).send().await.unwrap();
         assert_eq!(

@@ -1,0 +1,3 @@
+//! The egress proxy against real listeners on loopback ports.
+
+mod proxy;
