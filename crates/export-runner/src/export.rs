@@ -280,14 +280,12 @@ fn age_recipients(keyring: &Keyring, run: &Run) -> Result<Vec<age::x25519::Recip
     let plan = &run.plan;
     let mut texts = plan.encryption.recipients.clone();
     if let Some(kms_key) = &plan.encryption.kms_key {
-        let recipient = keyring
-            .age_recipient(&run.id.tenant, kms_key)
-            .map_err(|err| {
-                ExportError::failed(
-                    ErrorCode::RequestInvalid,
-                    format!("the encryption key cannot be used: {err}"),
-                )
-            })?;
+        let recipient = keyring.age_recipient(&run.id.tenant, kms_key).map_err(|err| {
+            ExportError::failed(
+                ErrorCode::RequestInvalid,
+                format!("the encryption key cannot be used: {err}"),
+            )
+        })?;
         texts.push(recipient);
     }
     texts

@@ -237,7 +237,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let acme = TenantId::parse("acme").unwrap();
         std::fs::create_dir_all(dir.path().join("acme/dir.pem")).unwrap();
-        std::fs::write(dir.path().join("acme/huge.pem"), vec![b'A'; MAX_KEY_BYTES as usize + 1]).unwrap();
+        std::fs::write(
+            dir.path().join("acme/huge.pem"),
+            vec![b'A'; MAX_KEY_BYTES as usize + 1],
+        )
+        .unwrap();
         let keyring = Keyring::new(dir.path());
         let root = dir.path().display().to_string();
         for reference in [

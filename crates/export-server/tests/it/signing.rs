@@ -529,7 +529,12 @@ async fn a_request_cannot_name_a_server_file_as_its_key() {
     let acme = app.tenant("acme");
     let keyring = app.app.state.keyring.root().display().to_string();
     let mut details = Vec::new();
-    for kms_key in ["file:/etc/passwd", "file:/dev/zero", "file:/no/such/file", "kms://globex/backup"] {
+    for kms_key in [
+        "file:/etc/passwd",
+        "file:/dev/zero",
+        "file:/no/such/file",
+        "kms://globex/backup",
+    ] {
         let body = json!({
             "profileId": acme.profile_id("sealed-off"),
             "encryption": { "enabled": true, "kmsKey": kms_key },
@@ -549,7 +554,10 @@ async fn a_request_cannot_name_a_server_file_as_its_key() {
         details.windows(2).all(|pair| pair[0] == pair[1]),
         "the answers tell files apart: {details:?}"
     );
-    assert!(!details[0].contains("passwd") && !details[0].contains("/dev/"), "{details:?}");
+    assert!(
+        !details[0].contains("passwd") && !details[0].contains("/dev/"),
+        "{details:?}"
+    );
 
     // A key of the tenant's own keyring that is missing is named, its file is not.
     let body = json!({
