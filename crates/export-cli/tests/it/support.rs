@@ -169,6 +169,7 @@ impl Server {
         command
             .env("EXPORT_CENTER_SERVER__DATA_DIR", self.data_dir.path())
             .env("EXPORT_CENTER_SERVER__LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("EXPORT_CENTER_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
             .env(
                 "EXPORT_CENTER_WORKERS__CONCURRENCY",
                 self.options.workers.to_string(),

@@ -27,8 +27,10 @@ impl TestClock {
         Self::starting_at(Utc.with_ymd_and_hms(2025, 12, 6, 9, 59, 58).unwrap())
     }
 
+    /// Starts at `at` in whole seconds: proofs carry whole-second `iat`s, and one made
+    /// in the server's first second must not look older than the server.
     pub(crate) fn starting_at(at: DateTime<Utc>) -> Self {
-        Self(Arc::new(Mutex::new(at)))
+        Self(Arc::new(Mutex::new(chrono::SubsecRound::trunc_subsecs(at, 0))))
     }
 
     pub(crate) fn advance(&self, duration: chrono::Duration) {

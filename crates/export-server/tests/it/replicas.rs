@@ -199,7 +199,9 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
     let (doomed_port, survivor_port) = (free_port(), free_port());
     let replica = |port| {
         let mut command = on_postgres(data.path(), port, &database_url);
-        command.env("EXPORT_CENTER_LIMITS__IDEMPOTENCY_LEASE_SECONDS", "2");
+        command
+            .env("EXPORT_CENTER_LIMITS__IDEMPOTENCY_LEASE_SECONDS", "2")
+            .env("EXPORT_CENTER_LIMITS__RUNS_BURST", "1000");
         command
     };
     let mut doomed = {
@@ -256,7 +258,7 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
         }
         assert_eq!(response.status(), 409, "{statuses:?}");
         assert!(statuses.len() < 100, "the key stayed claimed: {statuses:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
     let replayed = post(survivor_port).await.unwrap();
     assert_eq!(replayed.status(), 202);
