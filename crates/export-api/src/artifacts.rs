@@ -13,6 +13,7 @@ use export_distribution::UrlVerifyError;
 use futures::StreamExt;
 use serde::Deserialize;
 
+use crate::byte_range::RangeRequest;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -132,7 +133,7 @@ pub(crate) async fn download_artifact(
     let size = output.bytes;
     let range = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
         None => None,
-        Some(text) => match parse_range(text, size) {
+        Some(text) => match RangeRequest::parse(text, size) {
             RangeRequest::Ignored => None,
             RangeRequest::Satisfiable(range) => Some(range),
             RangeRequest::Unsatisfiable => {
@@ -152,6 +153,8 @@ pub(crate) async fn download_artifact(
     };
     let (status, length) = match &range {
         Some(range) => {
+            // A satisfiable range is never empty and ends inside the file (`byte_range`),
+            // so neither subtraction can wrap.
             let value = format!("bytes {}-{}/{size}", range.start, range.end - 1);
             if let Ok(value) = HeaderValue::from_str(&value) {
                 response_headers.insert(header::CONTENT_RANGE, value);
@@ -198,75 +201,9 @@ fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
         .any(|tag| tag == etag || tag == "*")
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum RangeRequest {
-    /// Not a single byte range we serve: answer with the whole file.
-    Ignored,
-    Satisfiable(std::ops::Range<u64>),
-    Unsatisfiable,
-}
-
-/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range (RFC 9110 §14.1.2).
-fn parse_range(text: &str, size: u64) -> RangeRequest {
-    let Some(spec) = text.trim().strip_prefix("bytes=") else {
-        return RangeRequest::Ignored;
-    };
-    if spec.contains(',') {
-        return RangeRequest::Ignored;
-    }
-    let Some((first, last)) = spec.trim().split_once('-') else {
-        return RangeRequest::Ignored;
-    };
-    let parse = |s: &str| s.trim().parse::<u64>().ok();
-    match (first.trim().is_empty(), last.trim().is_empty()) {
-        (true, true) => RangeRequest::Ignored,
-        (true, false) => match parse(last) {
-            Some(0) => RangeRequest::Unsatisfiable,
-            Some(n) if size > 0 => RangeRequest::Satisfiable(size.saturating_sub(n)..size),
-            Some(_) => RangeRequest::Unsatisfiable,
-            None => RangeRequest::Ignored,
-        },
-        (false, open_end) => {
-            let Some(start) = parse(first) else {
-                return RangeRequest::Ignored;
-            };
-            let end = if open_end {
-                size
-            } else {
-                match parse(last) {
-                    Some(last) if last >= start => (last + 1).min(size),
-                    _ => return RangeRequest::Ignored,
-                }
-            };
-            if start >= size {
-                RangeRequest::Unsatisfiable
-            } else {
-                RangeRequest::Satisfiable(start..end)
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        assert_eq!(parse_range("bytes=0-9", 100), RangeRequest::Satisfiable(0..10));
-        assert_eq!(parse_range("bytes=90-", 100), RangeRequest::Satisfiable(90..100));
-        assert_eq!(parse_range("bytes=-10", 100), RangeRequest::Satisfiable(90..100));
-        assert_eq!(parse_range("bytes=-500", 100), RangeRequest::Satisfiable(0..100));
-        assert_eq!(
-            parse_range("bytes=50-500", 100),
-            RangeRequest::Satisfiable(50..100)
-        );
-        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignored);
-        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignored);
-        assert_eq!(parse_range("bytes=9-2", 100), RangeRequest::Ignored);
-    }
 
     #[test]
     fn resource_tricks_are_refused() {

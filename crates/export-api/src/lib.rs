@@ -3,6 +3,7 @@
 
 mod artifacts;
 mod body;
+mod byte_range;
 mod context;
 mod distributions;
 mod error;

@@ -117,6 +117,99 @@ async fn a_download_carries_integrity_and_caching_headers() {
     );
 }
 
+/// Positions as large as a client likes (issue 12, point 7): every answer is a range
+/// inside the file, a `416`, or the whole file, on GET and on HEAD alike; never a `500`
+/// and never a `Content-Length` past the file.
+#[tokio::test]
+async fn huge_or_odd_ranges_never_overflow() {
+    let app = TestApp::spawn().await;
+    let done = finished_run(&app).await;
+    let advisory = output(&done, "advisory.ndjson");
+    let bytes = app.get(&advisory.url).await.bytes().await.unwrap();
+    let len = bytes.len() as u64;
+    let max = u64::MAX;
+    let partial = |start: u64, end: u64| Some((start, end));
+    let cases = [
+        (
+            format!("bytes=5-{max}"),
+            StatusCode::PARTIAL_CONTENT,
+            partial(5, len),
+        ),
+        (
+            format!("bytes=5-{max}0"),
+            StatusCode::PARTIAL_CONTENT,
+            partial(5, len),
+        ),
+        (format!("bytes={max}-"), StatusCode::RANGE_NOT_SATISFIABLE, None),
+        (
+            format!("bytes={max}-{max}"),
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            None,
+        ),
+        (format!("bytes=1{max}-"), StatusCode::RANGE_NOT_SATISFIABLE, None),
+        (
+            format!("bytes=-{max}"),
+            StatusCode::PARTIAL_CONTENT,
+            partial(0, len),
+        ),
+        (
+            format!("bytes=-{}", max - 1),
+            StatusCode::PARTIAL_CONTENT,
+            partial(0, len),
+        ),
+        (
+            format!("bytes={}-{max}", len - 1),
+            StatusCode::PARTIAL_CONTENT,
+            partial(len - 1, len),
+        ),
+        ("bytes=0-0,5-".to_owned(), StatusCode::OK, None),
+        ("bytes=0-0".to_owned(), StatusCode::PARTIAL_CONTENT, partial(0, 1)),
+        (format!("bytes={max}-5"), StatusCode::OK, None),
+        ("bytes=-0".to_owned(), StatusCode::RANGE_NOT_SATISFIABLE, None),
+        ("bytes=+5-9".to_owned(), StatusCode::OK, None),
+    ];
+    for (range, status, selected) in cases {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let response = app
+                .http
+                .request(method.clone(), &advisory.url)
+                .header("Range", &range)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{method} {range}");
+            let headers = response.headers().clone();
+            let body = response.bytes().await.unwrap();
+            let (content_range, expected_body) = match (status, selected) {
+                (StatusCode::PARTIAL_CONTENT, Some((start, end))) => (
+                    Some(format!("bytes {start}-{}/{len}", end - 1)),
+                    bytes.slice(start as usize..end as usize),
+                ),
+                (StatusCode::RANGE_NOT_SATISFIABLE, _) => (Some(format!("bytes */{len}")), body.clone()),
+                _ => (None, bytes.clone()),
+            };
+            assert_eq!(
+                headers
+                    .get("content-range")
+                    .map(|value| value.to_str().unwrap().to_owned()),
+                content_range,
+                "{method} {range}"
+            );
+            if status == StatusCode::RANGE_NOT_SATISFIABLE {
+                continue;
+            }
+            assert_eq!(
+                headers["content-length"],
+                expected_body.len().to_string(),
+                "{method} {range}"
+            );
+            if method == reqwest::Method::GET {
+                assert_eq!(body, expected_body, "{method} {range}");
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_expired_link_is_gone_and_a_new_status_read_signs_a_fresh_one() {
     let app = TestApp::spawn().await;
