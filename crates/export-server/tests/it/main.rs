@@ -11,6 +11,7 @@ mod distributions;
 mod downloads;
 mod errors;
 mod events;
+mod files;
 mod helpers;
 mod ingest;
 mod object;
