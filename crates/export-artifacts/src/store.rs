@@ -79,13 +79,21 @@ impl ArtifactStore {
         }
     }
 
-    /// A store in the directory `root`, created if needed.
+    /// A store in the directory `root`, created owner-only (0700) if needed.
+    ///
+    /// `LocalFileSystem` creates the directories and files under it with the process's
+    /// umask; the server sets that to `077`.
     pub fn local(root: &FsPath) -> Result<Self, ArtifactError> {
+        use std::os::unix::fs::DirBuilderExt;
         let local_directory = |source| ArtifactError::LocalDirectory {
             path: root.to_owned(),
             source,
         };
-        std::fs::create_dir_all(root).map_err(local_directory)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(local_directory)?;
         let root = std::fs::canonicalize(root).map_err(local_directory)?;
         let inner = LocalFileSystem::new_with_prefix(&root)?;
         Ok(Self {

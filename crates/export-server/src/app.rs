@@ -2,7 +2,6 @@
 //! (HTTP API and workers sharing one store and artifact store) out.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{redact_password, Config};
 use crate::connections::{self, ConnectionLimits};
+use crate::data_dir::{create_private_dir, local_url_signing_key};
 use crate::replay::DatabaseReplayCache;
 
 /// Which parts of the service this process runs.
@@ -70,7 +70,7 @@ impl App {
         started: DateTime<Utc>,
     ) -> anyhow::Result<Self> {
         let data_dir = &config.server.data_dir;
-        std::fs::create_dir_all(data_dir)
+        create_private_dir(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;
         let store = open_store(&config).await?;
         // Every outbound connection (OCI, object storage, JWKS) goes through this proxy,
@@ -364,7 +364,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 }
 
 /// The configured HMAC keys, or the key kept in the data directory (created on first
-/// start) so links survive restarts.
+/// start, never replaced) so links survive restarts.
 fn url_signer(config: &Config) -> anyhow::Result<UrlSigner> {
     let mut keys = Vec::new();
     for (idx, key) in config.url_signing.keys.iter().enumerate() {
@@ -386,41 +386,10 @@ fn url_signer(config: &Config) -> anyhow::Result<UrlSigner> {
     if keys.is_empty() {
         keys.push(UrlSigningKey {
             kid: "local".to_owned(),
-            secret: local_url_key(&config.server.data_dir)?,
+            secret: local_url_signing_key(&config.server.data_dir)?,
         });
     }
     UrlSigner::new(keys).context("url_signing.keys")
-}
-
-fn local_url_key(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    let path = data_dir.join("url-signing.key");
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        return STANDARD
-            .decode(text.trim())
-            .with_context(|| format!("{} is not base64", path.display()));
-    }
-    let secret: [u8; 32] = rand::random();
-    write_private_file(&path, STANDARD.encode(secret).as_bytes())?;
-    tracing::info!("generated a URL-signing key in {}", path.display());
-    Ok(secret.to_vec())
-}
-
-/// Writes a secret readable by the owner only, under a temporary name first.
-fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("writing {}", temporary.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed only once).

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 mod connections;
+pub mod data_dir;
 pub mod demo;
 pub mod ingest;
 pub mod keys;

@@ -133,6 +133,9 @@ enum KeysCommand {
 }
 
 fn main() -> ExitCode {
+    // Before anything creates a file: the data directory, database, artifacts and keys
+    // are owner-only whatever umask the process was started with (SPEC §17).
+    export_server::data_dir::restrict_umask();
     // Only in builds with the `failpoints` feature (the test suite's): reads `FAILPOINTS`.
     let _failpoints = fail::FailScenario::setup();
     // Usage errors exit 1, never 2: `verify` reserves 2 for a checksum mismatch.

@@ -58,12 +58,16 @@ impl SqliteStore {
             )));
         }
         let options = SqliteConnectOptions::from_str(url).map_err(db)?;
+        if !names_memory(url) {
+            create_owner_only(options.get_filename())?;
+        }
         Self::connect_with(options).await
     }
 
     /// Opens (creating it if missing) the database file at `path` and brings its
     /// schema up to date.
     pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        create_owner_only(path)?;
         Self::connect_with(SqliteConnectOptions::new().filename(path)).await
     }
 
@@ -87,6 +91,30 @@ impl SqliteStore {
     /// Closes every connection, checkpointing the WAL into the database file.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// Whether `url` names an in-memory database (`sqlite::memory:`, `?mode=memory`), which
+/// has no file.
+fn names_memory(url: &str) -> bool {
+    let (database, params) = url.split_once('?').unwrap_or((url, ""));
+    database.ends_with(":memory:") || params.split('&').any(|param| param == "mode=memory")
+}
+
+/// Creates the database file owner-only (0600) when it is missing. SQLite would create it
+/// `0644` less the umask, and it gives the `-wal` and `-shm` files the database file's
+/// mode, so those are owner-only too. An existing file keeps its mode.
+fn create_owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(StoreError::backend(err)),
     }
 }
 

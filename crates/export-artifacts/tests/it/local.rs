@@ -148,6 +148,18 @@ async fn check_writable_fails_when_the_root_is_not_a_directory() {
 }
 
 #[test]
+fn the_root_and_its_missing_parents_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data/artifacts");
+    ArtifactStore::local(&root).unwrap();
+    for created in [dir.path().join("data"), root] {
+        let mode = std::fs::metadata(&created).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{}: {mode:o}", created.display());
+    }
+}
+
+#[test]
 fn local_fails_when_the_root_cannot_be_created() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("file");

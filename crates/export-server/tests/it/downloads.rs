@@ -129,9 +129,7 @@ async fn huge_or_odd_ranges_never_overflow() {
     let len = bytes.len() as u64;
     let max = u64::MAX;
     let partial = |start: u64, end: u64| Some((start, end));
-    // (Range header, status, the inclusive byte span a 206 answers with)
-    type Case = (String, StatusCode, Option<(u64, u64)>);
-    let cases: Vec<Case> = vec![
+    let cases = [
         (
             format!("bytes=5-{max}"),
             StatusCode::PARTIAL_CONTENT,

@@ -13,6 +13,7 @@ mod downloads;
 mod egress;
 mod errors;
 mod events;
+mod files;
 mod helpers;
 mod ingest;
 mod object;

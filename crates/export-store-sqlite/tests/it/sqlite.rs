@@ -71,6 +71,30 @@ async fn connect_takes_a_sqlite_url_and_creates_the_file() {
     assert!(SqliteStore::connect("postgres://localhost/export").await.is_err());
 }
 
+/// SQLite creates a database `0644` less the umask; the store creates it owner-only, and
+/// SQLite gives the `-wal` and `-shm` files the database's mode (SPEC §17).
+#[tokio::test]
+async fn a_new_database_and_its_wal_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    for (path, open_by_url) in [(fresh_path(), false), (fresh_path(), true)] {
+        let store = if open_by_url {
+            SqliteStore::connect(&format!("sqlite://{}", path.display())).await
+        } else {
+            SqliteStore::open(&path).await
+        }
+        .expect("open");
+        store
+            .ingest(&tenant("acme"), &[document("osv-go", Kind::Advisory, "GO-1", 1)])
+            .await
+            .expect("ingest");
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).expect(&file).permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}: {mode:o}");
+        }
+    }
+}
+
 /// Two stores on one file stand for two worker processes: every run is claimed by
 /// exactly one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
