@@ -230,6 +230,9 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
                 .await
         }
     };
+    // A proof dated in the replica's first second would first be challenged for a nonce
+    // (SPEC §17, proofs older than the process); start the cut request after it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let cut = tokio::spawn(post(doomed_port));
     // The key is claimed, and no run created, when the replica holding it dies.
     let mut conn = PgConnection::connect(&server_url()).await.unwrap();
@@ -241,6 +244,10 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
         .unwrap()
         == 0
     {
+        assert!(
+            !cut.is_finished(),
+            "the cut request was answered before its claim was seen"
+        );
         assert!(std::time::Instant::now() < deadline, "the key was never claimed");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
