@@ -33,6 +33,7 @@ import os
 import random
 import re
 import sys
+from pathlib import Path
 import time
 
 SHARD = 1000
@@ -296,7 +297,7 @@ def init(source):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", default="/work/shared/data/osv-go", help="directory of real GO-*.json advisories")
+    parser.add_argument("--source", default=str(Path(__file__).resolve().parent.parent / "fixtures" / "corpus" / "osv-go"), help="directory of real GO-*.json advisories")
     parser.add_argument("--out", required=True, help="directory to write into (created; must be empty)")
     parser.add_argument("--count", type=int, default=100000, help="documents to generate (default 100000)")
     parser.add_argument("--seed", type=int, default=20250101, help="random seed (default 20250101)")

@@ -341,10 +341,10 @@ pub(crate) fn fixtures() -> PathBuf {
 }
 
 pub(crate) fn shared_data() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/corpus");
     assert!(
         dir.is_dir(),
-        "the shared evidence is missing at {}",
+        "the evidence corpus is missing at {}",
         dir.display()
     );
     dir
