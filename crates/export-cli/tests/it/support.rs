@@ -23,10 +23,22 @@ pub(crate) fn exportctl_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_exportctl"))
 }
 
-/// The `export-center` binary beside `exportctl`, built once per test run.
+/// The `export-center` binary: `TEST_EXPORT_CENTER_BIN` when set, else the one beside
+/// `exportctl`, built here once per test run. `scripts/test` sets the variable to the binary
+/// its workspace build made, so that this harness never rebuilds it with other features
+/// (and without the failpoints the server's tests use) while those tests run it.
 fn server_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
+        if let Some(binary) = std::env::var_os("TEST_EXPORT_CENTER_BIN") {
+            let binary = PathBuf::from(binary);
+            assert!(
+                binary.is_file(),
+                "TEST_EXPORT_CENTER_BIN: {} is not a file",
+                binary.display()
+            );
+            return binary;
+        }
         let binary = exportctl_binary().with_file_name("export-center");
         let mut cargo = Command::new(env!("CARGO"));
         cargo
@@ -46,7 +58,8 @@ fn server_binary() -> &'static Path {
     })
 }
 
-/// A free loopback port: bind port 0, note the port, let it go.
+/// A loopback port nothing listens on: bind port 0, note the port, let it go (for a
+/// server that is never started; servers bind port 0 themselves).
 pub(crate) fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("binding a free port");
     listener.local_addr().expect("the bound address").port()
@@ -101,7 +114,8 @@ impl Server {
         let token_file = data_dir.path().join("token.json");
         let mut server = Self {
             child: None,
-            port: free_port(),
+            // Bound by the server, which names it in its log; kept across restarts.
+            port: 0,
             token_file,
             data_dir,
             options,
@@ -191,6 +205,9 @@ impl Server {
             .expect("opening the server log");
         let child = self
             .command("serve")
+            // The "listening" line, as JSON, beside the warnings.
+            .env("RUST_LOG", "warn,export_server::app=info")
+            .env("EXPORT_CENTER_LOGGING__FORMAT", "json")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("cloning the log handle"))
             .stderr(log)
@@ -206,7 +223,10 @@ impl Server {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("export-center serve exited with {status}:\n{}", self.log());
             }
-            if healthz(self.port) {
+            if self.port == 0 {
+                self.port = listening_port(&self.log()).unwrap_or(0);
+            }
+            if self.port != 0 && healthz(self.port) {
                 return;
             }
             assert!(
@@ -286,6 +306,19 @@ pub(crate) fn offline_token(dir: &Path) -> PathBuf {
     let path = dir.join("token.json");
     mint_token(command, &path);
     path
+}
+
+/// The public port a server's JSON log says it listens on.
+fn listening_port(log: &str) -> Option<u16> {
+    log.lines().find_map(|line| {
+        let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+        let message = entry["message"].as_str()?;
+        if !message.starts_with("export center listening") {
+            return None;
+        }
+        let address: std::net::SocketAddr = entry["address"].as_str()?.parse().ok()?;
+        Some(address.port())
+    })
 }
 
 fn healthz(port: u16) -> bool {

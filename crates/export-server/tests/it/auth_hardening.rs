@@ -8,7 +8,7 @@ use export_core::Clock;
 use reqwest::{Method, StatusCode};
 
 use crate::helpers::{assert_problem, TestApp};
-use crate::processes::{command, free_port, mint, start};
+use crate::processes::{command, mint, start};
 
 /// `GET url` with the token and `proof`, as tenant-default.
 async fn send(url: &str, token: &str, proof: &str) -> reqwest::Response {
@@ -40,11 +40,11 @@ async fn nonce_challenge(response: reqwest::Response) -> String {
 #[tokio::test]
 async fn a_proof_accepted_before_a_restart_is_refused_after_it() {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let (token, key) = mint(command(data.path(), port));
-    let url = format!("http://127.0.0.1:{port}/export-center/profiles");
+    let (token, key) = mint(command(data.path()));
+    let mut server = start(command(data.path()), &[]).await;
+    let address = server.address;
+    let url = format!("{}/export-center/profiles", server.base());
 
-    let mut server = start(command(data.path(), port), port, &[]).await;
     // A proof made in the second the server started is dated before its start, and is
     // challenged (the nonce is of this process); later ones pass as they are.
     let mut proof = key.proof("GET", &url, Some(&token), None);
@@ -62,7 +62,10 @@ async fn a_proof_accepted_before_a_restart_is_refused_after_it() {
     server.child.kill().unwrap(); // SIGKILL: nothing is saved on the way out.
     server.child.wait().unwrap();
     drop(server);
-    let _server = start(command(data.path(), port), port, &[]).await;
+    // On the same address: the proof names its URL.
+    let mut restart = command(data.path());
+    restart.env("EXPORT_CENTER_SERVER__LISTEN", address.to_string());
+    let _server = start(restart, &[]).await;
 
     // The replay record of the first process is gone, and the proof is refused all the same.
     let replayed = send(&url, &token, &proof).await;

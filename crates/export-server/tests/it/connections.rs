@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::helpers::{assert_problem, TestApp};
-use crate::processes::{call, client, command, free_port, start};
+use crate::processes::{call, client, command, start};
 
 /// Reads until the server closes the connection; what it sent, and when it closed.
 async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (String, Duration) {
@@ -179,18 +179,17 @@ async fn a_stream_ends_when_its_token_expires() {
 #[tokio::test]
 async fn sigterm_ends_open_streams_and_the_process_exits_within_its_grace_period() {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
     let serve = |data: &std::path::Path| {
-        let mut serve = command(data, port);
+        let mut serve = command(data);
         // No workers: the run stays queued and its stream open.
         serve
             .env("EXPORT_CENTER_WORKERS__CONCURRENCY", "0")
             .env("EXPORT_CENTER_SERVER__SHUTDOWN_GRACE_SECONDS", "5");
         serve
     };
-    let mut server = start(serve(data.path()), port, &[]).await;
-    let api = client(command(data.path(), port));
-    let base = format!("http://127.0.0.1:{port}/export-center");
+    let mut server = start(serve(data.path()), &[]).await;
+    let api = client(command(data.path()));
+    let base = format!("{}/export-center", server.base());
     let accepted = call(
         &api,
         Method::POST,
@@ -199,7 +198,8 @@ async fn sigterm_ends_open_streams_and_the_process_exits_within_its_grace_period
     )
     .await;
     let events_url = format!(
-        "http://127.0.0.1:{port}{}",
+        "{}{}",
+        server.base(),
         accepted["links"]["events"].as_str().unwrap()
     );
     let stream = api

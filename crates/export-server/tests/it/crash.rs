@@ -8,15 +8,14 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::shared_data;
-use crate::processes::{call, client, command, download, free_port, start, wait_for};
+use crate::processes::{call, client, command, download, start, wait_for};
 
 #[tokio::test]
 async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_bytes() {
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
     // Enough evidence that the run is still going when it is killed.
     for source in ["osv-a", "osv-b", "osv-c"] {
-        let status = command(data.path(), port)
+        let status = command(data.path())
             .args(["ingest", "--tenant", "tenant-default", "--source", source])
             .arg(shared_data().join("osv-go"))
             .stdout(Stdio::null())
@@ -24,16 +23,14 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
             .unwrap();
         assert!(status.success());
     }
-    let api = client(command(data.path(), port));
-    let base = format!("http://127.0.0.1:{port}/export-center");
+    let api = client(command(data.path()));
     let request = json!({ "profileId": "export-profile::tenant-default::default" });
 
-    let server = start(command(data.path(), port), port, &[]).await;
+    let server = start(command(data.path()), &[]).await;
+    let (address, origin) = (server.address, server.base());
+    let base = format!("{origin}/export-center");
     let accepted = call(&api, Method::POST, &format!("{base}/runs"), Some(request.clone())).await;
-    let status_url = format!(
-        "http://127.0.0.1:{port}{}",
-        accepted["links"]["status"].as_str().unwrap()
-    );
+    let status_url = format!("{origin}{}", accepted["links"]["status"].as_str().unwrap());
     let running = wait_for(&api, &status_url, |s| {
         s["status"] == "succeeded" || s["progress"]["itemsCompleted"].as_u64().unwrap_or(0) > 0
     })
@@ -47,7 +44,10 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
     server.child.wait().unwrap();
     drop(server);
 
-    let _server = start(command(data.path(), port), port, &[]).await;
+    // On the same address: the run's links and output URLs name it.
+    let mut restart = command(data.path());
+    restart.env("EXPORT_CENTER_SERVER__LISTEN", address.to_string());
+    let _server = start(restart, &[]).await;
     let recovered = wait_for(&api, &status_url, |s| {
         s["status"] != "running" && s["status"] != "queued"
     })
@@ -57,10 +57,7 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
 
     // An undisturbed run of the same request on the same snapshot.
     let again = call(&api, Method::POST, &format!("{base}/runs"), Some(request)).await;
-    let again_url = format!(
-        "http://127.0.0.1:{port}{}",
-        again["links"]["status"].as_str().unwrap()
-    );
+    let again_url = format!("{origin}{}", again["links"]["status"].as_str().unwrap());
     let undisturbed = wait_for(&api, &again_url, |s| s["status"] == "succeeded").await;
     let (a, b) = (download(&recovered).await, download(&undisturbed).await);
     assert_eq!(

@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::fixtures;
-use crate::processes::{call, client, command, free_port, start, wait_for};
+use crate::processes::{call, client, command, start, wait_for};
 
 /// `command`, run by `sh` after `umask 000`: only the service itself can then make its
 /// files owner-only.
@@ -37,25 +37,25 @@ async fn everything_the_service_keeps_is_owner_only_under_umask_000() {
     let temp = tempfile::tempdir().unwrap();
     // Missing: the service creates it.
     let data = temp.path().join("data");
-    let port = free_port();
-    let ingested = under_umask_000(command(&data, port))
+    let ingested = under_umask_000(command(&data))
         .args(["ingest", "--tenant", "tenant-default", "--source", "osv-go"])
         .arg(fixtures().join("osv-go"))
         .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(ingested.success());
-    let _server = start(under_umask_000(command(&data, port)), port, &[]).await;
-    let api = client(under_umask_000(command(&data, port)));
+    let server = start(under_umask_000(command(&data)), &[]).await;
+    let api = client(under_umask_000(command(&data)));
     let accepted = call(
         &api,
         Method::POST,
-        &format!("http://127.0.0.1:{port}/export-center/runs"),
+        &format!("{}/export-center/runs", server.base()),
         Some(json!({ "profileId": "export-profile::tenant-default::default" })),
     )
     .await;
     let status_url = format!(
-        "http://127.0.0.1:{port}{}",
+        "{}{}",
+        server.base(),
         accepted["links"]["status"].as_str().unwrap()
     );
     let done = wait_for(&api, &status_url, |s| {

@@ -1,6 +1,8 @@
 //! Servers as real processes: started from the built binary with a data directory and a
 //! port, killed when dropped, and called over HTTP with a DPoP client.
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,9 +14,20 @@ use serde_json::Value;
 
 use crate::helpers::output_name;
 
-/// A server process, killed when dropped.
+/// A server process, killed when dropped, with the addresses it bound.
 pub(crate) struct Server {
     pub(crate) child: Child,
+    /// The public listener's address.
+    pub(crate) address: SocketAddr,
+    /// The operator listener's address.
+    pub(crate) admin_address: SocketAddr,
+}
+
+impl Server {
+    /// `http://<public address>`.
+    pub(crate) fn base(&self) -> String {
+        format!("http://{}", self.address)
+    }
 }
 
 impl Drop for Server {
@@ -24,14 +37,14 @@ impl Drop for Server {
     }
 }
 
-/// `export-center` with the data directory, the listen port, any free port for the
-/// operator listener, and leases and polls short enough for tests; callers add the
-/// subcommand and anything else.
-pub(crate) fn command(data: &Path, port: u16) -> Command {
+/// `export-center` with the data directory, any free loopback ports for both listeners,
+/// and leases and polls short enough for tests; callers add the subcommand and anything
+/// else (a restart on the same address sets `EXPORT_CENTER_SERVER__LISTEN` to it).
+pub(crate) fn command(data: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_export-center"));
     command
         .env("EXPORT_CENTER_SERVER__DATA_DIR", data)
-        .env("EXPORT_CENTER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("EXPORT_CENTER_SERVER__LISTEN", "127.0.0.1:0")
         .env("EXPORT_CENTER_SERVER__ADMIN_LISTEN", "127.0.0.1:0")
         .env("EXPORT_CENTER_WORKERS__LEASE_SECONDS", "2")
         .env("EXPORT_CENTER_WORKERS__HEARTBEAT_SECONDS", "1")
@@ -41,39 +54,77 @@ pub(crate) fn command(data: &Path, port: u16) -> Command {
     command
 }
 
-/// Spawns `export-center serve` with `serve_args`, as `command` has it set up.
-fn spawn(mut command: Command, serve_args: &[&str]) -> Server {
-    let child = command
+/// Spawns `export-center serve` with `serve_args` and waits until it has bound its
+/// listeners, which it names in its log. Ports are never chosen ahead (another test could
+/// take one in between and answer in the server's place); a server that cannot start
+/// fails the test with what it wrote.
+pub(crate) async fn start(mut command: Command, serve_args: &[&str]) -> Server {
+    let mut child = command
         .arg("serve")
         .args(serve_args)
+        // The two "listening" lines, as JSON; warnings and errors as before.
+        .env("RUST_LOG", "warn,export_server::app=info")
+        .env("EXPORT_CENTER_LOGGING__FORMAT", "json")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    Server { child }
-}
-
-/// Spawns `export-center serve` with `serve_args` and waits until it answers on `port`.
-pub(crate) async fn start(command: Command, port: u16, serve_args: &[&str]) -> Server {
-    let server = spawn(command, serve_args);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let stderr = child.stderr.take().unwrap();
+    let (bound, addresses) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || read_log(BufReader::new(stderr), bound));
+    match tokio::time::timeout(Duration::from_secs(60), addresses).await {
+        Ok(Ok(Ok((address, admin_address)))) => Server {
+            child,
+            address,
+            admin_address,
+        },
+        Ok(Ok(Err(log))) => {
+            let status = child.wait().unwrap();
+            panic!("the server did not start ({status}):\n{log}")
+        }
+        Ok(Err(_)) | Err(_) => {
+            let _ = child.kill();
+            panic!("the server did not name its listeners within 60 s")
+        }
     }
-    server
 }
 
-/// A port nothing listens on at the moment.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Reads a server's JSON log: sends its public and operator addresses once both are
+/// logged (or all it wrote, if it ends first), then passes the rest on to the test's
+/// stderr, where a failing test shows it.
+fn read_log(
+    log: impl BufRead,
+    bound: tokio::sync::oneshot::Sender<Result<(SocketAddr, SocketAddr), String>>,
+) {
+    let (mut public, mut admin) = (None, None);
+    let mut bound = Some(bound);
+    let mut written = String::new();
+    for line in log.lines() {
+        let Ok(line) = line else { break };
+        let Some(waiting) = bound.take() else {
+            eprintln!("{line}");
+            continue;
+        };
+        written.push_str(&line);
+        written.push('\n');
+        let entry = serde_json::from_str::<Value>(&line).unwrap_or_default();
+        let address = entry["address"].as_str().and_then(|a| a.parse().ok());
+        let message = entry["message"].as_str().unwrap_or_default();
+        if message.starts_with("export center") {
+            public = public.or(address);
+        } else if message.starts_with("operator endpoints") {
+            admin = admin.or(address);
+        }
+        match (public, admin) {
+            (Some(public), Some(admin)) => {
+                let _ = waiting.send(Ok((public, admin)));
+            }
+            _ => bound = Some(waiting),
+        }
+    }
+    if let Some(waiting) = bound {
+        let _ = waiting.send(Err(written));
+    }
 }
 
 /// A DPoP client of `tenant-default`, with a token `command` mints.

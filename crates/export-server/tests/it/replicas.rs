@@ -14,10 +14,10 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::helpers::fixtures;
-use crate::processes::{call, client, command, free_port, mint, start, wait_for};
+use crate::processes::{call, client, command, mint, start, wait_for, Server};
 
-fn on_postgres(data: &Path, port: u16, database_url: &str) -> Command {
-    let mut command = command(data, port);
+fn on_postgres(data: &Path, database_url: &str) -> Command {
+    let mut command = command(data);
     command.env("EXPORT_CENTER_DATABASE__URL", database_url);
     command
 }
@@ -27,8 +27,7 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
     let schema = fresh_schema().await;
     let database_url = url_for(&schema);
     let data = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let ingested = on_postgres(data.path(), port, &database_url)
+    let ingested = on_postgres(data.path(), &database_url)
         .args(["ingest", "--tenant", "tenant-default", "--source", "osv-go"])
         .arg(fixtures().join("osv-go"))
         .stdout(Stdio::null())
@@ -36,14 +35,9 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
         .unwrap();
     assert!(ingested.success());
 
-    let _api = start(
-        on_postgres(data.path(), port, &database_url),
-        port,
-        &["--role", "api"],
-    )
-    .await;
-    let api = client(on_postgres(data.path(), port, &database_url));
-    let base = format!("http://127.0.0.1:{port}/export-center");
+    let api_server = start(on_postgres(data.path(), &database_url), &["--role", "api"]).await;
+    let api = client(on_postgres(data.path(), &database_url));
+    let base = format!("{}/export-center", api_server.base());
     let accepted = call(
         &api,
         Method::POST,
@@ -52,7 +46,8 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
     )
     .await;
     let status_url = format!(
-        "http://127.0.0.1:{port}{}",
+        "{}{}",
+        api_server.base(),
         accepted["links"]["status"].as_str().unwrap()
     );
     // The API process has no workers: the run waits in the shared queue.
@@ -61,7 +56,7 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
 
     let events_url = format!("{status_url}/events");
     let stream = {
-        let api = client(on_postgres(data.path(), port, &database_url));
+        let api = client(on_postgres(data.path(), &database_url));
         tokio::spawn(async move {
             let response = api
                 .send(Method::GET, &events_url, |request| {
@@ -75,19 +70,12 @@ async fn an_api_replica_and_a_worker_replica_share_runs_and_events_through_postg
             response.text().await.unwrap()
         })
     };
-    let worker_port = free_port();
-    let worker_admin_port = free_port();
-    let mut worker = on_postgres(data.path(), worker_port, &database_url);
-    worker.env(
-        "EXPORT_CENTER_SERVER__ADMIN_LISTEN",
-        format!("127.0.0.1:{worker_admin_port}"),
-    );
-    let _worker = start(worker, worker_port, &["--role", "worker"]).await;
+    let worker = start(on_postgres(data.path(), &database_url), &["--role", "worker"]).await;
     // A worker answers probes on its port, scrapes on its operator port, and no API.
-    let worker_base = format!("http://127.0.0.1:{worker_port}");
+    let worker_base = worker.base();
     let ready = reqwest::get(format!("{worker_base}/readyz")).await.unwrap();
     assert_eq!(ready.status(), 200);
-    let metrics = reqwest::get(format!("http://127.0.0.1:{worker_admin_port}/metrics"))
+    let metrics = reqwest::get(format!("http://{}/metrics", worker.admin_address))
         .await
         .unwrap();
     assert_eq!(metrics.status(), 200);
@@ -153,36 +141,32 @@ async fn a_proof_replayed_to_another_replica_is_refused() {
     let schema = fresh_schema().await;
     let database_url = url_for(&schema);
     let data = tempfile::tempdir().unwrap();
-    let (first, second) = (free_port(), free_port());
-    let public = format!("http://127.0.0.1:{first}");
-    let replica = |port| {
-        let mut command = on_postgres(data.path(), port, &database_url);
-        command.env("EXPORT_CENTER_SERVER__PUBLIC_BASE_URL", &public);
-        command
-    };
-    let _first = start(replica(first), first, &["--role", "api"]).await;
-    let _second = start(replica(second), second, &["--role", "api"]).await;
-    let (access_token, key) = mint(replica(first));
+    let first = start(on_postgres(data.path(), &database_url), &["--role", "api"]).await;
+    let public = first.base();
+    let mut second = on_postgres(data.path(), &database_url);
+    second.env("EXPORT_CENTER_SERVER__PUBLIC_BASE_URL", &public);
+    let second = start(second, &["--role", "api"]).await;
+    let (access_token, key) = mint(on_postgres(data.path(), &database_url));
 
     let url = format!("{public}/export-center/profiles");
     let proof = key.proof("GET", &url, Some(&access_token), None);
-    let send = |port: u16, proof: &str| {
+    let send = |server: &Server, proof: &str| {
         reqwest::Client::new()
-            .get(format!("http://127.0.0.1:{port}/export-center/profiles"))
+            .get(format!("{}/export-center/profiles", server.base()))
             .header("Authorization", format!("DPoP {access_token}"))
             .header("DPoP", proof)
             .header("X-StellaOps-Tenant", "tenant-default")
             .send()
     };
-    assert_eq!(send(first, &proof).await.unwrap().status(), 200);
+    assert_eq!(send(&first, &proof).await.unwrap().status(), 200);
     assert_eq!(
-        send(second, &proof).await.unwrap().status(),
+        send(&second, &proof).await.unwrap().status(),
         401,
         "the replayed proof"
     );
     let fresh = key.proof("GET", &url, Some(&access_token), None);
     assert_eq!(
-        send(second, &fresh).await.unwrap().status(),
+        send(&second, &fresh).await.unwrap().status(),
         200,
         "a fresh proof is accepted by the other replica"
     );
@@ -191,49 +175,44 @@ async fn a_proof_replayed_to_another_replica_is_refused() {
 /// A replica killed between claiming an `Idempotency-Key` and creating its run does not
 /// lock the client out of its own key: once the claim's lease lapses, the retry on
 /// another replica creates the run (202), and the next retry replays it; one run in all.
+/// Needs the `failpoints` feature (`scripts/test` builds with `--all-features`).
+#[cfg(feature = "failpoints")]
 #[tokio::test]
 async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_request() {
     let schema = fresh_schema().await;
     let database_url = url_for(&schema);
     let data = tempfile::tempdir().unwrap();
-    let (doomed_port, survivor_port) = (free_port(), free_port());
-    let replica = |port| {
-        let mut command = on_postgres(data.path(), port, &database_url);
+    let replica = || {
+        let mut command = on_postgres(data.path(), &database_url);
         command
             .env("EXPORT_CENTER_LIMITS__IDEMPOTENCY_LEASE_SECONDS", "2")
             .env("EXPORT_CENTER_LIMITS__RUNS_BURST", "1000");
         command
     };
     let mut doomed = {
-        let mut command = replica(doomed_port);
+        let mut command = replica();
         // The doomed replica stops for good right after it has claimed the key.
         command.env("FAILPOINTS", "create-run-after-idempotency-claim=pause");
-        start(command, doomed_port, &["--role", "api"]).await
+        start(command, &["--role", "api"]).await
     };
-    let _survivor = start(replica(survivor_port), survivor_port, &["--role", "api"]).await;
+    let survivor = start(replica(), &["--role", "api"]).await;
     let body = json!({ "profileId": "export-profile::tenant-default::default" });
-    let post = |port: u16| {
-        let client = client(replica(port));
+    let post = |server: &Server| {
+        let client = client(replica());
         let body = body.clone();
+        let url = format!("{}/export-center/runs", server.base());
         async move {
             client
-                .send(
-                    Method::POST,
-                    &format!("http://127.0.0.1:{port}/export-center/runs"),
-                    |request| {
-                        request
-                            .header("X-StellaOps-Tenant", "tenant-default")
-                            .header("Idempotency-Key", "retry-me")
-                            .json(&body)
-                    },
-                )
+                .send(Method::POST, &url, |request| {
+                    request
+                        .header("X-StellaOps-Tenant", "tenant-default")
+                        .header("Idempotency-Key", "retry-me")
+                        .json(&body)
+                })
                 .await
         }
     };
-    // A proof dated in the replica's first second would first be challenged for a nonce
-    // (SPEC §17, proofs older than the process); start the cut request after it.
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let cut = tokio::spawn(post(doomed_port));
+    let cut = tokio::spawn(post(&doomed));
     // The key is claimed, and no run created, when the replica holding it dies.
     let mut conn = PgConnection::connect(&server_url()).await.unwrap();
     let claimed = format!("SELECT COUNT(*) FROM {schema}.idempotency WHERE run_id IS NULL");
@@ -244,10 +223,13 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
         .unwrap()
         == 0
     {
-        assert!(
-            !cut.is_finished(),
-            "the cut request was answered before its claim was seen"
-        );
+        if cut.is_finished() {
+            let answer = match cut.await.unwrap() {
+                Ok(response) => format!("{} {}", response.status(), response.text().await.unwrap()),
+                Err(err) => err.to_string(),
+            };
+            panic!("the cut request was answered before its claim was seen: {answer}");
+        }
         assert!(std::time::Instant::now() < deadline, "the key was never claimed");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -257,7 +239,7 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
 
     let mut statuses = Vec::new();
     let accepted = loop {
-        let response = post(survivor_port).await.unwrap();
+        let response = post(&survivor).await.unwrap();
         statuses.push(response.status().as_u16());
         if response.status() == 202 {
             assert!(response.headers().get("idempotent-replayed").is_none());
@@ -267,7 +249,7 @@ async fn a_retry_on_another_replica_takes_over_the_key_of_a_replica_killed_mid_r
         assert!(statuses.len() < 100, "the key stayed claimed: {statuses:?}");
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     };
-    let replayed = post(survivor_port).await.unwrap();
+    let replayed = post(&survivor).await.unwrap();
     assert_eq!(replayed.status(), 202);
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
     let replayed: serde_json::Value = replayed.json().await.unwrap();
