@@ -172,6 +172,37 @@ fn the_dev_issuer_may_use_eddsa_and_refuses_a_broken_key_file() {
         error.to_string().contains("is not a usable issuer key"),
         "{error}"
     );
+    assert_eq!(
+        std::fs::read(broken.path().join(DEV_ISSUER_FILE)).unwrap(),
+        b"not a key",
+        "a key file that cannot be used is left as it is, never replaced"
+    );
+}
+
+/// Processes starting together on one data directory (the CLI's `token` beside `serve`)
+/// end with one issuer key: a key is created under a temporary name and linked into
+/// place, never renamed over one another process has just written (SPEC §17).
+#[test]
+fn dev_issuers_created_at_once_agree_on_one_key() {
+    for _ in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Barrier::new(8);
+        let kids: Vec<String> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        start.wait();
+                        DevIssuer::load_or_create(dir.path()).unwrap().kid().to_owned()
+                    })
+                })
+                .collect();
+            racers.into_iter().map(|racer| racer.join().unwrap()).collect()
+        });
+        let on_disk = DevIssuer::load_or_create(dir.path()).unwrap();
+        assert!(kids.iter().all(|kid| kid == on_disk.kid()), "{kids:?}");
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1, "no temporary file is left behind");
+    }
 }
 
 fn decode(jwt: &str) -> (Value, Value) {
