@@ -5,6 +5,7 @@
 //! attempt left and produces the same bytes again, because everything it writes is a
 //! function of the plan and the snapshot.
 
+mod bundle;
 mod distribute;
 mod events;
 mod export;
