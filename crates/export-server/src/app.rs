@@ -24,7 +24,7 @@ use export_signing::Keyring;
 use export_store::Store;
 use export_store_postgres::PostgresStore;
 use export_store_sqlite::SqliteStore;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -32,6 +32,7 @@ use crate::config::{redact_password, Config};
 use crate::connections::{self, ConnectionLimits};
 use crate::data_dir::{create_private_dir, local_url_signing_key};
 use crate::replay::DatabaseReplayCache;
+use crate::telemetry;
 
 /// Which parts of the service this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -210,7 +211,9 @@ impl App {
         let limits = self.connection_limits();
         let streams = self.state.event_streams.clone();
         let end_streams = shutdown.clone();
+        let upkeep = telemetry::metrics_upkeep(metrics_handle(), shutdown.clone());
         tokio::join!(
+            upkeep,
             connections::serve(listeners.public, router, limits, shutdown.clone()),
             connections::serve(
                 listeners.admin,
@@ -392,16 +395,25 @@ fn url_signer(config: &Config) -> anyhow::Result<UrlSigner> {
     UrlSigner::new(keys).context("url_signing.keys")
 }
 
-/// The process-wide Prometheus recorder (a recorder can be installed only once).
+/// The process-wide Prometheus recorder (a recorder can be installed only once), with
+/// histogram buckets for every `*_seconds` metric and every metric described.
 fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".to_owned()),
+                    telemetry::DURATION_BUCKETS,
+                )
+                .expect("the duration buckets are not empty")
+                .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (several apps in one test
             // process); this handle then renders what this recorder saw.
-            let _ = metrics::set_global_recorder(recorder);
+            if metrics::set_global_recorder(recorder).is_ok() {
+                telemetry::describe_metrics();
+            }
             handle
         })
         .clone()

@@ -166,6 +166,36 @@ async fn metrics_count_runs_items_and_requests() {
     }
 }
 
+/// Durations are histograms with buckets (a summary's quantiles cannot be aggregated
+/// across replicas), every metric has its help text, and the process's own figures are
+/// there for the operator's dashboards.
+#[tokio::test]
+async fn metrics_have_buckets_help_texts_and_process_figures() {
+    let app = TestApp::spawn().await;
+    app.ingest_fixtures("acme").await;
+    app.tenant("acme").export("daily", json!({})).await;
+    let text = app.admin_get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "# TYPE http_request_duration_seconds histogram",
+        "http_request_duration_seconds_bucket{",
+        "le=\"0.005\"",
+        "# TYPE export_run_duration_seconds histogram",
+        "export_run_duration_seconds_bucket{",
+        "# HELP http_requests_total ",
+        "# HELP export_runs_total ",
+        "# HELP export_queue_depth ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+        "process_start_time_seconds ",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    assert!(
+        !text.contains("quantile="),
+        "durations are no longer summaries:\n{text}"
+    );
+}
+
 #[tokio::test]
 async fn the_openapi_document_is_generated_from_the_code() {
     let app = TestApp::spawn().await;
