@@ -20,6 +20,9 @@ use tracing::Instrument;
 use crate::events::{EventNotifier, EventSink};
 use crate::export::{execute_export, ExportContext, ExportError};
 
+/// How long a run over its job timeout may take to stop after it is told to.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// Names this process in leases; unique per process.
@@ -255,11 +258,19 @@ impl Runner {
         }
         let heartbeat = self.spawn_heartbeat(&run, cancel.clone(), lease_lost.clone());
         let started = Instant::now();
-        let result = tokio::time::timeout(
-            inner.config.job_timeout,
-            execute_export(&inner.export, &run, &cancel),
-        )
-        .await;
+        let export = execute_export(&inner.export, &run, &cancel);
+        tokio::pin!(export);
+        let result = match tokio::time::timeout(inner.config.job_timeout, &mut export).await {
+            Ok(result) => Ok(result),
+            Err(elapsed) => {
+                // Stopped through its token rather than dropped, so that its writers abort
+                // their uploads and no blocking write of theirs lands after the cleanup
+                // below; dropped only if it does not stop within the grace period.
+                cancel.cancel();
+                let _ = tokio::time::timeout(STOP_GRACE, &mut export).await;
+                Err(elapsed)
+            }
+        };
         heartbeat.abort();
 
         if lease_lost.load(Ordering::SeqCst) {
