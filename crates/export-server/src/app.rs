@@ -28,7 +28,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{redact_password, Config};
+use crate::config::{redact_password, AuthMode, Config};
 use crate::connections::{self, ConnectionLimits};
 use crate::data_dir::{create_private_dir, local_url_signing_key};
 use crate::replay::DatabaseReplayCache;
@@ -140,7 +140,7 @@ impl App {
                 sse_keep_alive: Duration::from_millis(config.events.keep_alive_ms),
                 sse_idle_timeout: Duration::from_millis(config.events.idle_timeout_ms),
                 request_timeout: Duration::from_secs(config.server.request_timeout_seconds),
-                jwks_file: (config.auth.mode == "jwt")
+                jwks_file: (config.auth.mode == AuthMode::Jwt)
                     .then(|| config.auth.jwks_file.clone())
                     .flatten(),
             }),
@@ -280,12 +280,12 @@ fn authenticator(
     verifier.clock_skew = Duration::from_secs(auth.clock_skew_seconds);
     verifier.dpop_window = Duration::from_secs(auth.dpop_window_seconds);
     verifier.require_nonce = auth.require_nonce;
-    let jwks: Arc<dyn JwksSource> = match auth.mode.as_str() {
-        "disabled" => {
+    let jwks: Arc<dyn JwksSource> = match auth.mode {
+        AuthMode::Disabled => {
             tracing::warn!("authentication is DISABLED: any caller may act for any tenant; never run this way in production");
             return Ok(None);
         }
-        "dev" => {
+        AuthMode::Dev => {
             let issuer = DevIssuer::load_or_create(&config.server.data_dir)
                 .context("auth.mode = dev: loading the local issuer key")?
                 .with_issuer(auth.issuer.clone(), auth.audience.clone());
@@ -295,7 +295,7 @@ fn authenticator(
             );
             Arc::new(issuer.jwks())
         }
-        _ => match (&auth.jwks_file, &auth.jwks_url) {
+        AuthMode::Jwt => match (&auth.jwks_file, &auth.jwks_url) {
             (Some(path), _) => Arc::new(
                 FileJwks::load(path)
                     .with_context(|| format!("auth.jwks_file: loading {}", path.display()))?

@@ -204,7 +204,7 @@ pub struct AuthSettings {
     /// mints tokens); `jwt`: tokens of an external issuer, verified against `jwks_file` or
     /// `jwks_url`; `disabled`: no authentication at all, the tenant header alone (for
     /// benchmarks; refused when sealed).
-    pub mode: String,
+    pub mode: AuthMode,
     /// The tokens' `iss`.
     pub issuer: String,
     /// Must be in the tokens' `aud`.
@@ -224,7 +224,7 @@ pub struct AuthSettings {
     /// Where seen proof ids are kept: `memory` (each process its own) or `database`
     /// (shared by every process on the database). Unset: `database` on PostgreSQL,
     /// `memory` on SQLite.
-    pub replay_cache: Option<String>,
+    pub replay_cache: Option<ReplayCacheKind>,
     // Authentication hardening (SPEC §17): nonce secret and JWKS file reloads.
     /// The file holding the secret that keys DPoP server nonces (base64 of 32 random bytes
     /// or more); every replica must read the same secret. Unset:
@@ -235,10 +235,42 @@ pub struct AuthSettings {
     pub jwks_reload_seconds: u64,
 }
 
+/// `auth.mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// A local issuer whose key lives in the data directory.
+    Dev,
+    /// Tokens of an external issuer, verified against its JWKS.
+    Jwt,
+    /// No authentication: the tenant header alone.
+    Disabled,
+}
+
+/// `auth.replay_cache`: where seen DPoP proof ids are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplayCacheKind {
+    /// In this process (each process its own).
+    Memory,
+    /// In the database, shared by every process on it.
+    Database,
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, fields at the top level.
+    Json,
+}
+
 impl Default for AuthSettings {
     fn default() -> Self {
         Self {
-            mode: "dev".to_owned(),
+            mode: AuthMode::Dev,
             issuer: "urn:export-center:dev-issuer".to_owned(),
             audience: "export-center".to_owned(),
             jwks_file: None,
@@ -285,8 +317,7 @@ impl Default for WorkersConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoggingConfig {
-    /// `text` or `json`.
-    pub format: String,
+    pub format: LogFormat,
     /// A `tracing` filter, e.g. `info` or `export_runner=debug,info`.
     pub level: String,
 }
@@ -294,7 +325,7 @@ pub struct LoggingConfig {
 impl Default for LoggingConfig {
     fn default() -> Self {
         Self {
-            format: "text".to_owned(),
+            format: LogFormat::Text,
             level: "info".to_owned(),
         }
     }
@@ -454,11 +485,6 @@ impl Config {
         if auth.replay_cache_capacity == 0 {
             bail!("auth.replay_cache_capacity: must be positive");
         }
-        if let Some(kind) = &auth.replay_cache {
-            if kind != "memory" && kind != "database" {
-                bail!("auth.replay_cache: `{kind}` is not `memory` or `database`");
-            }
-        }
         if auth.jwks_reload_seconds == 0 {
             bail!("auth.jwks_reload_seconds: must be positive");
         }
@@ -467,11 +493,11 @@ impl Config {
         if auth.require_nonce && auth.nonce_secret_file.is_none() && !self.database_is_sqlite() {
             bail!("auth.nonce_secret_file: required with auth.require_nonce on a shared database, the same file on every replica");
         }
-        match auth.mode.as_str() {
-            "dev" if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
-            "disabled" if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
-            "dev" | "disabled" => {}
-            "jwt" => match (&auth.jwks_file, &auth.jwks_url) {
+        match auth.mode {
+            AuthMode::Dev if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
+            AuthMode::Disabled if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
+            AuthMode::Dev | AuthMode::Disabled => {}
+            AuthMode::Jwt => match (&auth.jwks_file, &auth.jwks_url) {
                 (Some(_), None) => {}
                 (None, Some(_)) if self.sealed => {
                     bail!("auth.jwks_url: a sealed site reads its JWKS from auth.jwks_file")
@@ -482,13 +508,6 @@ impl Config {
                 (None, Some(_)) => {}
                 _ => bail!("auth: set exactly one of `jwks_file` and `jwks_url` with mode `jwt`"),
             },
-            other => bail!("auth.mode: `{other}` is not `dev`, `jwt` or `disabled`"),
-        }
-        if !matches!(self.logging.format.as_str(), "text" | "json") {
-            bail!(
-                "logging.format: `{}` is not `text` or `json`",
-                self.logging.format
-            );
         }
         self.profiles()?;
         Ok(())
@@ -564,8 +583,8 @@ impl Config {
 
     /// Whether seen DPoP proof ids are kept in the database (`auth.replay_cache`).
     pub fn replay_cache_in_database(&self) -> bool {
-        match self.auth.replay_cache.as_deref() {
-            Some(kind) => kind == "database",
+        match self.auth.replay_cache {
+            Some(kind) => kind == ReplayCacheKind::Database,
             None => !self.database_is_sqlite(),
         }
     }
@@ -611,7 +630,7 @@ impl Config {
                 bail!("egress_allowlist[{idx}]: `{entry}` is not a `host` or `host:port`");
             }
         }
-        if let (Some(url), "jwt") = (&self.auth.jwks_url, self.auth.mode.as_str()) {
+        if let (Some(url), AuthMode::Jwt) = (&self.auth.jwks_url, self.auth.mode) {
             let parsed =
                 url::Url::parse(url).with_context(|| format!("auth.jwks_url: `{url}` is not a URL"))?;
             let host = parsed.host_str().unwrap_or_default();

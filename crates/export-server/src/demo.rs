@@ -19,7 +19,7 @@ use export_signing::KeyAlgorithm;
 use reqwest::Method;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::LoggingConfig;
+use crate::config::{LogFormat, LoggingConfig};
 use crate::{ingest, telemetry, App, Config, Role};
 use export_verify as verify;
 
@@ -27,7 +27,7 @@ const TENANT: &str = "tenant-default";
 
 pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     telemetry::init(&LoggingConfig {
-        format: "text".to_owned(),
+        format: LogFormat::Text,
         level: "warn".to_owned(),
     });
     let data_dir = match data_dir {

@@ -9,6 +9,7 @@ use export_auth::client::DpopKey;
 use export_auth::dev::DevIssuer;
 use export_auth::Alg;
 use export_core::{SourceName, SystemClock, TenantId};
+use export_server::config::AuthMode;
 use export_server::{ingest, keys, telemetry, App, Config, Role};
 use export_verify as verify;
 use tokio_util::sync::CancellationToken;
@@ -224,10 +225,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let config = Config::load(config.as_deref())?;
-            if config.auth.mode != "dev" {
+            if config.auth.mode != AuthMode::Dev {
                 anyhow::bail!(
                     "auth.mode is `{}`: tokens are minted only by the dev issuer",
-                    config.auth.mode
+                    serde_json::to_value(config.auth.mode)?
+                        .as_str()
+                        .unwrap_or_default()
                 );
             }
             let issuer = DevIssuer::load_or_create(&config.server.data_dir)

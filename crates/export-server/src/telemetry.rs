@@ -3,7 +3,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LoggingConfig;
+use crate::config::{LogFormat, LoggingConfig};
 
 pub fn init(logging: &LoggingConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&logging.level));
@@ -11,7 +11,7 @@ pub fn init(logging: &LoggingConfig) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     // A second initialisation (tests, the demo) keeps the first subscriber.
-    let _ = if logging.format == "json" {
+    let _ = if logging.format == LogFormat::Json {
         builder.json().flatten_event(true).try_init()
     } else {
         builder.try_init()

@@ -181,3 +181,36 @@ fn the_annotated_example_is_valid() {
     let config = Config::load(Some(&path)).unwrap();
     assert!(!config.profiles().unwrap().is_empty());
 }
+
+#[test]
+fn modes_are_one_of_their_names_and_a_wrong_one_names_the_key_and_the_choices() {
+    let config =
+        load_toml("[auth]\nmode = \"disabled\"\nreplay_cache = \"memory\"\n[logging]\nformat = \"json\"\n")
+            .unwrap();
+    assert_eq!(config.auth.mode, AuthMode::Disabled);
+    assert_eq!(config.auth.replay_cache, Some(ReplayCacheKind::Memory));
+    assert_eq!(config.logging.format, LogFormat::Json);
+    for (toml, key, choices) in [
+        (
+            "[auth]\nmode = \"oauth\"\n",
+            "auth.mode",
+            &["`dev`", "`jwt`", "`disabled`"][..],
+        ),
+        (
+            "[logging]\nformat = \"yaml\"\n",
+            "logging.format",
+            &["`text`", "`json`"][..],
+        ),
+        (
+            "[auth]\nreplay_cache = \"redis\"\n",
+            "auth.replay_cache",
+            &["`memory`", "`database`"][..],
+        ),
+    ] {
+        let err = format!("{:#}", load_toml(toml).unwrap_err());
+        assert!(
+            err.contains(key) && choices.iter().all(|choice| err.contains(choice)),
+            "{err}"
+        );
+    }
+}

@@ -282,7 +282,7 @@ async fn a_jwks_url_on_a_private_address_is_refused_at_startup() {
     for url in ["http://10.0.0.1/jwks", "http://169.254.169.254/latest/jwks"] {
         let dir = tempfile::tempdir().unwrap();
         let mut config = export_server::Config::for_data_dir(dir.path());
-        config.auth.mode = "jwt".to_owned();
+        config.auth.mode = export_server::config::AuthMode::Jwt;
         config.auth.jwks_url = Some(url.to_owned());
         let err = format!("{:#}", config.validate().unwrap_err());
         assert!(err.contains("auth.jwks_url"), "{err}");

@@ -79,7 +79,7 @@ impl TestApp {
         let jwks_file = dir.path().join("jwks.json");
         std::fs::write(&jwks_file, issuer.jwks().to_json().to_string()).unwrap();
         let mut config = Config::for_data_dir(dir.path());
-        config.auth.mode = "jwt".to_owned();
+        config.auth.mode = export_server::config::AuthMode::Jwt;
         config.auth.jwks_file = Some(jwks_file);
         config.auth.issuer = issuer.issuer().to_owned();
         config.auth.audience = issuer.audience().to_owned();
