@@ -247,6 +247,17 @@ pub enum AuthMode {
     Disabled,
 }
 
+impl AuthMode {
+    /// The name configuration gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Dev => "dev",
+            Self::Jwt => "jwt",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
 /// `auth.replay_cache`: where seen DPoP proof ids are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -494,8 +505,9 @@ impl Config {
             bail!("auth.nonce_secret_file: required with auth.require_nonce on a shared database, the same file on every replica");
         }
         match auth.mode {
-            AuthMode::Dev if self.sealed => bail!("auth.mode: `dev` is refused on a sealed site"),
-            AuthMode::Disabled if self.sealed => bail!("auth.mode: `disabled` is refused on a sealed site"),
+            AuthMode::Dev | AuthMode::Disabled if self.sealed => {
+                bail!("auth.mode: `{}` is refused on a sealed site", auth.mode.name())
+            }
             AuthMode::Dev | AuthMode::Disabled => {}
             AuthMode::Jwt => match (&auth.jwks_file, &auth.jwks_url) {
                 (Some(_), None) => {}

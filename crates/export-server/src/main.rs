@@ -228,9 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if config.auth.mode != AuthMode::Dev {
                 anyhow::bail!(
                     "auth.mode is `{}`: tokens are minted only by the dev issuer",
-                    serde_json::to_value(config.auth.mode)?
-                        .as_str()
-                        .unwrap_or_default()
+                    config.auth.mode.name()
                 );
             }
             let issuer = DevIssuer::load_or_create(&config.server.data_dir)

@@ -190,6 +190,13 @@ fn modes_are_one_of_their_names_and_a_wrong_one_names_the_key_and_the_choices() 
     assert_eq!(config.auth.mode, AuthMode::Disabled);
     assert_eq!(config.auth.replay_cache, Some(ReplayCacheKind::Memory));
     assert_eq!(config.logging.format, LogFormat::Json);
+    for mode in [AuthMode::Dev, AuthMode::Jwt, AuthMode::Disabled] {
+        assert_eq!(
+            serde_json::to_value(mode).unwrap(),
+            mode.name(),
+            "messages name modes as configured"
+        );
+    }
     for (toml, key, choices) in [
         (
             "[auth]\nmode = \"oauth\"\n",
