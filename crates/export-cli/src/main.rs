@@ -7,6 +7,7 @@ mod backoff;
 mod download;
 mod events;
 mod pull;
+mod runs;
 mod sse;
 mod table;
 mod watch;
@@ -14,18 +15,13 @@ mod watch;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use export_api_types::{
-    CreateRunRequest, DistributionBody, DistributionResponse, ProfileList, RunAccepted, RunList,
-    RunStatusResponse,
-};
-use reqwest::Method;
+use export_api_types::ProfileList;
 use serde::Serialize;
 
 use crate::api::{Api, Connection, ProblemError, Unreachable};
-use crate::backoff::RetryPolicy;
-use crate::events::{EventPrinter, Outcome};
+use crate::events::Outcome;
+use crate::runs::RunsCommand;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -34,7 +30,8 @@ Exit codes:
      (printed as `error: <code>: <detail>`, and as JSON on stdout with --json)
   2  the run failed
   3  the run was cancelled
-  4  the server is unreachable (connection refused or timed out; `watch` first retries)";
+  4  the server is unreachable (connection refused or timed out; `watch` first retries)
+  5  `runs download --verify`: the files did not verify (a checksum, file or signature check failed)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -73,94 +70,6 @@ enum Command {
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum RunsCommand {
-    /// Starts a run of a profile and prints its id.
-    Create {
-        /// The profile's name (`daily-vex`) or id (`export-profile::<tenant>::<name>`).
-        #[arg(long)]
-        profile: String,
-        /// A target, e.g. `vex` or `advisory:osv-go` (repeatable; default: the profile's).
-        #[arg(long = "target", value_name = "TARGET")]
-        targets: Vec<String>,
-        /// `json` or `ndjson` (repeatable; default: the profile's).
-        #[arg(long = "format", value_name = "FORMAT")]
-        formats: Vec<String>,
-        #[arg(long, value_parser = ["low", "normal", "high"])]
-        priority: Option<String>,
-        #[arg(long, value_name = "DAYS")]
-        retention_days: Option<i64>,
-        /// Where the run is published besides signed URLs: `http`, `oci` or `object`
-        /// (default: the profile's first).
-        #[arg(long, value_parser = ["http", "oci", "object"])]
-        distribution: Option<String>,
-        /// For `--distribution oci`: `host[:port]/repository[:tag]` (the tag defaults to
-        /// the run's sequence number).
-        #[arg(long = "ref", value_name = "REF")]
-        reference: Option<String>,
-        /// Makes the request safe to retry: the same key and body give the same run.
-        #[arg(long, value_name = "KEY")]
-        idempotency_key: Option<String>,
-        /// Follow the run to its end, like `runs watch`.
-        #[arg(long)]
-        follow: bool,
-    },
-    /// Shows a run: status, progress, outputs, warnings and errors.
-    Get { run_id: String },
-    /// Lists runs, newest first.
-    List {
-        /// queued, running, succeeded, failed, cancelled or expired.
-        #[arg(long)]
-        status: Option<String>,
-        /// The profile's name or id.
-        #[arg(long)]
-        profile: Option<String>,
-        /// Runs per page (1-200).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
-        limit: Option<u32>,
-        /// Start at this `nextCursor` of a previous page.
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Follow `nextCursor` to the last page.
-        #[arg(long)]
-        all: bool,
-    },
-    /// Cancels a queued or running run.
-    Cancel { run_id: String },
-    /// Follows a run's events to its end.
-    ///
-    /// Draws a progress bar on a terminal and prints one line per event otherwise;
-    /// reconnects with Last-Event-ID after a dropped connection (backing off 1 s, 2 s,
-    /// 4 s … 30 s) and polls the run's status on a server without the event stream.
-    Watch { run_id: String },
-    /// Shows where a run was published: type, status, pushed reference, signed links.
-    Distribution { run_id: String },
-    /// Pulls an OCI-distributed run from its registry into a directory (each file
-    /// checked against its digest), ready for `export-center verify <dir>`.
-    Pull {
-        run_id: String,
-        /// The directory (default: ./<run id with :: replaced by _>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Speak plain HTTP to the registry (a registry on a trusted network only).
-        #[arg(long)]
-        insecure: bool,
-        /// Registry user name; the password comes from EXPORTCTL_REGISTRY_PASSWORD.
-        #[arg(long, env = "EXPORTCTL_REGISTRY_USERNAME")]
-        registry_username: Option<String>,
-    },
-    /// Downloads the outputs of a succeeded run, checking each one's sha256.
-    Download {
-        run_id: String,
-        /// The directory (default: ./<run id with :: replaced by _>).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Only this file, e.g. `manifest.json` (repeatable).
-        #[arg(long, value_name = "PATH")]
-        only: Vec<String>,
     },
 }
 
@@ -213,11 +122,25 @@ fn report(err: &anyhow::Error, json: bool) -> ExitCode {
     }
 }
 
-fn exit_code(outcome: Option<Outcome>) -> u8 {
-    match outcome {
-        None | Some(Outcome::Succeeded) => 0,
-        Some(Outcome::Failed) => 2,
-        Some(Outcome::Cancelled) => 3,
+/// How a command that did not fail with an error ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Done {
+    Ok,
+    /// It followed a run to its end.
+    Followed(Outcome),
+    /// It downloaded a run whose files did not verify.
+    Unverified,
+    /// An error it has already printed (a verdict that could not check).
+    Error,
+}
+
+fn exit_code(done: Done) -> u8 {
+    match done {
+        Done::Ok | Done::Followed(Outcome::Succeeded) => 0,
+        Done::Error => 1,
+        Done::Followed(Outcome::Failed) => 2,
+        Done::Followed(Outcome::Cancelled) => 3,
+        Done::Unverified => 5,
     }
 }
 
@@ -237,8 +160,8 @@ fn profile_id(tenant: &str, name_or_id: &str) -> String {
     }
 }
 
-/// Runs one command; `Some(outcome)` when it followed a run to its end.
-async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
+/// Runs one command.
+async fn run(cli: Cli) -> anyhow::Result<Done> {
     let api = Api::connect(&Connection {
         server: cli.server,
         tenant: cli.tenant,
@@ -253,198 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<Option<Outcome>> {
             } else {
                 print!("{}", table::profiles(&profiles.items));
             }
-            Ok(None)
+            Ok(Done::Ok)
         }
-        Command::Runs { command } => runs(&api, command, json).await,
+        Command::Runs { command } => runs::run(&api, command, json).await,
     }
-}
-
-async fn runs(api: &Api, command: RunsCommand, json: bool) -> anyhow::Result<Option<Outcome>> {
-    match command {
-        RunsCommand::Create {
-            profile,
-            targets,
-            formats,
-            priority,
-            retention_days,
-            distribution,
-            reference,
-            idempotency_key,
-            follow,
-        } => {
-            let distribution = (distribution.is_some() || reference.is_some()).then(|| DistributionBody {
-                kind: distribution,
-                reference,
-                ..DistributionBody::default()
-            });
-            let request = CreateRunRequest {
-                profile_id: profile_id(api.tenant(), &profile),
-                targets: (!targets.is_empty()).then_some(targets),
-                formats: (!formats.is_empty()).then_some(formats),
-                retention_days,
-                priority,
-                distribution,
-                ..CreateRunRequest::default()
-            };
-            let accepted: RunAccepted = api
-                .json(Method::POST, "/export-center/runs", |request_builder| {
-                    let builder = request_builder.json(&request);
-                    match &idempotency_key {
-                        Some(key) => builder.header("Idempotency-Key", key),
-                        None => builder,
-                    }
-                })
-                .await?;
-            if !follow {
-                if json {
-                    print_json(&accepted);
-                } else {
-                    println!("{}", accepted.run_id);
-                }
-                return Ok(None);
-            }
-            let mut printer = EventPrinter::new(json);
-            let header = if json {
-                serde_json::to_string(&accepted).context("encoding the run")?
-            } else {
-                accepted.run_id.clone()
-            };
-            printer.header(&header);
-            let outcome = watch::follow(api, &accepted.run_id, &mut printer, RetryPolicy::from_env()).await?;
-            Ok(Some(outcome))
-        }
-        RunsCommand::Get { run_id } => {
-            let run: RunStatusResponse = api.get(&api::run_path(&run_id)?).await?;
-            if json {
-                print_json(&run);
-            } else {
-                print!("{}", table::run(&run));
-            }
-            Ok(None)
-        }
-        RunsCommand::List {
-            status,
-            profile,
-            limit,
-            cursor,
-            all,
-        } => {
-            let mut query: Vec<(&str, String)> = Vec::new();
-            if let Some(status) = status {
-                query.push(("status", status));
-            }
-            if let Some(profile) = profile {
-                query.push(("profileId", profile_id(api.tenant(), &profile)));
-            }
-            if let Some(limit) = limit {
-                query.push(("limit", limit.to_string()));
-            }
-            let mut cursor = cursor;
-            let mut items = Vec::new();
-            let next_cursor = loop {
-                let mut page_query = query.clone();
-                if let Some(cursor) = &cursor {
-                    page_query.push(("cursor", cursor.clone()));
-                }
-                let page: RunList = api
-                    .json(Method::GET, "/export-center/runs", |request| {
-                        request.query(&page_query)
-                    })
-                    .await?;
-                items.extend(page.items);
-                match page.next_cursor {
-                    Some(next) if all => cursor = Some(next),
-                    next => break next,
-                }
-            };
-            let list = RunList { items, next_cursor };
-            if json {
-                print_json(&list);
-            } else {
-                print!("{}", table::runs(&list.items));
-                if let Some(next) = &list.next_cursor {
-                    eprintln!("more runs: --cursor {next} (or --all)");
-                }
-            }
-            Ok(None)
-        }
-        RunsCommand::Cancel { run_id } => {
-            let path = format!("{}/cancel", api::run_path(&run_id)?);
-            let run: RunStatusResponse = api.json(Method::POST, &path, |request| request).await?;
-            if json {
-                print_json(&run);
-            } else if run.status == "cancelled" {
-                println!("cancelled {}", run.run_id);
-            } else {
-                println!("cancellation requested for {} ({})", run.run_id, run.status);
-            }
-            Ok(None)
-        }
-        RunsCommand::Watch { run_id } => {
-            let mut printer = EventPrinter::new(json);
-            let outcome = watch::follow(api, &run_id, &mut printer, RetryPolicy::from_env()).await?;
-            Ok(Some(outcome))
-        }
-        RunsCommand::Distribution { run_id } => {
-            let distribution = distribution_of(api, &run_id).await?;
-            if json {
-                print_json(&distribution);
-            } else {
-                print!("{}", table::distribution(&distribution));
-            }
-            Ok(None)
-        }
-        RunsCommand::Pull {
-            run_id,
-            out,
-            insecure,
-            registry_username,
-        } => {
-            let distribution = distribution_of(api, &run_id).await?;
-            let dir = out.unwrap_or_else(|| download::default_dir(&run_id));
-            let password = std::env::var("EXPORTCTL_REGISTRY_PASSWORD").ok();
-            let files = pull::pull(&distribution, &dir, insecure, registry_username, password).await?;
-            if json {
-                print_json(&serde_json::json!({ "directory": dir, "files": files }));
-            } else {
-                for file in &files {
-                    println!(
-                        "{:<28} {:>10} bytes  sha256:{}",
-                        file.path,
-                        file.bytes,
-                        table::short_digest(&file.sha256)
-                    );
-                }
-                println!("pulled {} files to {}", files.len(), dir.display());
-            }
-            Ok(None)
-        }
-        RunsCommand::Download { run_id, out, only } => {
-            let dir = out.unwrap_or_else(|| download::default_dir(&run_id));
-            let files = download::download(api, &run_id, &dir, &only).await?;
-            if json {
-                print_json(&serde_json::json!({ "directory": dir, "files": files }));
-            } else {
-                for file in &files {
-                    println!(
-                        "{:<28} {:>10} bytes  sha256:{}",
-                        file.path,
-                        file.bytes,
-                        table::short_digest(&file.sha256)
-                    );
-                }
-                println!("downloaded {} files to {}", files.len(), dir.display());
-            }
-            Ok(None)
-        }
-    }
-}
-
-/// The distribution of a run (`export-dist::…` of `export-run::…`).
-async fn distribution_of(api: &Api, run_id: &str) -> anyhow::Result<DistributionResponse> {
-    api::run_path(run_id)?;
-    let id = run_id.replacen("export-run::", "export-dist::", 1);
-    api.get(&format!("/export-center/distributions/{id}")).await
 }
 
 #[cfg(test)]
@@ -469,9 +204,11 @@ mod tests {
 
     #[test]
     fn followed_runs_map_to_exit_codes() {
-        assert_eq!(exit_code(None), 0);
-        assert_eq!(exit_code(Some(Outcome::Succeeded)), 0);
-        assert_eq!(exit_code(Some(Outcome::Failed)), 2);
-        assert_eq!(exit_code(Some(Outcome::Cancelled)), 3);
+        assert_eq!(exit_code(Done::Ok), 0);
+        assert_eq!(exit_code(Done::Followed(Outcome::Succeeded)), 0);
+        assert_eq!(exit_code(Done::Error), 1);
+        assert_eq!(exit_code(Done::Followed(Outcome::Failed)), 2);
+        assert_eq!(exit_code(Done::Followed(Outcome::Cancelled)), 3);
+        assert_eq!(exit_code(Done::Unverified), 5);
     }
 }

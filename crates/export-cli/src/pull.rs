@@ -5,15 +5,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use export_api_types::DistributionResponse;
 use export_oci::{OciPublisher, OciSettings, RegistrySettings};
-use serde::Serialize;
 
-/// One pulled file, as printed.
-#[derive(Debug, Serialize)]
-pub(crate) struct PulledFile {
-    pub(crate) path: String,
-    pub(crate) sha256: String,
-    pub(crate) bytes: u64,
-}
+use crate::download::Downloaded;
 
 /// Pulls the artifact the distribution names (by digest, so a moved tag cannot change
 /// what arrives) into `dir`.
@@ -23,7 +16,7 @@ pub(crate) async fn pull(
     insecure: bool,
     username: Option<String>,
     password: Option<String>,
-) -> anyhow::Result<Vec<PulledFile>> {
+) -> anyhow::Result<Vec<Downloaded>> {
     if distribution.kind != "oci" {
         bail!(
             "run {} was distributed as `{}`, not `oci`: use `exportctl runs download`",
@@ -66,7 +59,7 @@ pub(crate) async fn pull(
         .with_context(|| format!("pulling {reference}"))?;
     Ok(files
         .into_iter()
-        .map(|file| PulledFile {
+        .map(|file| Downloaded {
             path: file.path,
             sha256: file.sha256.to_string(),
             bytes: file.bytes,

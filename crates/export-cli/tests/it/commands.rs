@@ -217,6 +217,62 @@ signing = { enabled = true, keys = ["kms://tenant-default/signer"] }
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+
+    // exportctl verifies what it downloads with the same library: signature by the key
+    // named, not only digests; another key fails the download with exit code 5.
+    let key = server.signing_keyring().join("signer.pub.pem");
+    let verified_out = server.data_dir().join("verified");
+    let verified = server.run(&[
+        "runs",
+        "download",
+        &run_id,
+        "--out",
+        verified_out.to_str().unwrap(),
+        "--verify",
+        "--key",
+        key.to_str().unwrap(),
+        "--json",
+    ]);
+    verified.success();
+    let verdict = &verified.json()["verification"];
+    assert_eq!(verdict["exitCode"], 0, "{verified}");
+    let signature = verdict["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .find(|check| check["name"] == "signature")
+        .unwrap_or_else(|| panic!("no signature check: {verified}"));
+    assert_eq!(signature["status"], "ok", "{verified}");
+
+    let stranger = server.data_dir().join("stranger");
+    let generated = server
+        .command("keys")
+        .args(["generate", "--name", "stranger", "--out"])
+        .arg(&stranger)
+        .output()
+        .expect("running export-center keys generate");
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let refused = server.run(&[
+        "runs",
+        "download",
+        &run_id,
+        "--out",
+        server.data_dir().join("refused").to_str().unwrap(),
+        "--verify",
+        "--key",
+        stranger.join("stranger.pub.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(refused.code, 5, "{refused}");
+    assert!(refused.stdout.contains("signature"), "{refused}");
+    assert!(refused.stdout.contains("FAIL"), "{refused}");
+
+    let no_key = server.run(&["runs", "download", &run_id, "--verify"]);
+    assert_eq!(no_key.code, 1, "{no_key}");
+    assert!(no_key.stderr.contains("--key"), "{no_key}");
 }
 
 #[test]
