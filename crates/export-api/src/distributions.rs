@@ -68,7 +68,7 @@ pub(crate) async fn get_distribution(
     let bucket = app
         .object
         .as_ref()
-        .filter(|_| run.plan.distribution.kind == DistributionType::Object);
+        .filter(|_| run.plan.distribution.kind() == DistributionType::Object);
     if bucket.is_some() {
         expires = presigned_link_expiry(now, expires);
     }
@@ -134,13 +134,13 @@ pub(crate) async fn get_distribution(
     let body = DistributionResponse {
         id: dist_id.to_string(),
         run_id: run.id.to_string(),
-        kind: run.plan.distribution.kind.to_string(),
+        kind: run.plan.distribution.kind().to_string(),
         status: status.to_owned(),
         // Once pushed, the reference carries the digest (`host/repo@sha256:…`).
         reference: run
             .published_ref
             .clone()
-            .or_else(|| run.plan.distribution.reference.clone()),
+            .or_else(|| run.plan.distribution.oci_reference().map(ToString::to_string)),
         checksum: find(MANIFEST_PATH).map(|m| m.sha256.to_string()),
         expires_at: published.then_some(expires_at),
         dsse,

@@ -12,9 +12,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatusResponse};
-use export_core::{
-    DistributionType, ErrorCode, OciReference, ProfileId, RunId, RunPlan, RunStatus, TenantId,
-};
+use export_core::{ErrorCode, PlannedDistribution, ProfileId, RunId, RunPlan, RunStatus, TenantId};
 use export_store::{
     CancelOutcome, IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery, StoreError, IDEMPOTENCY_CLAIM,
 };
@@ -219,19 +217,16 @@ async fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result
 /// object storage. Connections are checked again when they are made.
 fn check_egress(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
     let egress = &app.config.egress;
-    let (field, authority) = match plan.distribution.kind {
-        DistributionType::Http => return Ok(()),
-        DistributionType::Oci => {
-            let text = plan.distribution.reference.as_deref().unwrap_or_default();
-            let reference = OciReference::parse(text)
-                .map_err(|reason| ApiError::invalid_field("distribution.ref", reason))?;
+    let (field, authority) = match &plan.distribution {
+        PlannedDistribution::Http => return Ok(()),
+        PlannedDistribution::Oci { reference } => {
             app.config
                 .repository_prefixes
-                .check(tenant, &reference)
+                .check(tenant, reference)
                 .map_err(|reason| ApiError::egress_blocked("distribution.ref", reason))?;
-            ("distribution.ref", reference.registry)
+            ("distribution.ref", reference.registry.clone())
         }
-        DistributionType::Object => {
+        PlannedDistribution::Object => {
             let endpoint = app
                 .object
                 .as_ref()

@@ -93,6 +93,20 @@ impl fmt::Display for OciReference {
     }
 }
 
+/// Stored and sent as its text, `host[:port]/repository[:tag]`, which `parse` reads back.
+impl serde::Serialize for OciReference {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for OciReference {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// `host` of `host:port`, `[::1]` of `[::1]:5000`.
 fn host_of(authority: &str) -> &str {
     if authority.starts_with('[') {

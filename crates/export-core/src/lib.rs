@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod plan;
 pub mod profile;
 pub mod record;
+pub mod secret;
 pub mod status;
 pub mod target;
 
@@ -39,5 +40,6 @@ pub use profile::{
     SigningPolicy,
 };
 pub use record::{json_file_head, json_file_tail, DocumentFormat, EvidenceRecord};
+pub use secret::Secret;
 pub use status::{Priority, RunStatus};
 pub use target::{Format, Kind, Target};

@@ -78,14 +78,35 @@ impl PlanError {
     }
 }
 
-/// Where the run is published.
+/// Where the run is published: the stored form is `{"type": "http"}`,
+/// `{"type": "oci", "ref": "host/repository[:tag]"}` or `{"type": "object"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedDistribution {
-    #[serde(rename = "type")]
-    pub kind: DistributionType,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
-    pub reference: Option<String>,
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum PlannedDistribution {
+    Http,
+    Oci {
+        #[serde(rename = "ref")]
+        reference: OciReference,
+    },
+    Object,
+}
+
+impl PlannedDistribution {
+    pub fn kind(&self) -> DistributionType {
+        match self {
+            Self::Http => DistributionType::Http,
+            Self::Oci { .. } => DistributionType::Oci,
+            Self::Object => DistributionType::Object,
+        }
+    }
+
+    /// The reference an `oci` distribution pushes to.
+    pub fn oci_reference(&self) -> Option<&OciReference> {
+        match self {
+            Self::Oci { reference } => Some(reference),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,233 +149,32 @@ pub struct RunPlan {
 impl RunPlan {
     /// Validates `request` against `profile` and `limits` in the order of SPEC §2.1.
     pub fn parse(profile: &Profile, request: RunRequest, limits: &Limits) -> Result<Self, PlanError> {
-        let definition = &profile.definition;
-
-        // 4. targets
-        let targets = match request.targets {
-            None => definition.targets.clone(),
-            Some(raw) => {
-                if raw.len() > limits.max_targets {
-                    return Err(PlanError::too_large(
-                        "targets",
-                        format!(
-                            "{} targets requested, at most {} are allowed",
-                            raw.len(),
-                            limits.max_targets
-                        ),
-                    ));
-                }
-                if raw.is_empty() {
-                    return Err(PlanError::invalid("targets", "must name at least one target"));
-                }
-                let mut seen = BTreeSet::new();
-                let mut targets = Vec::with_capacity(raw.len());
-                for (idx, text) in raw.iter().enumerate() {
-                    let field = format!("targets[{idx}]");
-                    let target =
-                        Target::parse(text).map_err(|err| PlanError::invalid(&field, err.to_string()))?;
-                    if !seen.insert(target.to_string()) {
-                        return Err(PlanError::invalid(field, format!("duplicate target `{target}`")));
-                    }
-                    if !definition.targets.iter().any(|allowed| allowed.admits(&target)) {
-                        return Err(PlanError::invalid(
-                            field,
-                            format!("target `{target}` is not allowed by profile `{}`", profile.id),
-                        ));
-                    }
-                    targets.push(target);
-                }
-                targets
-            }
-        };
-
-        // 5. formats
-        let formats = match request.formats {
-            None => definition.formats.clone(),
-            Some(raw) => {
-                if raw.is_empty() {
-                    return Err(PlanError::invalid("formats", "must name at least one format"));
-                }
-                let mut formats = Vec::with_capacity(raw.len());
-                for (idx, text) in raw.iter().enumerate() {
-                    let field = format!("formats[{idx}]");
-                    let format = Format::parse(text).ok_or_else(|| {
-                        PlanError::invalid(
-                            &field,
-                            format!("unknown format `{text}`, expected `json` or `ndjson`"),
-                        )
-                    })?;
-                    if formats.contains(&format) {
-                        return Err(PlanError::invalid(field, format!("duplicate format `{format}`")));
-                    }
-                    if !definition.formats.contains(&format) {
-                        return Err(PlanError::invalid(
-                            field,
-                            format!("format `{format}` is not allowed by profile `{}`", profile.id),
-                        ));
-                    }
-                    formats.push(format);
-                }
-                formats
-            }
-        };
-
+        // 4. targets, 5. formats
+        let mut targets = plan_targets(profile, request.targets, limits)?;
+        targets.sort();
+        let mut formats = plan_formats(profile, request.formats)?;
+        formats.sort();
         // 6. distribution and signing
         let distribution_request = request.distribution.unwrap_or_default();
-        let kind = match &distribution_request.kind {
-            None => definition.distributions[0],
-            Some(text) => {
-                let kind = DistributionType::parse(text).ok_or_else(|| {
-                    PlanError::invalid(
-                        "distribution.type",
-                        format!("unknown type `{text}`, expected `http`, `oci` or `object`"),
-                    )
-                })?;
-                if !definition.distributions.contains(&kind) {
-                    return Err(PlanError::invalid(
-                        "distribution.type",
-                        format!(
-                            "distribution type `{kind}` is not allowed by profile `{}`",
-                            profile.id
-                        ),
-                    ));
-                }
-                kind
-            }
-        };
-        let reference = distribution_request.reference.filter(|r| !r.trim().is_empty());
-        match (&reference, kind) {
-            (None, DistributionType::Oci) => {
-                return Err(PlanError::invalid(
-                    "distribution.ref",
-                    "an `oci` distribution needs a `ref`",
-                ));
-            }
-            (Some(text), DistributionType::Oci) => {
-                OciReference::parse(text).map_err(|reason| PlanError::invalid("distribution.ref", reason))?;
-            }
-            (Some(_), _) => {
-                return Err(PlanError::invalid(
-                    "distribution.ref",
-                    format!("a `{kind}` distribution takes no `ref`"),
-                ));
-            }
-            (None, _) => {}
-        }
-        let signing_request = distribution_request.signing.unwrap_or_default();
-        let signing_enabled = signing_request.enabled.unwrap_or(definition.signing.enabled);
-        let key_ref = match (signing_enabled, signing_request.key_ref) {
-            (false, _) => None,
-            (true, Some(key_ref)) => {
-                if !definition.signing.keys.contains(&key_ref) {
-                    return Err(PlanError::invalid(
-                        "distribution.signing.keyRef",
-                        format!("key `{key_ref}` is not allowed by profile `{}`", profile.id),
-                    ));
-                }
-                Some(key_ref)
-            }
-            (true, None) => Some(
-                definition
-                    .signing
-                    .default_key
-                    .clone()
-                    .or_else(|| definition.signing.keys.first().cloned())
-                    .ok_or_else(|| {
-                        PlanError::invalid(
-                            "distribution.signing.enabled",
-                            format!("profile `{}` allows no signing key", profile.id),
-                        )
-                    })?,
-            ),
-        };
-
+        let distribution =
+            plan_distribution(profile, distribution_request.kind, distribution_request.reference)?;
+        let signing = plan_signing(profile, distribution_request.signing.unwrap_or_default())?;
         // 7. retention, encryption and priority
-        let retention_days = match request.retention_days {
-            None => definition.retention.default_days,
-            Some(days) if days >= 1 && days <= i64::from(definition.retention.max_days) => days as u32,
-            Some(days) => {
-                return Err(PlanError::invalid(
-                    "retentionDays",
-                    format!(
-                        "{days} is outside 1..={} allowed by the profile",
-                        definition.retention.max_days
-                    ),
-                ))
-            }
-        };
-        let encryption_request = request.encryption.unwrap_or_default();
-        let encryption_enabled = encryption_request
-            .enabled
-            .unwrap_or(definition.encryption.enabled);
-        let encryption = if encryption_enabled {
-            if definition.encryption.recipients.is_empty() && encryption_request.kms_key.is_none() {
-                return Err(PlanError::invalid(
-                    "encryption.enabled",
-                    "encryption needs a `kmsKey` or recipients in the profile",
-                ));
-            }
-            if let Some(kms_key) = &encryption_request.kms_key {
-                let own_keyring = format!("kms://{}/", profile.id.tenant);
-                if !(definition.encryption.keys.contains(kms_key) || kms_key.starts_with(&own_keyring)) {
-                    return Err(PlanError::invalid(
-                        "encryption.kmsKey",
-                        format!(
-                            "a request may name a key of its own tenant's keyring (`{own_keyring}<name>`) or one \
-                             allowed by profile `{}`",
-                            profile.id
-                        ),
-                    ));
-                }
-            }
-            if !definition.bundle.enabled {
-                return Err(PlanError::invalid(
-                    "encryption.enabled",
-                    format!("profile `{}` produces no bundle to encrypt", profile.id),
-                ));
-            }
-            PlannedEncryption {
-                enabled: true,
-                kms_key: encryption_request.kms_key,
-                recipients: definition.encryption.recipients.clone(),
-            }
-        } else {
-            PlannedEncryption {
-                enabled: false,
-                kms_key: None,
-                recipients: Vec::new(),
-            }
-        };
-        let priority = match &request.priority {
-            None => Priority::Normal,
-            Some(text) => Priority::parse(text).ok_or_else(|| {
-                PlanError::invalid(
-                    "priority",
-                    format!("unknown priority `{text}`, expected `low`, `normal` or `high`"),
-                )
-            })?,
-        };
-
-        let mut targets = targets;
-        targets.sort();
-        let mut formats = formats;
-        formats.sort();
+        let retention_days = plan_retention(profile, request.retention_days)?;
+        let encryption = plan_encryption(profile, request.encryption.unwrap_or_default())?;
+        let priority = plan_priority(request.priority.as_deref())?;
         let plan = Self {
             profile_id: profile.id.clone(),
             profile_revision: profile.revision.clone(),
             targets,
             formats,
-            distribution: PlannedDistribution { kind, reference },
-            signing: PlannedSigning {
-                enabled: signing_enabled,
-                key_ref,
-            },
+            distribution,
+            signing,
             encryption,
-            bundle: definition.bundle.clone(),
+            bundle: profile.definition.bundle.clone(),
             retention_days,
             priority,
         };
-
         // 8. planned outputs
         let planned = plan.planned_outputs();
         if planned > limits.max_outputs {
@@ -383,7 +203,7 @@ impl RunPlan {
         serde_json::json!({
             "targets": self.targets,
             "formats": self.formats,
-            "distribution": { "type": self.distribution.kind },
+            "distribution": { "type": self.distribution.kind() },
             "signing": { "enabled": self.signing.enabled },
             "encryption": { "enabled": self.encryption.enabled },
         })
@@ -394,6 +214,233 @@ impl RunPlan {
         self.targets
             .iter()
             .flat_map(move |target| self.formats.iter().map(move |format| (target, *format)))
+    }
+}
+
+/// Step 4: the requested targets (or the profile's), each parsed, unique and admitted
+/// by the profile.
+fn plan_targets(
+    profile: &Profile,
+    raw: Option<Vec<String>>,
+    limits: &Limits,
+) -> Result<Vec<Target>, PlanError> {
+    let definition = &profile.definition;
+    let Some(raw) = raw else {
+        return Ok(definition.targets.clone());
+    };
+    if raw.len() > limits.max_targets {
+        return Err(PlanError::too_large(
+            "targets",
+            format!(
+                "{} targets requested, at most {} are allowed",
+                raw.len(),
+                limits.max_targets
+            ),
+        ));
+    }
+    if raw.is_empty() {
+        return Err(PlanError::invalid("targets", "must name at least one target"));
+    }
+    let mut seen = BTreeSet::new();
+    let mut targets = Vec::with_capacity(raw.len());
+    for (idx, text) in raw.iter().enumerate() {
+        let field = format!("targets[{idx}]");
+        let target = Target::parse(text).map_err(|err| PlanError::invalid(&field, err.to_string()))?;
+        if !seen.insert(target.to_string()) {
+            return Err(PlanError::invalid(field, format!("duplicate target `{target}`")));
+        }
+        if !definition.targets.iter().any(|allowed| allowed.admits(&target)) {
+            return Err(PlanError::invalid(
+                field,
+                format!("target `{target}` is not allowed by profile `{}`", profile.id),
+            ));
+        }
+        targets.push(target);
+    }
+    Ok(targets)
+}
+
+/// Step 5: the requested formats (or the profile's), each known, unique and allowed.
+fn plan_formats(profile: &Profile, raw: Option<Vec<String>>) -> Result<Vec<Format>, PlanError> {
+    let definition = &profile.definition;
+    let Some(raw) = raw else {
+        return Ok(definition.formats.clone());
+    };
+    if raw.is_empty() {
+        return Err(PlanError::invalid("formats", "must name at least one format"));
+    }
+    let mut formats = Vec::with_capacity(raw.len());
+    for (idx, text) in raw.iter().enumerate() {
+        let field = format!("formats[{idx}]");
+        let format = Format::parse(text).ok_or_else(|| {
+            PlanError::invalid(
+                &field,
+                format!("unknown format `{text}`, expected `json` or `ndjson`"),
+            )
+        })?;
+        if formats.contains(&format) {
+            return Err(PlanError::invalid(field, format!("duplicate format `{format}`")));
+        }
+        if !definition.formats.contains(&format) {
+            return Err(PlanError::invalid(
+                field,
+                format!("format `{format}` is not allowed by profile `{}`", profile.id),
+            ));
+        }
+        formats.push(format);
+    }
+    Ok(formats)
+}
+
+/// Step 6, distribution: a type the profile allows (its first by default), with a valid
+/// `ref` exactly when the type is `oci`.
+fn plan_distribution(
+    profile: &Profile,
+    kind: Option<String>,
+    reference: Option<String>,
+) -> Result<PlannedDistribution, PlanError> {
+    let definition = &profile.definition;
+    let kind = match &kind {
+        None => definition.distributions[0],
+        Some(text) => {
+            let kind = DistributionType::parse(text).ok_or_else(|| {
+                PlanError::invalid(
+                    "distribution.type",
+                    format!("unknown type `{text}`, expected `http`, `oci` or `object`"),
+                )
+            })?;
+            if !definition.distributions.contains(&kind) {
+                return Err(PlanError::invalid(
+                    "distribution.type",
+                    format!(
+                        "distribution type `{kind}` is not allowed by profile `{}`",
+                        profile.id
+                    ),
+                ));
+            }
+            kind
+        }
+    };
+    let reference = reference.filter(|r| !r.trim().is_empty());
+    match (reference, kind) {
+        (None, DistributionType::Oci) => Err(PlanError::invalid(
+            "distribution.ref",
+            "an `oci` distribution needs a `ref`",
+        )),
+        (Some(text), DistributionType::Oci) => OciReference::parse(&text)
+            .map(|reference| PlannedDistribution::Oci { reference })
+            .map_err(|reason| PlanError::invalid("distribution.ref", reason)),
+        (Some(_), _) => Err(PlanError::invalid(
+            "distribution.ref",
+            format!("a `{kind}` distribution takes no `ref`"),
+        )),
+        (None, DistributionType::Http) => Ok(PlannedDistribution::Http),
+        (None, DistributionType::Object) => Ok(PlannedDistribution::Object),
+    }
+}
+
+/// Step 6, signing: on or off as asked (the profile's default otherwise), with a key the
+/// profile allows (its default key, else its first).
+fn plan_signing(profile: &Profile, request: SigningRequest) -> Result<PlannedSigning, PlanError> {
+    let definition = &profile.definition;
+    let enabled = request.enabled.unwrap_or(definition.signing.enabled);
+    let key_ref = match (enabled, request.key_ref) {
+        (false, _) => None,
+        (true, Some(key_ref)) => {
+            if !definition.signing.keys.contains(&key_ref) {
+                return Err(PlanError::invalid(
+                    "distribution.signing.keyRef",
+                    format!("key `{key_ref}` is not allowed by profile `{}`", profile.id),
+                ));
+            }
+            Some(key_ref)
+        }
+        (true, None) => Some(
+            definition
+                .signing
+                .default_key
+                .clone()
+                .or_else(|| definition.signing.keys.first().cloned())
+                .ok_or_else(|| {
+                    PlanError::invalid(
+                        "distribution.signing.enabled",
+                        format!("profile `{}` allows no signing key", profile.id),
+                    )
+                })?,
+        ),
+    };
+    Ok(PlannedSigning { enabled, key_ref })
+}
+
+/// Step 7, retention: the profile's default, or a number of days within its maximum.
+fn plan_retention(profile: &Profile, days: Option<i64>) -> Result<u32, PlanError> {
+    let retention = &profile.definition.retention;
+    match days {
+        None => Ok(retention.default_days),
+        Some(days) if days >= 1 && days <= i64::from(retention.max_days) => Ok(days as u32),
+        Some(days) => Err(PlanError::invalid(
+            "retentionDays",
+            format!(
+                "{days} is outside 1..={} allowed by the profile",
+                retention.max_days
+            ),
+        )),
+    }
+}
+
+/// Step 7, encryption: when on, a bundle to encrypt and someone to encrypt it to (the
+/// profile's recipients, or a `kmsKey` of the tenant's keyring or the profile's list).
+fn plan_encryption(profile: &Profile, request: EncryptionRequest) -> Result<PlannedEncryption, PlanError> {
+    let definition = &profile.definition;
+    if !request.enabled.unwrap_or(definition.encryption.enabled) {
+        return Ok(PlannedEncryption {
+            enabled: false,
+            kms_key: None,
+            recipients: Vec::new(),
+        });
+    }
+    if definition.encryption.recipients.is_empty() && request.kms_key.is_none() {
+        return Err(PlanError::invalid(
+            "encryption.enabled",
+            "encryption needs a `kmsKey` or recipients in the profile",
+        ));
+    }
+    if let Some(kms_key) = &request.kms_key {
+        let own_keyring = format!("kms://{}/", profile.id.tenant);
+        if !(definition.encryption.keys.contains(kms_key) || kms_key.starts_with(&own_keyring)) {
+            return Err(PlanError::invalid(
+                "encryption.kmsKey",
+                format!(
+                    "a request may name a key of its own tenant's keyring (`{own_keyring}<name>`) or one \
+                     allowed by profile `{}`",
+                    profile.id
+                ),
+            ));
+        }
+    }
+    if !definition.bundle.enabled {
+        return Err(PlanError::invalid(
+            "encryption.enabled",
+            format!("profile `{}` produces no bundle to encrypt", profile.id),
+        ));
+    }
+    Ok(PlannedEncryption {
+        enabled: true,
+        kms_key: request.kms_key,
+        recipients: definition.encryption.recipients.clone(),
+    })
+}
+
+/// Step 7, priority: `normal` unless asked.
+fn plan_priority(text: Option<&str>) -> Result<Priority, PlanError> {
+    match text {
+        None => Ok(Priority::Normal),
+        Some(text) => Priority::parse(text).ok_or_else(|| {
+            PlanError::invalid(
+                "priority",
+                format!("unknown priority `{text}`, expected `low`, `normal` or `high`"),
+            )
+        }),
     }
 }
 
@@ -445,9 +492,20 @@ mod tests {
         };
         let parse = |request| RunPlan::parse(&oci, request, &Limits::default());
         let plan = parse(request("oci", Some("registry.local:5000/exports/daily:v1"))).unwrap();
+        let reference = plan.distribution.oci_reference().expect("an oci distribution");
+        assert_eq!(reference.registry, "registry.local:5000");
+        assert_eq!(reference.to_string(), "registry.local:5000/exports/daily:v1");
+        // Stored as before the reference was parsed: type and text.
+        let stored = serde_json::to_value(&plan.distribution).unwrap();
         assert_eq!(
-            plan.distribution.reference.as_deref(),
-            Some("registry.local:5000/exports/daily:v1")
+            stored,
+            serde_json::json!({"type": "oci", "ref": "registry.local:5000/exports/daily:v1"})
+        );
+        let read: PlannedDistribution = serde_json::from_value(stored).unwrap();
+        assert_eq!(read, plan.distribution);
+        assert_eq!(
+            serde_json::to_value(PlannedDistribution::Http).unwrap(),
+            serde_json::json!({"type": "http"})
         );
         for bad in [
             None,
@@ -469,7 +527,7 @@ mod tests {
         let names: Vec<String> = plan.targets.iter().map(ToString::to_string).collect();
         assert_eq!(names, ["advisory", "policy", "vex"]);
         assert_eq!(plan.formats, [Format::Json, Format::Ndjson]);
-        assert_eq!(plan.distribution.kind, DistributionType::Http);
+        assert_eq!(plan.distribution, PlannedDistribution::Http);
         assert!(!plan.signing.enabled);
         assert_eq!(plan.retention_days, 7);
         assert_eq!(plan.priority, Priority::Normal);

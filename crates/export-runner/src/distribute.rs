@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use export_artifacts::ArtifactKey;
-use export_core::{DistributionType, ErrorCode, OciReference, MANIFEST_DSSE_PATH, MANIFEST_PATH};
+use export_core::{DistributionType, ErrorCode, PlannedDistribution, MANIFEST_DSSE_PATH, MANIFEST_PATH};
 use export_distribution::ObjectError;
 use export_oci::{BlobOpener, Layer, OciError, RunArtifact};
 use export_store::{Run, RunOutput};
@@ -49,7 +49,7 @@ fn oci_failed(reference: &str, err: OciError) -> ExportError {
 /// Publishes the run's stored outputs where its plan says; returns where they went.
 pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<String>, ExportError> {
     let distribution = &run.plan.distribution;
-    if distribution.kind == DistributionType::Http {
+    if distribution.kind() == DistributionType::Http {
         return Ok(None);
     }
     let outputs = ctx
@@ -59,18 +59,14 @@ pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<
         .map_err(internal)?
         .ok_or_else(|| internal(anyhow::anyhow!("run {} vanished while it ran", run.id)))?
         .outputs;
-    match distribution.kind {
-        DistributionType::Http => Ok(None),
-        DistributionType::Oci => {
-            let text = distribution.reference.as_deref().unwrap_or_default();
-            let target = OciReference::parse(text).map_err(|reason| {
-                ExportError::failed(ErrorCode::RequestInvalid, format!("distribution.ref: {reason}"))
-            })?;
+    match distribution {
+        PlannedDistribution::Http => Ok(None),
+        PlannedDistribution::Oci { reference: target } => {
             // Checked again here: the run may have been queued under other settings.
             ctx.oci
                 .settings()
                 .repository_prefixes()
-                .check(&run.id.tenant, &target)
+                .check(&run.id.tenant, target)
                 .map_err(|reason| {
                     ExportError::failed(ErrorCode::EgressBlocked, format!("distribution.ref: {reason}"))
                 })?;
@@ -105,9 +101,9 @@ pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<
             });
             let pushed = ctx
                 .oci
-                .push(&target, &format!("{:04}", run.id.seq), &artifact, &open)
+                .push(target, &format!("{:04}", run.id.seq), &artifact, &open)
                 .await
-                .map_err(|err| oci_failed(text, err))?;
+                .map_err(|err| oci_failed(&target.to_string(), err))?;
             tracing::info!(
                 "run {} pushed to {} (tag {})",
                 run.id,
@@ -116,7 +112,7 @@ pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<
             );
             Ok(Some(pushed.reference))
         }
-        DistributionType::Object => {
+        PlannedDistribution::Object => {
             let object = ctx.object.as_ref().ok_or_else(|| {
                 ExportError::failed(
                     ErrorCode::RequestInvalid,

@@ -373,7 +373,7 @@ fn url_signer(config: &Config) -> anyhow::Result<UrlSigner> {
     for (idx, key) in config.url_signing.keys.iter().enumerate() {
         let field = format!("url_signing.keys[{idx}]");
         let text = match (&key.secret, &key.secret_file) {
-            (Some(secret), _) => secret.clone(),
+            (Some(secret), _) => secret.expose().to_owned(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .with_context(|| format!("{field}.secret_file: reading {}", path.display()))?,
             (None, None) => anyhow::bail!("{field}: set `secret` or `secret_file`"),

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use export_artifacts::{S3Location, S3Settings};
 use export_core::egress::split_authority;
-use export_core::{EgressPolicy, Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
+use export_core::{
+    EgressPolicy, Limits, Profile, ProfileDefinition, ProfileId, ProfileName, Secret, TenantId,
+};
 use export_oci::OciSettings;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
@@ -157,8 +159,8 @@ impl Default for UrlSigningConfig {
 pub struct UrlKeyConfig {
     pub kid: String,
     /// The secret, base64 (at least 32 bytes once decoded). Prefer `secret_file`.
-    #[serde(default)]
-    pub secret: Option<String>,
+    #[serde(default, skip_serializing)]
+    pub secret: Option<Secret>,
     /// A file holding the base64 secret.
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
@@ -394,6 +396,20 @@ impl Config {
 
     /// Checks what serde cannot: names, URLs, limits and profiles.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.validate_listeners()?;
+        self.validate_connection_limits()?;
+        self.validate_storage()?;
+        self.validate_distribution()?;
+        self.validate_egress()?;
+        self.validate_url_signing()?;
+        self.validate_limits()?;
+        self.validate_auth()?;
+        self.profiles()?;
+        Ok(())
+    }
+
+    /// The public listener and its base URL.
+    fn validate_listeners(&self) -> anyhow::Result<()> {
         self.server
             .listen
             .parse::<std::net::SocketAddr>()
@@ -403,12 +419,16 @@ impl Config {
                     self.server.listen
                 )
             })?;
-        self.validate_connection_limits()?;
         if let Some(url) = &self.server.public_base_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("server.public_base_url: `{url}` must start with http:// or https://");
             }
         }
+        Ok(())
+    }
+
+    /// The database and artifact store URLs (and an `s3://` store's settings).
+    fn validate_storage(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.database.url {
             let known = ["sqlite://", "postgres://", "postgresql://"];
             if !known.iter().any(|scheme| url.starts_with(scheme)) {
@@ -418,22 +438,29 @@ impl Config {
                 );
             }
         }
-        if let Some(url) = &self.artifacts.url {
-            if url.starts_with("s3://") {
-                let settings = self.artifacts.s3.as_ref().with_context(|| {
+        let Some(url) = &self.artifacts.url else {
+            return Ok(());
+        };
+        if url.starts_with("s3://") {
+            let settings =
+                self.artifacts.s3.as_ref().with_context(|| {
                     format!("artifacts.s3: `{url}` needs the S3 endpoint and credentials")
                 })?;
-                settings
-                    .validate()
-                    .map_err(|err| anyhow::anyhow!("artifacts.s3: {err}"))?;
-                S3Location::parse(url).map_err(|err| anyhow::anyhow!("artifacts.url: {err}"))?;
-            } else if !(url.starts_with("file://") || url == "memory://") {
-                bail!(
-                    "artifacts.url: `{url}` is not supported; use file://<absolute path>, s3://<bucket>[/<prefix>] \
-                     or memory://"
-                );
-            }
+            settings
+                .validate()
+                .map_err(|err| anyhow::anyhow!("artifacts.s3: {err}"))?;
+            S3Location::parse(url).map_err(|err| anyhow::anyhow!("artifacts.url: {err}"))?;
+        } else if !(url.starts_with("file://") || url == "memory://") {
+            bail!(
+                "artifacts.url: `{url}` is not supported; use file://<absolute path>, s3://<bucket>[/<prefix>] \
+                 or memory://"
+            );
         }
+        Ok(())
+    }
+
+    /// The object and OCI distribution settings.
+    fn validate_distribution(&self) -> anyhow::Result<()> {
         if let Some(object) = &self.distribution.object {
             object
                 .s3
@@ -445,8 +472,11 @@ impl Config {
         self.distribution
             .oci
             .validate()
-            .map_err(|message| anyhow::anyhow!("distribution.oci.{message}"))?;
-        self.validate_egress()?;
+            .map_err(|message| anyhow::anyhow!("distribution.oci.{message}"))
+    }
+
+    /// Each URL-signing key from exactly one place, and a positive link lifetime.
+    fn validate_url_signing(&self) -> anyhow::Result<()> {
         for (idx, key) in self.url_signing.keys.iter().enumerate() {
             if key.secret.is_some() == key.secret_file.is_some() {
                 bail!("url_signing.keys[{idx}]: set exactly one of `secret` and `secret_file`");
@@ -455,6 +485,11 @@ impl Config {
         if self.url_signing.link_lifetime_seconds == 0 {
             bail!("url_signing.link_lifetime_seconds: must be positive");
         }
+        Ok(())
+    }
+
+    /// Limits, worker and event timings: positive, and a heartbeat within its lease.
+    fn validate_limits(&self) -> anyhow::Result<()> {
         let limits = &self.limits;
         for (key, value) in [
             ("limits.max_body_bytes", limits.max_body_bytes as u64),
@@ -492,6 +527,11 @@ impl Config {
         if self.workers.heartbeat_seconds >= self.workers.lease_seconds {
             bail!("workers.heartbeat_seconds: must be shorter than workers.lease_seconds");
         }
+        Ok(())
+    }
+
+    /// The authentication mode, its key source and the replay and nonce settings.
+    fn validate_auth(&self) -> anyhow::Result<()> {
         let auth = &self.auth;
         if auth.replay_cache_capacity == 0 {
             bail!("auth.replay_cache_capacity: must be positive");
@@ -521,7 +561,6 @@ impl Config {
                 _ => bail!("auth: set exactly one of `jwks_file` and `jwks_url` with mode `jwt`"),
             },
         }
-        self.profiles()?;
         Ok(())
     }
 

@@ -221,3 +221,17 @@ fn modes_are_one_of_their_names_and_a_wrong_one_names_the_key_and_the_choices() 
         );
     }
 }
+
+#[test]
+fn configured_secrets_are_read_but_never_printed() {
+    let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
+    let config = load_toml(&format!(
+        "[[url_signing.keys]]\nkid = \"k1\"\nsecret = \"{secret}\"\n"
+    ))
+    .unwrap();
+    let key = &config.url_signing.keys[0];
+    assert_eq!(key.secret.as_ref().map(Secret::expose), Some(secret));
+    let printed = format!("{config:?}");
+    assert!(!printed.contains(secret), "the secret is printed: {printed}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+}
