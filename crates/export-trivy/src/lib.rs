@@ -1,0 +1,2 @@
+//! Trivy DB (schema 2) from Export Center advisories.
+pub mod bolt;
