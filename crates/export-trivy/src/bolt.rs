@@ -50,7 +50,10 @@ impl Bucket {
 
     /// The nested bucket at `key`, created empty if absent (a value there is replaced).
     pub fn bucket_mut(&mut self, key: impl Into<Vec<u8>>) -> &mut Bucket {
-        let entry = self.entries.entry(key.into()).or_insert_with(|| Entry::Bucket(Bucket::default()));
+        let entry = self
+            .entries
+            .entry(key.into())
+            .or_insert_with(|| Entry::Bucket(Bucket::default()));
         if let Entry::Value(_) = entry {
             *entry = Entry::Bucket(Bucket::default());
         }
@@ -101,8 +104,12 @@ pub fn write(root: Bucket) -> Vec<u8> {
     // An empty freelist (count 0). Trivy opens the file read-write, and a file without a
     // freelist page would make bbolt write one into it on open.
     let freelist = FREELIST_PGID as usize * PAGE_SIZE;
-    writer.out[freelist..freelist + PAGE_HEADER]
-        .copy_from_slice(&page_header(FREELIST_PGID, FREELIST_PAGE, 0, 0));
+    writer.out[freelist..freelist + PAGE_HEADER].copy_from_slice(&page_header(
+        FREELIST_PGID,
+        FREELIST_PAGE,
+        0,
+        0,
+    ));
     writer.out
 }
 
@@ -195,7 +202,10 @@ impl Writer {
             .into_iter()
             .map(|group| {
                 let key = group.first().map(|e| e.key.clone()).unwrap_or_default();
-                let pgid = self.emit(|out, pgid, overflow| write_leaf(out, pgid, overflow, &group), &group);
+                let pgid = self.emit(
+                    |out, pgid, overflow| write_leaf(out, pgid, overflow, &group),
+                    &group,
+                );
                 BranchElement { key, pgid }
             })
             .collect();
@@ -204,8 +214,10 @@ impl Writer {
                 .into_iter()
                 .map(|group| {
                     let key = group[0].key.clone();
-                    let pgid =
-                        self.emit(|out, pgid, overflow| write_branch(out, pgid, overflow, &group), &group);
+                    let pgid = self.emit(
+                        |out, pgid, overflow| write_branch(out, pgid, overflow, &group),
+                        &group,
+                    );
                     BranchElement { key, pgid }
                 })
                 .collect();
@@ -234,7 +246,8 @@ fn pack<E: Element>(elements: Vec<E>) -> Vec<Vec<E>> {
     let mut size = PAGE_HEADER;
     for element in elements {
         let element_size = element.size();
-        if !current.is_empty() && (size + element_size > PAGE_SIZE || current.len() == usize::from(u16::MAX)) {
+        if !current.is_empty() && (size + element_size > PAGE_SIZE || current.len() == usize::from(u16::MAX))
+        {
             groups.push(std::mem::take(&mut current));
             size = PAGE_HEADER;
         }
@@ -295,4 +308,4 @@ fn write_branch(out: &mut Vec<u8>, pgid: u64, overflow: u32, elements: &[BranchE
 
 #[cfg(test)]
 #[path = "bolt_tests.rs"]
-mod tests;
+pub(crate) mod tests;

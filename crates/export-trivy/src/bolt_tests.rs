@@ -19,7 +19,7 @@ fn u64_at(bytes: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap())
 }
 
-fn read(file: &[u8]) -> Bucket {
+pub(crate) fn read(file: &[u8]) -> Bucket {
     assert_eq!(file.len() % PAGE_SIZE, 0, "the file is whole pages");
     let n_pages = file.len() / PAGE_SIZE;
     let mut root_pgid = None;
@@ -48,7 +48,10 @@ fn read(file: &[u8]) -> Bucket {
     };
     let root = reader.tree(root_pgid.unwrap(), None);
     let unreached: Vec<usize> = (3..n_pages).filter(|&pgid| reader.visits[pgid] != 1).collect();
-    assert!(unreached.is_empty(), "pages not reached exactly once: {unreached:?}");
+    assert!(
+        unreached.is_empty(),
+        "pages not reached exactly once: {unreached:?}"
+    );
     root
 }
 
@@ -78,7 +81,10 @@ impl Reader<'_> {
                     let at = PAGE_HEADER + index * ELEMENT;
                     let pos = u32_at(node, at) as usize;
                     let key = node[at + pos..at + pos + u32_at(node, at + 4) as usize].to_vec();
-                    assert!(previous.as_ref().is_none_or(|p| *p < key), "branch keys are sorted");
+                    assert!(
+                        previous.as_ref().is_none_or(|p| *p < key),
+                        "branch keys are sorted"
+                    );
                     if index == 0 {
                         if let Some(first_key) = first_key {
                             assert_eq!(key, first_key);
@@ -104,7 +110,10 @@ impl Reader<'_> {
             let key = node[at + pos..at + pos + ksize].to_vec();
             let value = &node[at + pos + ksize..at + pos + ksize + vsize];
             assert!(!key.is_empty(), "keys are non-empty");
-            assert!(previous.as_ref().is_none_or(|p| *p < key), "leaf keys are sorted and unique");
+            assert!(
+                previous.as_ref().is_none_or(|p| *p < key),
+                "leaf keys are sorted and unique"
+            );
             let entry = if u32_at(node, at) & BUCKET_LEAF_FLAG != 0 {
                 Entry::Bucket(match u64_at(value, 0) {
                     0 => {
@@ -131,8 +140,10 @@ fn sample_tree() -> Bucket {
     // Many packages with one small advisory each: inline buckets in a multi-level tree.
     let npm = root.bucket_mut("npm::Export Center demo");
     for i in 0..3000 {
-        npm.bucket_mut(format!("pkg-{i:05}"))
-            .put(format!("EC-{i:05}"), br#"{"VulnerableVersions":["<1.0.1"]}"#.to_vec());
+        npm.bucket_mut(format!("pkg-{i:05}")).put(
+            format!("EC-{i:05}"),
+            br#"{"VulnerableVersions":["<1.0.1"]}"#.to_vec(),
+        );
     }
     // A package bucket too large to inline, and one value larger than a page.
     let big = npm.bucket_mut("big");
@@ -142,9 +153,13 @@ fn sample_tree() -> Bucket {
     let vulnerability = root.bucket_mut("vulnerability");
     vulnerability.put("CVE-2021-44228", vec![b'd'; 3 * PAGE_SIZE + 17]);
     for i in 0..500 {
-        vulnerability.put(format!("EC-{i:05}"), format!("{{\"Title\":\"{i}\"}}").into_bytes());
+        vulnerability.put(
+            format!("EC-{i:05}"),
+            format!("{{\"Title\":\"{i}\"}}").into_bytes(),
+        );
     }
-    root.bucket_mut("data-source").put("npm::Export Center demo", b"{}".to_vec());
+    root.bucket_mut("data-source")
+        .put("npm::Export Center demo", b"{}".to_vec());
     root.bucket_mut("empty");
     root
 }
@@ -164,12 +179,15 @@ fn an_empty_database_is_two_metas_a_freelist_and_an_empty_root_leaf() {
     assert_eq!(
         file[..32],
         [
-            0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0xed, 0xda, 0x0c, 0xed, 2, 0, 0, 0, 0, 0x10, 0, 0,
-            0, 0, 0, 0
+            0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0xed, 0xda, 0x0c, 0xed, 2, 0, 0, 0, 0, 0x10, 0,
+            0, 0, 0, 0, 0
         ]
     );
     assert_eq!(u64_at(&file, PAGE_HEADER + 16), 3, "the root bucket's page");
-    assert_eq!(&file[3 * PAGE_SIZE..3 * PAGE_SIZE + 12], &page_header(3, LEAF_PAGE, 0, 0)[..12]);
+    assert_eq!(
+        &file[3 * PAGE_SIZE..3 * PAGE_SIZE + 12],
+        &page_header(3, LEAF_PAGE, 0, 0)[..12]
+    );
     assert!(file[3 * PAGE_SIZE + PAGE_HEADER..].iter().all(|b| *b == 0));
     assert_eq!(read(&file), Bucket::default());
 }
@@ -179,7 +197,10 @@ fn a_tree_reads_back_equal_with_every_page_reached_once() {
     let tree = sample_tree();
     let file = write(tree.clone());
     assert_eq!(read(&file), tree);
-    assert!(file.len() > 40 * PAGE_SIZE, "the sample spans branch, leaf and overflow pages");
+    assert!(
+        file.len() > 40 * PAGE_SIZE,
+        "the sample spans branch, leaf and overflow pages"
+    );
 }
 
 #[test]
@@ -201,7 +222,9 @@ fn small_buckets_without_sub_buckets_are_inline_and_others_get_pages() {
     too_big.put("key", vec![b'v'; 990]);
     root.entries.insert(b"fits".to_vec(), Entry::Bucket(fits));
     root.entries.insert(b"too-big".to_vec(), Entry::Bucket(too_big));
-    root.bucket_mut("parent").bucket_mut("child").put("k", b"v".to_vec());
+    root.bucket_mut("parent")
+        .bucket_mut("child")
+        .put("k", b"v".to_vec());
     let file = write(root.clone());
     let bucket_roots: BTreeMap<Vec<u8>, u64> = {
         let page = &file[u64_at(&file, PAGE_HEADER + 16) as usize * PAGE_SIZE..];
@@ -210,13 +233,20 @@ fn small_buckets_without_sub_buckets_are_inline_and_others_get_pages() {
                 let at = PAGE_HEADER + index * ELEMENT;
                 let pos = u32_at(page, at + 4) as usize;
                 let ksize = u32_at(page, at + 8) as usize;
-                (page[at + pos..at + pos + ksize].to_vec(), u64_at(page, at + pos + ksize))
+                (
+                    page[at + pos..at + pos + ksize].to_vec(),
+                    u64_at(page, at + pos + ksize),
+                )
             })
             .collect()
     };
     assert_eq!(bucket_roots[b"fits".as_slice()], 0, "inline");
     assert_ne!(bucket_roots[b"too-big".as_slice()], 0);
-    assert_ne!(bucket_roots[b"parent".as_slice()], 0, "a bucket with sub-buckets is never inline");
+    assert_ne!(
+        bucket_roots[b"parent".as_slice()],
+        0,
+        "a bucket with sub-buckets is never inline"
+    );
     // Post-order: the inline child of `parent` is inside parent's page, which comes before
     // the root's leaf.
     assert!(bucket_roots[b"parent".as_slice()] < u64_at(&file, PAGE_HEADER + 16));
