@@ -173,7 +173,7 @@ fn fnv1a64_matches_the_reference_values() {
 
 #[test]
 fn an_empty_database_is_two_metas_a_freelist_and_an_empty_root_leaf() {
-    let file = write(Bucket::default());
+    let file = write(&Bucket::default());
     assert_eq!(file.len(), 4 * PAGE_SIZE);
     // The first 32 bytes of page 0, as bbolt writes them (note §5.2).
     assert_eq!(
@@ -195,7 +195,7 @@ fn an_empty_database_is_two_metas_a_freelist_and_an_empty_root_leaf() {
 #[test]
 fn a_tree_reads_back_equal_with_every_page_reached_once() {
     let tree = sample_tree();
-    let file = write(tree.clone());
+    let file = write(&tree);
     assert_eq!(read(&file), tree);
     assert!(
         file.len() > 40 * PAGE_SIZE,
@@ -209,7 +209,7 @@ fn the_same_tree_gives_the_same_bytes_whatever_the_insertion_order() {
     for (key, entry) in sample_tree().entries.into_iter().rev() {
         reversed.entries.insert(key, entry);
     }
-    assert_eq!(write(sample_tree()), write(reversed));
+    assert_eq!(write(&sample_tree()), write(&reversed));
 }
 
 #[test]
@@ -225,7 +225,7 @@ fn small_buckets_without_sub_buckets_are_inline_and_others_get_pages() {
     root.bucket_mut("parent")
         .bucket_mut("child")
         .put("k", b"v".to_vec());
-    let file = write(root.clone());
+    let file = write(&root);
     let bucket_roots: BTreeMap<Vec<u8>, u64> = {
         let page = &file[u64_at(&file, PAGE_HEADER + 16) as usize * PAGE_SIZE..];
         (0..u16_at(page, 10) as usize)
@@ -257,7 +257,7 @@ fn small_buckets_without_sub_buckets_are_inline_and_others_get_pages() {
 fn a_value_larger_than_a_page_spans_overflow_pages() {
     let mut root = Bucket::default();
     root.bucket_mut("b").put("big", vec![7; 2 * PAGE_SIZE]);
-    let file = write(root.clone());
+    let file = write(&root);
     // The bucket `b` gets page 3 with two overflow pages (16 + 16 + 3 + 8192 bytes),
     // then the root leaf is page 6.
     assert_eq!(u32_at(&file, 3 * PAGE_SIZE + 12), 2, "overflow count");
@@ -274,9 +274,34 @@ fn pages_are_filled_greedily_up_to_the_page_size() {
     for i in 0..102 {
         bucket.put(format!("{i:04}"), vec![0; 60]);
     }
-    let file = write(root.clone());
+    let file = write(&root);
     assert_eq!(u16_at(&file, 3 * PAGE_SIZE + 10), 51);
     assert_eq!(u16_at(&file, 4 * PAGE_SIZE + 10), 51);
     assert_eq!(u16_at(&file, 5 * PAGE_SIZE + 8), BRANCH_PAGE);
     assert_eq!(read(&file), root);
+}
+
+#[test]
+fn the_streaming_writer_refuses_unsorted_duplicate_and_empty_keys() {
+    let refused = |feed: &dyn Fn(&mut dyn WriterApi) -> Result<(), BoltError>| {
+        layout(|writer| feed(writer)).unwrap_err().to_string()
+    };
+    let unsorted = "bucket key \"k0\" is not after the previous key: keys must come sorted and unique";
+    assert_eq!(
+        refused(&|w| w.put(b"k1", b"v").and_then(|()| w.put(b"k0", b"v"))),
+        unsorted
+    );
+    assert!(
+        refused(&|w| w.put(b"k1", b"v").and_then(|()| w.put(b"k1", b"v"))).contains("\"k1\" is not after")
+    );
+    assert!(refused(&|w| w.begin_bucket(b"")).contains("is empty or longer than 32768 bytes"));
+    let feed = |w: &mut dyn WriterApi| {
+        w.begin_bucket(b"b")?;
+        w.put(b"k1", b"v")?;
+        w.end_bucket()
+    };
+    let file = write_with(Vec::new(), layout(feed).unwrap(), feed).unwrap();
+    let mut expected = Bucket::default();
+    expected.bucket_mut("b").put("k1", b"v".to_vec());
+    assert_eq!(read(&file), expected);
 }

@@ -5,14 +5,16 @@ mod mapping;
 mod tarball;
 mod warnings;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use export_core::record::{DocumentFormat, EvidenceRecord};
 use export_core::target::Kind;
 use export_core::{Sha256Digest, SourceName};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::mapping::{Cvss, Detail, Mapped};
 pub use crate::warnings::{TrivyWarning, WarningCode};
@@ -73,50 +75,135 @@ pub struct TrivyDbSummary {
 pub enum TrivyError {
     #[error("writing {TRIVY_DB_PATH}: {0}")]
     Write(#[from] std::io::Error),
+    #[error("writing trivy.db: {0}")]
+    Bolt(#[from] bolt::BoltError),
 }
 
 /// Builds a Trivy DB (schema 2) from advisory records, in any order: the result depends only
 /// on the set of records and the options.
 ///
-/// Records are mapped as they are added, and only what the database needs is kept, so a
-/// caller can stream a snapshot through [`add`](Self::add). [`finish`](Self::finish) sorts
-/// everything and writes the BoltDB file and the tarball.
+/// Records are mapped as they are added, and only the serialized values the database needs
+/// are kept (one flat entry per value, so 100,000 advisories take about 150 MiB), which lets
+/// a caller stream a snapshot through [`add`](Self::add). [`finish`](Self::finish) sorts the
+/// entries and streams them through the BoltDB writer into the tarball.
 #[derive(Debug)]
 pub struct TrivyDbBuilder {
     options: TrivyDbOptions,
-    /// Bucket (`<ecosystem>::<data source>`) → package key → vulnerability id → candidates.
-    advisories: BTreeMap<String, BTreeMap<String, BTreeMap<String, Vec<AdvisoryCandidate>>>>,
-    /// Bucket → the Export Center source it belongs to.
-    data_sources: BTreeMap<String, SourceName>,
-    details: BTreeMap<String, Vec<DetailCandidate>>,
+    /// One entry per (bucket, package key, vulnerability id, record).
+    advisories: Vec<AdvisoryEntry>,
+    /// One entry per (vulnerability id, record).
+    details: Vec<DetailEntry>,
+    /// Bucket (`<ecosystem>::<data source>`) → the Export Center source it belongs to.
+    data_sources: BTreeMap<Arc<str>, SourceName>,
     seen: HashSet<(SourceName, Sha256Digest)>,
     tally: warnings::Tally,
     records: u64,
     advisory_records: u64,
 }
 
-/// One record's constraints for one (bucket, package, id); several records may give one.
+/// One record's value for one (bucket, package, id), already serialized: most keys have one
+/// record, whose bytes go into the file as they are. Several records for one key are merged
+/// in [`finish`](TrivyDbBuilder::finish), in (record id, digest) order.
 #[derive(Debug)]
-struct AdvisoryCandidate {
-    order: (String, Sha256Digest),
-    vulnerable: Vec<String>,
-    patched: Vec<String>,
-    vendor_ids: Vec<String>,
+struct AdvisoryEntry {
+    bucket: Arc<str>,
+    package: Box<str>,
+    id: Box<str>,
+    record_id: Box<str>,
+    digest: Sha256Digest,
+    json: Box<[u8]>,
 }
 
-#[derive(Debug)]
-struct DetailCandidate {
-    order: (SourceName, String, Sha256Digest),
-    detail: Detail,
+impl AdvisoryEntry {
+    fn sort_key(&self) -> (&str, &str, &str, &str, &Sha256Digest) {
+        (
+            &self.bucket,
+            &self.package,
+            &self.id,
+            &self.record_id,
+            &self.digest,
+        )
+    }
+
+    /// The value this entry is (part of): bucket, package, vulnerability id.
+    fn value_key(&self) -> (&str, &str, &str) {
+        (&self.bucket, &self.package, &self.id)
+    }
 }
+
+/// The sorted entries, fed to the BoltDB writer (twice: to lay the file out, then to write).
+struct Content<'a> {
+    advisories: &'a [AdvisoryEntry],
+    details: &'a [DetailEntry],
+    data_sources: &'a BTreeMap<Arc<str>, SourceName>,
+}
+
+impl Content<'_> {
+    /// Root buckets in key order: the `<ecosystem>::<data source>` buckets (package →
+    /// id → advisory), `data-source` and `vulnerability` (always present, even empty:
+    /// Trivy reads it without checking that it exists).
+    fn feed(&self, writer: &mut dyn bolt::WriterApi) -> Result<(), bolt::BoltError> {
+        let mut roots: Vec<&str> = self.data_sources.keys().map(|bucket| &**bucket).collect();
+        roots.extend([DATA_SOURCE_BUCKET, VULNERABILITY_BUCKET]);
+        roots.sort_unstable();
+        let mut buckets = self.advisories.chunk_by(|a, b| a.bucket == b.bucket);
+        for root in roots {
+            writer.begin_bucket(root.as_bytes())?;
+            match root {
+                DATA_SOURCE_BUCKET => {
+                    for (bucket, source) in self.data_sources {
+                        writer.put(bucket.as_bytes(), &to_json(&DataSourceValue::of(source)))?;
+                    }
+                }
+                VULNERABILITY_BUCKET => {
+                    for group in self.details.chunk_by(|a, b| a.id == b.id) {
+                        writer.put(group[0].id.as_bytes(), &VulnerabilityValue::merge(group))?;
+                    }
+                }
+                _ => {
+                    let entries = buckets.next().expect("every data source has entries");
+                    assert_eq!(&*entries[0].bucket, root, "buckets and roots are sorted alike");
+                    for package in entries.chunk_by(|a, b| a.package == b.package) {
+                        writer.begin_bucket(package[0].package.as_bytes())?;
+                        for group in package.chunk_by(|a, b| a.id == b.id) {
+                            writer.put(group[0].id.as_bytes(), &AdvisoryValue::merge(group))?;
+                        }
+                        writer.end_bucket()?;
+                    }
+                }
+            }
+            writer.end_bucket()?;
+        }
+        Ok(())
+    }
+}
+
+/// One record's `vulnerability` value for one id, serialized as for [`AdvisoryEntry`].
+#[derive(Debug)]
+struct DetailEntry {
+    id: Box<str>,
+    source: SourceName,
+    record_id: Box<str>,
+    digest: Sha256Digest,
+    json: Box<[u8]>,
+}
+
+impl DetailEntry {
+    fn sort_key(&self) -> (&str, &SourceName, &str, &Sha256Digest) {
+        (&self.id, &self.source, &self.record_id, &self.digest)
+    }
+}
+
+/// The longest vulnerability id written as a key; longer ones are counted, not written.
+const MAX_ID_LEN: usize = 1024;
 
 impl TrivyDbBuilder {
     pub fn new(options: TrivyDbOptions) -> Self {
         Self {
             options,
-            advisories: BTreeMap::new(),
+            advisories: Vec::new(),
+            details: Vec::new(),
             data_sources: BTreeMap::new(),
-            details: BTreeMap::new(),
             seen: HashSet::new(),
             tally: warnings::Tally::default(),
             records: 0,
@@ -131,7 +218,7 @@ impl TrivyDbBuilder {
             return;
         }
         self.records += 1;
-        let outcome = match (record.kind, record.format) {
+        let mut outcome = match (record.kind, record.format) {
             (Kind::Advisory, DocumentFormat::Osv) => {
                 mapping::osv::map(&record.id, &record.document, self.options.snapshot_time)
             }
@@ -142,7 +229,15 @@ impl TrivyDbBuilder {
                 outcome
             }
         };
-        let mut outcome = outcome;
+        for mapped in &mut outcome.mapped {
+            let n_ids = mapped.ids.len();
+            mapped.ids.retain(|id| !id.is_empty() && id.len() <= MAX_ID_LEN);
+            if mapped.ids.len() < n_ids {
+                let reason = format!("{}: a vulnerability id is empty or too long", record.id);
+                outcome.notes.insert((WarningCode::UnparseableAdvisory, reason));
+            }
+        }
+        outcome.mapped.retain(|mapped| !mapped.ids.is_empty());
         if outcome.mapped.is_empty() && outcome.notes.is_empty() {
             outcome.note(
                 WarningCode::NoAffectedPackages,
@@ -160,69 +255,88 @@ impl TrivyDbBuilder {
 
     fn insert(&mut self, record: &EvidenceRecord, mapped: Mapped) {
         for package in &mapped.packages {
-            let bucket = format!(
+            let name = format!(
                 "{}::{}",
                 package.ecosystem.bucket_prefix(),
                 data_source_name(&record.source)
             );
-            self.data_sources
-                .entry(bucket.clone())
-                .or_insert_with(|| record.source.clone());
-            let packages = self.advisories.entry(bucket).or_default();
-            for key in package.ecosystem.package_keys(&package.name) {
-                let ids = packages.entry(key).or_default();
+            let bucket = match self.data_sources.get_key_value(name.as_str()) {
+                Some((bucket, _)) => bucket.clone(),
+                None => {
+                    let bucket: Arc<str> = name.into();
+                    self.data_sources.insert(bucket.clone(), record.source.clone());
+                    bucket
+                }
+            };
+            let json = to_json(&AdvisoryValue {
+                patched: package.patched.clone(),
+                vendor_ids: mapped.vendor_ids.clone(),
+                vulnerable: package.vulnerable.clone(),
+            });
+            for package_key in package.ecosystem.package_keys(&package.name) {
                 for id in &mapped.ids {
-                    ids.entry(id.clone()).or_default().push(AdvisoryCandidate {
-                        order: (record.id.clone(), record.digest),
-                        vulnerable: package.vulnerable.clone(),
-                        patched: package.patched.clone(),
-                        vendor_ids: mapped.vendor_ids.clone(),
+                    self.advisories.push(AdvisoryEntry {
+                        bucket: bucket.clone(),
+                        package: package_key.as_str().into(),
+                        id: id.as_str().into(),
+                        record_id: record.id.as_str().into(),
+                        digest: record.digest,
+                        json: json.clone(),
                     });
                 }
             }
         }
+        let json = to_json(&VulnerabilityValue::of(&record.source, mapped.detail));
         for id in &mapped.ids {
-            self.details.entry(id.clone()).or_default().push(DetailCandidate {
-                order: (record.source.clone(), record.id.clone(), record.digest),
-                detail: mapped.detail.clone(),
+            self.details.push(DetailEntry {
+                id: id.as_str().into(),
+                source: record.source.clone(),
+                record_id: record.id.as_str().into(),
+                digest: record.digest,
+                json: json.clone(),
             });
         }
     }
 
-    /// Writes `trivy-db.tar.gz` into `out` and returns the summary.
+    /// Writes `trivy-db.tar.gz` into `out` and returns it with the summary.
+    ///
+    /// The database is laid out once and then streamed into the archive, so it is never
+    /// held in memory as a whole.
     pub fn finish_into<W: Write>(self, out: W) -> Result<(W, TrivyDbSummary), TrivyError> {
-        let mut summary = TrivyDbSummary {
-            records: self.records,
-            advisories: self.advisory_records,
-            vulnerabilities: self.details.len() as u64,
-            warnings: self.tally.warnings(),
-            ..TrivyDbSummary::default()
+        let Self {
+            options,
+            mut advisories,
+            mut details,
+            data_sources,
+            tally,
+            records,
+            advisory_records,
+            ..
+        } = self;
+        // Stable sorts: entries that tie come from one record, in the record's own order.
+        advisories.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        details.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let content = Content {
+            advisories: &advisories,
+            details: &details,
+            data_sources: &data_sources,
         };
-        let mut root = bolt::Bucket::default();
-        let data_source = root.bucket_mut("data-source");
-        for (bucket, source) in &self.data_sources {
-            data_source.put(bucket.as_str(), to_json(&DataSourceValue::of(source)));
-        }
-        for (bucket, packages) in self.advisories {
-            let bucket = root.bucket_mut(bucket);
-            for (package, ids) in packages {
-                let package = bucket.bucket_mut(package);
-                for (id, candidates) in ids {
-                    package.put(id, to_json(&AdvisoryValue::merge(candidates)));
-                    summary.package_advisories += 1;
-                }
-            }
-        }
-        // Always present, even empty: Trivy reads it without checking that it exists.
-        let vulnerability = root.bucket_mut("vulnerability");
-        for (id, candidates) in self.details {
-            vulnerability.put(id, to_json(&VulnerabilityValue::merge(candidates)));
-        }
-        let db = bolt::write(root);
-        summary.db_bytes = db.len() as u64;
-        let metadata = tarball::metadata_json(self.options.snapshot_time, self.options.next_update_hours);
-        let mtime = u64::try_from(self.options.snapshot_time.timestamp()).unwrap_or(0);
-        let out = tarball::write_tarball(out, mtime, &db, &metadata)?;
+        let layout = bolt::layout(|writer| content.feed(writer))?;
+        let summary = TrivyDbSummary {
+            records,
+            advisories: advisory_records,
+            vulnerabilities: details.chunk_by(|a, b| a.id == b.id).count() as u64,
+            package_advisories: advisories.chunk_by(|a, b| a.value_key() == b.value_key()).count() as u64,
+            db_bytes: layout.file_size(),
+            warnings: tally.warnings(),
+        };
+        let metadata = tarball::metadata_json(options.snapshot_time, options.next_update_hours);
+        let mtime = u64::try_from(options.snapshot_time.timestamp()).unwrap_or(0);
+        let write_db = |out: &mut dyn Write| -> Result<(), TrivyError> {
+            bolt::write_with(out, layout, |writer| content.feed(writer))?;
+            Ok(())
+        };
+        let out = tarball::write_tarball(out, mtime, layout.file_size(), write_db, &metadata)?;
         Ok((out, summary))
     }
 
@@ -244,8 +358,14 @@ pub fn data_source_id(source: &SourceName) -> String {
     format!("export-center:{source}")
 }
 
-fn to_json(value: &impl Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).expect("plain structs of strings and numbers serialize")
+const DATA_SOURCE_BUCKET: &str = "data-source";
+const VULNERABILITY_BUCKET: &str = "vulnerability";
+
+/// A value's JSON, in an allocation of exactly its size.
+fn to_json(value: &impl Serialize) -> Box<[u8]> {
+    serde_json::to_vec(value)
+        .expect("plain structs of strings and numbers serialize")
+        .into_boxed_slice()
 }
 
 /// trivy-db's `types.DataSource`.
@@ -267,11 +387,11 @@ impl DataSourceValue {
 }
 
 /// trivy-db's `types.Advisory`, as its OSV importer writes it, keys in sorted order.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct AdvisoryValue {
-    #[serde(rename = "PatchedVersions", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "PatchedVersions", default, skip_serializing_if = "Vec::is_empty")]
     patched: Vec<String>,
-    #[serde(rename = "VendorIDs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "VendorIDs", default, skip_serializing_if = "Vec::is_empty")]
     vendor_ids: Vec<String>,
     #[serde(rename = "VulnerableVersions")]
     vulnerable: Vec<String>,
@@ -279,14 +399,17 @@ struct AdvisoryValue {
 
 impl AdvisoryValue {
     /// Several records for one (bucket, package, id): their constraints ORed, in record order.
-    fn merge(mut candidates: Vec<AdvisoryCandidate>) -> Self {
-        candidates.sort_by(|a, b| a.order.cmp(&b.order));
+    fn merge(candidates: &[AdvisoryEntry]) -> Cow<'_, [u8]> {
+        if let [single] = candidates {
+            return Cow::Borrowed(&single.json);
+        }
         let mut value = Self {
             patched: Vec::new(),
             vendor_ids: Vec::new(),
             vulnerable: Vec::new(),
         };
         for candidate in candidates {
+            let candidate: Self = from_json(&candidate.json);
             value.vulnerable.extend(candidate.vulnerable);
             value.patched.extend(candidate.patched);
             value.vendor_ids.extend(candidate.vendor_ids);
@@ -295,16 +418,16 @@ impl AdvisoryValue {
         mapping::dedup_in_order(&mut value.patched);
         value.vendor_ids.sort();
         value.vendor_ids.dedup();
-        value
+        Cow::Owned(to_json(&value).into_vec())
     }
 }
 
 /// trivy-db's `types.Vulnerability`, keys in sorted order.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct VulnerabilityValue {
-    #[serde(rename = "CVSS", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(rename = "CVSS", default, skip_serializing_if = "BTreeMap::is_empty")]
     cvss: BTreeMap<String, Cvss>,
-    #[serde(rename = "CweIDs", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "CweIDs", default, skip_serializing_if = "Vec::is_empty")]
     cwe_ids: Vec<String>,
     #[serde(rename = "Description", skip_serializing_if = "Option::is_none")]
     description: Option<String>,
@@ -312,55 +435,72 @@ struct VulnerabilityValue {
     last_modified_date: Option<String>,
     #[serde(rename = "PublishedDate", skip_serializing_if = "Option::is_none")]
     published_date: Option<String>,
-    #[serde(rename = "References", skip_serializing_if = "Vec::is_empty")]
+    #[serde(rename = "References", default, skip_serializing_if = "Vec::is_empty")]
     references: Vec<String>,
     #[serde(rename = "Severity", skip_serializing_if = "Option::is_none")]
-    severity: Option<&'static str>,
+    severity: Option<String>,
     #[serde(rename = "Title", skip_serializing_if = "Option::is_none")]
     title: Option<String>,
-    #[serde(rename = "VendorSeverity", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        rename = "VendorSeverity",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     vendor_severity: BTreeMap<String, u8>,
 }
 
 impl VulnerabilityValue {
+    /// One record's details, with its severity and CVSS under its source's data source id.
+    fn of(source: &SourceName, detail: Detail) -> Self {
+        let source_id = data_source_id(source);
+        Self {
+            cvss: if detail.cvss.is_empty() {
+                BTreeMap::new()
+            } else {
+                BTreeMap::from([(source_id.clone(), detail.cvss)])
+            },
+            cwe_ids: detail.cwe_ids,
+            description: detail.description,
+            last_modified_date: detail.modified,
+            published_date: detail.published,
+            references: detail.references,
+            severity: detail.severity.map(|severity| severity.as_str().to_owned()),
+            title: detail.title,
+            vendor_severity: detail
+                .severity
+                .map(|severity| BTreeMap::from([(source_id, severity as u8)]))
+                .unwrap_or_default(),
+        }
+    }
+
     /// One id given by several records: the text fields come from the first record in
     /// (source, id, digest) order, each source's severity and CVSS from its first record
     /// that has them, and the CWE ids from all.
-    fn merge(mut candidates: Vec<DetailCandidate>) -> Self {
-        candidates.sort_by(|a, b| a.order.cmp(&b.order));
-        let mut cvss = BTreeMap::new();
-        let mut vendor_severity = BTreeMap::new();
-        let mut cwe_ids = Vec::new();
-        for candidate in &candidates {
-            let source_id = data_source_id(&candidate.order.0);
-            if let Some(severity) = candidate.detail.severity {
-                vendor_severity.entry(source_id.clone()).or_insert(severity as u8);
-            }
-            if !candidate.detail.cvss.is_empty() {
-                cvss.entry(source_id)
-                    .or_insert_with(|| candidate.detail.cvss.clone());
-            }
-            cwe_ids.extend(candidate.detail.cwe_ids.iter().cloned());
+    fn merge(candidates: &[DetailEntry]) -> Cow<'_, [u8]> {
+        if let [single] = candidates {
+            return Cow::Borrowed(&single.json);
         }
-        cwe_ids.sort();
-        cwe_ids.dedup();
-        let first = candidates
-            .into_iter()
-            .next()
-            .expect("an id has at least one record")
-            .detail;
-        Self {
-            cvss,
-            cwe_ids,
-            description: first.description,
-            last_modified_date: first.modified,
-            published_date: first.published,
-            references: first.references,
-            severity: first.severity.map(mapping::Severity::as_str),
-            title: first.title,
-            vendor_severity,
+        let mut values = candidates
+            .iter()
+            .map(|candidate| from_json::<Self>(&candidate.json));
+        let mut merged = values.next().expect("an id has at least one record");
+        for value in values {
+            for (source_id, cvss) in value.cvss {
+                merged.cvss.entry(source_id).or_insert(cvss);
+            }
+            for (source_id, severity) in value.vendor_severity {
+                merged.vendor_severity.entry(source_id).or_insert(severity);
+            }
+            merged.cwe_ids.extend(value.cwe_ids);
         }
+        merged.cwe_ids.sort();
+        merged.cwe_ids.dedup();
+        Cow::Owned(to_json(&merged).into_vec())
     }
+}
+
+fn from_json<'a, T: Deserialize<'a>>(json: &'a [u8]) -> T {
+    serde_json::from_slice(json).expect("the builder reads back only values it serialized")
 }
 
 #[cfg(test)]

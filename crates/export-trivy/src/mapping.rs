@@ -9,7 +9,7 @@ pub(crate) mod osv;
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, SecondsFormat};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 pub(crate) use self::ecosystem::Ecosystem;
 use crate::warnings::WarningCode;
@@ -64,7 +64,7 @@ pub(crate) struct Detail {
 
 /// trivy-db's `CVSS` entry; the fields are declared in sorted order, so the JSON keys are
 /// sorted as trivy-db's published values are.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Cvss {
     #[serde(rename = "V2Score", skip_serializing_if = "Option::is_none")]
     pub(crate) v2_score: Option<f64>,

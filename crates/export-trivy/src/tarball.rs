@@ -25,28 +25,70 @@ pub(crate) fn metadata_json(snapshot_time: DateTime<Utc>, next_update_hours: u32
     .into_bytes()
 }
 
-/// Writes gzip(tar) holding `trivy.db` then `metadata.json`: ustar headers with mode 0644,
-/// uid/gid 0, empty user and group names and `mtime`; a gzip header with mtime 0, no file
-/// name and the "unknown" OS byte.
-pub(crate) fn write_tarball<W: Write>(out: W, mtime: u64, db: &[u8], metadata: &[u8]) -> io::Result<W> {
+/// Writes gzip(tar) holding `trivy.db` (`db_size` bytes, which `write_db` streams into
+/// the archive) then `metadata.json`: ustar headers with mode 0644, uid/gid 0, empty user
+/// and group names and `mtime`; a gzip header with mtime 0, no file name and the "unknown"
+/// OS byte.
+pub(crate) fn write_tarball<W: Write, E: From<io::Error>>(
+    out: W,
+    mtime: u64,
+    db_size: u64,
+    write_db: impl FnOnce(&mut dyn Write) -> Result<(), E>,
+    metadata: &[u8],
+) -> Result<W, E> {
     let encoder = GzBuilder::new()
         .mtime(0)
         .operating_system(255)
         .write(out, Compression::new(DEFLATE_LEVEL));
     let mut builder = tar::Builder::new(encoder);
-    for (path, data) in [("trivy.db", db), ("metadata.json", metadata)] {
-        let mut header = tar::Header::new_ustar();
-        header.set_path(path)?;
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_mode(ENTRY_MODE);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(mtime);
-        header.set_size(data.len() as u64);
-        header.set_cksum();
-        builder.append(&header, data)?;
+    // The database goes straight into the archive after its header; its size, whole pages,
+    // is a multiple of tar's 512-byte blocks, so no padding follows it.
+    assert_eq!(db_size % 512, 0, "trivy.db is whole pages");
+    builder
+        .get_mut()
+        .write_all(header("trivy.db", db_size, mtime)?.as_bytes())?;
+    let mut counted = CountingWriter {
+        inner: builder.get_mut(),
+        bytes: 0,
+    };
+    write_db(&mut counted)?;
+    if counted.bytes != db_size {
+        let message = format!("trivy.db is {} bytes, not the {db_size} announced", counted.bytes);
+        return Err(io::Error::other(message).into());
     }
-    builder.into_inner()?.finish()
+    builder.append(&header("metadata.json", metadata.len() as u64, mtime)?, metadata)?;
+    Ok(builder.into_inner()?.finish()?)
+}
+
+fn header(path: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
+    let mut header = tar::Header::new_ustar();
+    header.set_path(path)?;
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_mode(ENTRY_MODE);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(mtime);
+    header.set_size(size);
+    // The user and group names stay empty (all NUL), as `new_ustar` leaves them.
+    header.set_cksum();
+    Ok(header)
+}
+
+/// Counts what goes through, so that a size mismatch is an error, not a corrupt archive.
+struct CountingWriter<W> {
+    inner: W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 #[cfg(test)]
@@ -69,7 +111,9 @@ mod tests {
 
     #[test]
     fn the_tarball_holds_exactly_the_two_files_with_fixed_headers() {
-        let tarball = write_tarball(Vec::new(), 1_700_000_000, b"db bytes", b"{}\n").unwrap();
+        let db = vec![7u8; 1024];
+        let write_db = |out: &mut dyn Write| out.write_all(&db);
+        let tarball = write_tarball(Vec::new(), 1_700_000_000, 1024, write_db, b"{}\n").unwrap();
         // gzip header: magic, deflate, no flags (no file name), mtime 0, OS 255.
         assert_eq!(tarball[..10], [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&tarball[..]));
@@ -88,9 +132,16 @@ mod tests {
         assert_eq!(
             seen,
             [
-                ("trivy.db".to_owned(), b"db bytes".to_vec()),
+                ("trivy.db".to_owned(), db.clone()),
                 ("metadata.json".to_owned(), b"{}\n".to_vec())
             ]
         );
+    }
+
+    #[test]
+    fn a_database_of_another_size_than_announced_is_an_error() {
+        let write_db = |out: &mut dyn Write| out.write_all(&[0; 512]);
+        let err = write_tarball::<_, io::Error>(Vec::new(), 0, 1024, write_db, b"{}").unwrap_err();
+        assert_eq!(err.to_string(), "trivy.db is 512 bytes, not the 1024 announced");
     }
 }
