@@ -256,3 +256,14 @@ fn an_advisory_that_names_no_package_is_counted() {
         "2 advisories name no affected package and add nothing to trivy.db: csaf advisory (1), osv advisory (1)"
     );
 }
+
+#[test]
+fn the_builder_can_be_moved_to_a_blocking_thread() {
+    fn assert_send<T: Send + 'static>(_: &T) {}
+    let builder = TrivyDbBuilder::new(TrivyDbOptions::new(snapshot()));
+    assert_send(&builder);
+    let db = std::thread::spawn(move || builder.finish().unwrap())
+        .join()
+        .unwrap();
+    assert_eq!(db.tarball, build(&[]).tarball);
+}
