@@ -2,11 +2,12 @@
 //!
 //! bbolt (and its Rust port bbolt-rs) is a copy-on-write B+tree whose file depends on
 //! hash-map iteration order, transaction boundaries, freelist reuse and growth steps, so
-//! the same inserts can give different bytes. This writer builds the file in one pass from
-//! sorted keys instead, following `docs/trivy-db-format.md` §5: pages 0 and 1 are metas,
-//! page 2 an empty freelist, and data pages follow in the order they are completed (each
-//! bucket bottom-up, its sub-buckets first). The output is a pure function of the tree:
-//! 4096-byte pages, little-endian, fixed transaction ids, no timestamps, no free pages.
+//! the same inserts can give different bytes. This writer streams the file from sorted keys
+//! instead (a layout pass, then a write pass), following `docs/trivy-db-format.md` §5:
+//! pages 0 and 1 are metas, page 2 an empty freelist, and data pages follow in the order
+//! they are completed (each bucket bottom-up, its sub-buckets first). The output is a pure
+//! function of the content: 4096-byte pages, little-endian, fixed transaction ids, no
+//! timestamps, no free pages.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
