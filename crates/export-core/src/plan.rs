@@ -564,9 +564,9 @@ mod tests {
         assert_eq!(plan.trivy.next_update_hours, 6);
         let advisory: Vec<String> = plan.advisory_targets().map(ToString::to_string).collect();
         assert_eq!(advisory, ["advisory"]);
-        // One ndjson file per target, one database, manifest and checksums.
+        // One ndjson file per target, one database, manifest, checksums and bundle.
         assert_eq!(plan.data_files().count(), 2);
-        assert_eq!(plan.planned_outputs(), 2 + 1 + 2);
+        assert_eq!(plan.planned_outputs(), 2 + 1 + 2 + 1);
         assert_eq!(plan.normalized_request()["formats"], serde_json::json!(["ndjson", "trivy-db"]));
 
         let vex_only = RunRequest {
