@@ -166,6 +166,14 @@ impl RunPlan {
         // 7. retention, encryption and priority
         let retention_days = plan_retention(profile, request.retention_days)?;
         let encryption = plan_encryption(profile, request.encryption.unwrap_or_default())?;
+        if encryption.enabled && formats.contains(&Format::TrivyDb) {
+            // An encrypted run stores no plaintext data file, and the bundle step cannot
+            // build a database again; scanners read it unencrypted anyway.
+            return Err(PlanError::invalid(
+                "encryption.enabled",
+                "a run with the `trivy-db` format cannot be encrypted",
+            ));
+        }
         let priority = plan_priority(request.priority.as_deref())?;
         let plan = Self {
             profile_id: profile.id.clone(),
@@ -280,7 +288,11 @@ fn plan_targets(
 
 /// Step 5: the requested formats (or the profile's), each known, unique and allowed;
 /// `trivy-db` only with an advisory target to render.
-fn plan_formats(profile: &Profile, raw: Option<Vec<String>>, targets: &[Target]) -> Result<Vec<Format>, PlanError> {
+fn plan_formats(
+    profile: &Profile,
+    raw: Option<Vec<String>>,
+    targets: &[Target],
+) -> Result<Vec<Format>, PlanError> {
     let formats = requested_formats(profile, raw)?;
     if formats.contains(&Format::TrivyDb) && !targets.iter().any(|target| target.kind == Kind::Advisory) {
         return Err(PlanError::invalid(
@@ -567,7 +579,10 @@ mod tests {
         // One ndjson file per target, one database, manifest, checksums and bundle.
         assert_eq!(plan.data_files().count(), 2);
         assert_eq!(plan.planned_outputs(), 2 + 1 + 2 + 1);
-        assert_eq!(plan.normalized_request()["formats"], serde_json::json!(["ndjson", "trivy-db"]));
+        assert_eq!(
+            plan.normalized_request()["formats"],
+            serde_json::json!(["ndjson", "trivy-db"])
+        );
 
         let vex_only = RunRequest {
             targets: Some(vec!["vex".into()]),
@@ -582,6 +597,15 @@ mod tests {
             ..Default::default()
         };
         assert!(!parse(vex_ndjson).unwrap().trivy_db());
+
+        let encrypted = RunRequest {
+            encryption: Some(EncryptionRequest {
+                enabled: Some(true),
+                kms_key: Some("kms://acme/key".into()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(parse(encrypted).unwrap_err().field, "encryption.enabled");
 
         let mut definition = trivy.definition.clone();
         definition.targets = vec![Target::parse("vex").unwrap()];

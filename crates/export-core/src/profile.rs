@@ -195,8 +195,13 @@ impl ProfileDefinition {
         if self.distributions.is_empty() {
             return fail("distributions", "must list at least one distribution type");
         }
-        if self.formats.contains(&Format::TrivyDb) && !self.targets.iter().any(|target| target.kind == Kind::Advisory) {
-            return fail("formats", "`trivy-db` renders advisories: the profile allows no `advisory` target");
+        if self.formats.contains(&Format::TrivyDb)
+            && !self.targets.iter().any(|target| target.kind == Kind::Advisory)
+        {
+            return fail(
+                "formats",
+                "`trivy-db` renders advisories: the profile allows no `advisory` target",
+            );
         }
         if self.trivy.next_update_hours == 0 {
             return fail("trivy.next_update_hours", "must be positive");
