@@ -1,8 +1,6 @@
 //! What only the PostgreSQL store has: a server several replicas share, migrations each
 //! of them runs on connect, and schemas.
 
-use std::collections::BTreeSet;
-
 use export_core::Kind;
 use export_store::testing::{document, tenant};
 use export_store::{IngestOutcome, Store};
@@ -49,14 +47,7 @@ async fn replicas_connecting_at_once_migrate_once_and_share_their_data() {
         [IngestOutcome::Inserted { seq: 2 }]
     );
 
-    let mut conn = raw_connection(&schema).await;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut conn)
-        .await
-        .expect("reading the migrations table");
-    let distinct: BTreeSet<i64> = applied.iter().copied().collect();
-    assert_eq!(applied.len(), distinct.len(), "each migration applied once");
-    assert!(!applied.is_empty());
+    export_store::sql::testing::each_migration_is_applied_once(&later).await;
 }
 
 /// `connect` takes a `postgres://` URL, with the schema in its options, and refuses
