@@ -24,7 +24,7 @@ mod store;
 pub mod testing;
 
 #[cfg(feature = "sql")]
-pub use database::{db, query, DbRow, Executes, On, Query, SqlDatabase, Value};
+pub use database::{db, query, Executes, On, Query, SqlDatabase, Value};
 #[cfg(feature = "sql")]
 pub use dialect::{Dialect, Snapshot};
 

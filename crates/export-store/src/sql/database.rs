@@ -14,9 +14,7 @@ use std::fmt::Write as _;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use sqlx::pool::PoolConnection;
-use sqlx::{
-    ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Row as _, Transaction, Type,
-};
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
 use crate::sql::Columns;
 use crate::StoreError;
@@ -217,45 +215,54 @@ pub trait SqlDatabase: Database {
     ) -> BoxStream<'c, Result<Self::Row, StoreError>>;
 
     /// The row's columns, read by name.
-    fn columns(row: &Self::Row) -> DbRow<'_, Self> {
-        DbRow(row)
-    }
-
-    fn text(row: &Self::Row, name: &'static str) -> Result<String, StoreError>;
-    fn optional_text(row: &Self::Row, name: &'static str) -> Result<Option<String>, StoreError>;
-    fn integer(row: &Self::Row, name: &'static str) -> Result<i64, StoreError>;
-    fn optional_integer(row: &Self::Row, name: &'static str) -> Result<Option<i64>, StoreError>;
-    fn boolean(row: &Self::Row, name: &'static str) -> Result<bool, StoreError>;
-    fn bytes(row: &Self::Row, name: &'static str) -> Result<Vec<u8>, StoreError>;
+    fn columns(row: &Self::Row) -> impl Columns + Send + Sync + '_;
 }
 
-/// A row of a [`SqlDatabase`], read by column name; a column that is missing, or of
-/// another type, is `StoreError::Corrupt` naming it.
-pub struct DbRow<'r, DB: Database>(pub &'r DB::Row);
+/// A row read by column name; a column that is missing, or of another type, is
+/// `StoreError::Corrupt` naming it.
+struct RowColumns<'r, R>(&'r R);
 
-impl<DB: SqlDatabase> Columns for DbRow<'_, DB> {
+impl<R: sqlx::Row> RowColumns<'_, R> {
+    fn get<T>(&self, name: &'static str) -> Result<T, StoreError>
+    where
+        T: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+        &'static str: ColumnIndex<R>,
+    {
+        self.0.try_get(name).map_err(|err| StoreError::corrupt(name, err))
+    }
+}
+
+impl<R> Columns for RowColumns<'_, R>
+where
+    R: sqlx::Row,
+    String: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+    i64: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+    bool: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+    Vec<u8>: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+    &'static str: ColumnIndex<R>,
+{
     fn text(&self, name: &'static str) -> Result<String, StoreError> {
-        DB::text(self.0, name)
+        self.get(name)
     }
 
     fn optional_text(&self, name: &'static str) -> Result<Option<String>, StoreError> {
-        DB::optional_text(self.0, name)
+        self.get(name)
     }
 
     fn integer(&self, name: &'static str) -> Result<i64, StoreError> {
-        DB::integer(self.0, name)
+        self.get(name)
     }
 
     fn optional_integer(&self, name: &'static str) -> Result<Option<i64>, StoreError> {
-        DB::optional_integer(self.0, name)
+        self.get(name)
     }
 
     fn boolean(&self, name: &'static str) -> Result<bool, StoreError> {
-        DB::boolean(self.0, name)
+        self.get(name)
     }
 
     fn bytes(&self, name: &'static str) -> Result<Vec<u8>, StoreError> {
-        DB::bytes(self.0, name)
+        self.get(name)
     }
 }
 
@@ -276,8 +283,8 @@ impl<'c, DB: Database> Connection<'c, DB> {
 
     fn get(&mut self) -> &mut DB::Connection {
         match self {
-            Self::Pooled(connection) => &mut **connection,
-            Self::Borrowed(connection) => &mut **connection,
+            Self::Pooled(connection) => connection,
+            Self::Borrowed(connection) => connection,
         }
     }
 }
@@ -298,16 +305,6 @@ where
         Value::Integer(value) => query.bind(value),
         Value::Bytes(value) => query.bind(value),
     })
-}
-
-/// A column decoded with the database's own decoding of `T`.
-fn get<DB, T>(row: &DB::Row, name: &'static str) -> Result<T, StoreError>
-where
-    DB: Database,
-    T: for<'r> Decode<'r, DB> + Type<DB>,
-    &'static str: ColumnIndex<DB::Row>,
-{
-    row.try_get(name).map_err(|err| StoreError::corrupt(name, err))
 }
 
 impl<DB> SqlDatabase for DB
@@ -375,27 +372,7 @@ where
         bound::<DB>(sql, args).fetch(pool).map_err(db).boxed()
     }
 
-    fn text(row: &Self::Row, name: &'static str) -> Result<String, StoreError> {
-        get::<DB, _>(row, name)
-    }
-
-    fn optional_text(row: &Self::Row, name: &'static str) -> Result<Option<String>, StoreError> {
-        get::<DB, _>(row, name)
-    }
-
-    fn integer(row: &Self::Row, name: &'static str) -> Result<i64, StoreError> {
-        get::<DB, _>(row, name)
-    }
-
-    fn optional_integer(row: &Self::Row, name: &'static str) -> Result<Option<i64>, StoreError> {
-        get::<DB, _>(row, name)
-    }
-
-    fn boolean(row: &Self::Row, name: &'static str) -> Result<bool, StoreError> {
-        get::<DB, _>(row, name)
-    }
-
-    fn bytes(row: &Self::Row, name: &'static str) -> Result<Vec<u8>, StoreError> {
-        get::<DB, _>(row, name)
+    fn columns(row: &Self::Row) -> impl Columns + Send + Sync + '_ {
+        RowColumns(row)
     }
 }

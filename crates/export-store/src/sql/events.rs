@@ -58,7 +58,8 @@ pub(crate) async fn insert_event<DB: SqlDatabase>(
     .bind(key)
     .fetch_one(tx)
     .await?;
-    DB::columns(&row).integer("seq")
+    let seq = DB::columns(&row).integer("seq");
+    seq
 }
 
 pub(crate) async fn events_after<D: Dialect>(
@@ -106,7 +107,8 @@ pub(crate) async fn event_watermark<D: Dialect>(store: &D) -> Result<i64, StoreE
     ))
     .fetch_one(store.pool())
     .await?;
-    D::Db::columns(&row).integer("watermark")
+    let watermark = D::Db::columns(&row).integer("watermark");
+    watermark
 }
 
 /// The runs with events after `watermark`, by `Dialect::EVENT_ROW`. On SQLite (one

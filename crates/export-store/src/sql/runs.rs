@@ -350,9 +350,10 @@ pub(crate) async fn heartbeat<D: Dialect>(
         .fetch_optional(store.pool())
         .await?
         .ok_or_else(|| not_found(run_id))?;
+    let cancel_requested = D::Db::columns(&row).boolean("cancel_requested")?;
     Ok(LeaseState {
         owned: false,
-        cancel_requested: D::Db::columns(&row).boolean("cancel_requested")?,
+        cancel_requested,
     })
 }
 
