@@ -307,6 +307,20 @@ where
     })
 }
 
+/// Runs `query` with sqlx's `method` on the connection `on` names, as a boxed future.
+macro_rules! run {
+    ($on:expr, $query:expr, $method:ident) => {
+        Box::pin(async move {
+            let Query { sql, args } = $query;
+            let mut connection = Connection::of($on).await?;
+            bound::<DB>(&sql, args)
+                .$method(connection.get())
+                .await
+                .map_err(db)
+        })
+    };
+}
+
 impl<DB> SqlDatabase for DB
 where
     DB: Database,
@@ -326,42 +340,21 @@ where
         on: On<'c, Self>,
         query: Query<'c>,
     ) -> BoxFuture<'c, Result<Self::QueryResult, StoreError>> {
-        Box::pin(async move {
-            let Query { sql, args } = query;
-            let mut connection = Connection::of(on).await?;
-            bound::<DB>(&sql, args)
-                .execute(connection.get())
-                .await
-                .map_err(db)
-        })
+        run!(on, query, execute)
     }
 
     fn fetch_optional<'c>(
         on: On<'c, Self>,
         query: Query<'c>,
     ) -> BoxFuture<'c, Result<Option<Self::Row>, StoreError>> {
-        Box::pin(async move {
-            let Query { sql, args } = query;
-            let mut connection = Connection::of(on).await?;
-            bound::<DB>(&sql, args)
-                .fetch_optional(connection.get())
-                .await
-                .map_err(db)
-        })
+        run!(on, query, fetch_optional)
     }
 
     fn fetch_all<'c>(
         on: On<'c, Self>,
         query: Query<'c>,
     ) -> BoxFuture<'c, Result<Vec<Self::Row>, StoreError>> {
-        Box::pin(async move {
-            let Query { sql, args } = query;
-            let mut connection = Connection::of(on).await?;
-            bound::<DB>(&sql, args)
-                .fetch_all(connection.get())
-                .await
-                .map_err(db)
-        })
+        run!(on, query, fetch_all)
     }
 
     fn fetch<'c>(
