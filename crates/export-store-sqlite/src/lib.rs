@@ -6,33 +6,27 @@
 //! several pools (several processes) on one file wait for each other instead of failing
 //! with `SQLITE_BUSY`. The migrations in `migrations/` are embedded and run on connect.
 //!
-//! The SQL sticks to what PostgreSQL shares (transactions, `RETURNING`, unique
-//! constraints, `ON CONFLICT`), so the PostgreSQL backend is a port, not a redesign.
+//! The store's logic is `export_store::sql`'s, shared with PostgreSQL; this crate is
+//! the SQLite dialect of it (`Dialect`): its connection, its schema, its write
+//! transactions and its multi-row ingest statements (`ingest`).
 
-mod evidence;
-mod idempotency;
-mod proofs;
-mod rows;
-mod runs;
+mod ingest;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
-use export_store::{
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
-    NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
-    TerminalEvent,
-};
-use futures::stream::BoxStream;
+use export_core::TenantId;
+use export_store::ingest_plan::{Current, NewVersion};
+use export_store::sql::{db, Dialect, Snapshot};
+use export_store::{NewEvidence, StoreError};
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
-
-use crate::rows::db;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult, SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 static MIGRATOR: Migrator = sqlx::migrate!();
 
@@ -42,10 +36,13 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per pool: enough for a few concurrent streams beside the API and workers.
 const MAX_CONNECTIONS: u32 = 8;
 
-/// The Store on one SQLite file.
+/// The Store on one SQLite file (a `Store` as every `Dialect` is).
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Bind variables per ingest statement (`ingest::MAX_VARIABLES`; less in tests, to
+    /// split statements).
+    max_variables: usize,
 }
 
 impl SqliteStore {
@@ -85,7 +82,19 @@ impl SqliteStore {
             .map_err(db)?;
         MIGRATOR.run(&pool).await.map_err(StoreError::backend)?;
         tracing::debug!("sqlite database open, schema up to date");
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            max_variables: ingest::MAX_VARIABLES,
+        })
+    }
+
+    /// The same database, with ingest statements split at `max_variables`.
+    #[cfg(test)]
+    fn with_max_variables(&self, max_variables: usize) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            max_variables,
+        }
     }
 
     /// Closes every connection, checkpointing the WAL into the database file.
@@ -118,202 +127,58 @@ fn create_owner_only(path: &Path) -> Result<(), StoreError> {
     }
 }
 
+/// SQLite has one writer at a time: a transaction that reads before it writes takes the
+/// write lock up front (`BEGIN IMMEDIATE`), which also serializes claims, ingests and
+/// appends across pools and processes, so no row locks are needed; `run_events.rowid`
+/// follows commit order.
 #[async_trait]
-impl Store for SqliteStore {
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
-        Ok(())
+impl Dialect for SqliteStore {
+    type Db = Sqlite;
+
+    const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const FOR_UPDATE: &'static str = "";
+    const LOCK_CLAIMS: Option<&'static str> = None;
+    const LOCK_INGEST: Option<&'static str> = None;
+    const EVENT_ROW: &'static str = "rowid";
+    /// The unary `+` keeps SQLite's planner from answering `seq <= $1` with the primary
+    /// key `(tenant, seq)`, which then needs a temporary sort of the whole snapshot; the
+    /// ordered indexes are the right path.
+    const SNAPSHOT: Snapshot = export_store::snapshot_statements!("+seq");
+
+    fn pool(&self) -> &SqlitePool {
+        &self.pool
     }
 
-    async fn ingest(
+    fn rows_affected(result: &SqliteQueryResult) -> u64 {
+        result.rows_affected()
+    }
+
+    async fn current_versions<'a>(
         &self,
+        tx: &mut SqliteConnection,
         tenant: &TenantId,
-        items: &[NewEvidence],
-    ) -> Result<Vec<IngestOutcome>, StoreError> {
-        evidence::ingest(&self.pool, tenant, items).await
+        items: &'a [NewEvidence],
+    ) -> Result<HashMap<(&'a str, &'a str), Current>, StoreError> {
+        ingest::current_versions(tx, tenant, items, self.max_variables).await
     }
 
-    async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError> {
-        evidence::snapshot_point(&self.pool, tenant).await
-    }
-
-    async fn count_items(
+    async fn supersede_stored(
         &self,
+        tx: &mut SqliteConnection,
         tenant: &TenantId,
-        watermark: i64,
-        target: &Target,
-    ) -> Result<u64, StoreError> {
-        evidence::count_items(&self.pool, tenant, watermark, target).await
-    }
-
-    fn stream_items<'a>(
-        &'a self,
-        tenant: &'a TenantId,
-        watermark: i64,
-        target: &'a Target,
-    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
-        evidence::stream_items(&self.pool, tenant, watermark, target)
-    }
-
-    async fn begin_idempotency(
-        &self,
-        tenant: &TenantId,
-        claim: &IdempotencyClaim,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<IdempotencyBegin, StoreError> {
-        idempotency::begin(&self.pool, tenant, claim, now, lease).await
-    }
-
-    async fn create_run(
-        &self,
-        tenant: &TenantId,
-        run: NewRun,
-        idempotency: Option<&IdempotencyClaim>,
-    ) -> Result<Run, StoreError> {
-        runs::create(&self.pool, tenant, run, idempotency).await
-    }
-
-    async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError> {
-        runs::get(&self.pool, tenant, run_id).await
-    }
-
-    async fn list_runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError> {
-        runs::list(&self.pool, tenant, query).await
-    }
-
-    async fn request_cancel(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        now: DateTime<Utc>,
-    ) -> Result<CancelOutcome, StoreError> {
-        runs::request_cancel(&self.pool, tenant, run_id, now).await
-    }
-
-    async fn claim_next_run(
-        &self,
-        worker: &str,
-        now: DateTime<Utc>,
-        lease: Duration,
-        max_active_per_tenant: u32,
-    ) -> Result<Option<Run>, StoreError> {
-        runs::claim_next(&self.pool, worker, now, lease, max_active_per_tenant).await
-    }
-
-    async fn heartbeat(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        worker: &str,
-        now: DateTime<Utc>,
-        lease: Duration,
-    ) -> Result<LeaseState, StoreError> {
-        runs::heartbeat(&self.pool, tenant, run_id, worker, now, lease).await
-    }
-
-    async fn set_progress(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        items_completed: u64,
-        items_total: u64,
+        superseded: &[(i64, usize)],
+        first_seq: i64,
     ) -> Result<(), StoreError> {
-        runs::set_progress(&self.pool, tenant, run_id, items_completed, items_total).await
+        ingest::supersede_stored(tx, tenant, superseded, first_seq, self.max_variables).await
     }
 
-    async fn add_output(
+    async fn insert_versions(
         &self,
+        tx: &mut SqliteConnection,
         tenant: &TenantId,
-        run_id: &RunId,
-        output: &RunOutput,
+        versions: &[NewVersion<'_>],
+        first_seq: i64,
     ) -> Result<(), StoreError> {
-        runs::add_output(&self.pool, tenant, run_id, output).await
-    }
-
-    async fn get_output(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        path: &str,
-    ) -> Result<Option<RunOutput>, StoreError> {
-        runs::get_output(&self.pool, tenant, run_id, path).await
-    }
-
-    async fn finish_run(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        outcome: RunOutcome,
-        event: &TerminalEvent,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        runs::finish(&self.pool, tenant, run_id, outcome, event, now).await
-    }
-
-    async fn profile_throughput(
-        &self,
-        tenant: &TenantId,
-        profile_id: &ProfileId,
-    ) -> Result<Option<f64>, StoreError> {
-        runs::profile_throughput(&self.pool, tenant, profile_id).await
-    }
-
-    async fn event_watermark(&self) -> Result<i64, StoreError> {
-        runs::event_watermark(&self.pool).await
-    }
-
-    async fn runs_with_events_after(&self, watermark: i64, limit: u32) -> Result<EventActivity, StoreError> {
-        runs::runs_with_events_after(&self.pool, watermark, limit).await
-    }
-
-    async fn queue_position(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<u64>, StoreError> {
-        runs::queue_position(&self.pool, tenant, run_id).await
-    }
-
-    async fn append_event(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        event: &str,
-        data: &serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        runs::append_event(&self.pool, tenant, run_id, event, data, now).await
-    }
-
-    async fn events_after(
-        &self,
-        tenant: &TenantId,
-        run_id: &RunId,
-        after: i64,
-        limit: u32,
-    ) -> Result<Vec<RunEvent>, StoreError> {
-        runs::events_after(&self.pool, tenant, run_id, after, limit).await
-    }
-
-    async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError> {
-        runs::due_for_expiry(&self.pool, now, limit).await
-    }
-
-    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError> {
-        runs::mark_expired(&self.pool, tenant, run_id).await
-    }
-
-    async fn queue_depth(&self) -> Result<u64, StoreError> {
-        runs::queue_depth(&self.pool).await
-    }
-
-    async fn record_proof(
-        &self,
-        jti_hash: &[u8; 32],
-        until: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        proofs::record(&self.pool, jti_hash, until, now).await
-    }
-
-    async fn prune_proofs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        proofs::prune(&self.pool, now).await
+        ingest::insert_versions(tx, tenant, versions, first_seq, self.max_variables).await
     }
 }

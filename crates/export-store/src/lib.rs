@@ -1,6 +1,7 @@
 //! The `Store` trait: everything Export Center keeps in its database (evidence, runs,
-//! outputs, idempotency records), behind one interface that the SQLite and PostgreSQL
-//! backends implement and one conformance suite (`testing`, feature `testing`) checks.
+//! outputs, idempotency records), behind one interface, implemented once for SQL
+//! databases (`sql`, feature `sql`, over the SQLite and PostgreSQL backends' dialects)
+//! and checked by one conformance suite (`testing`, feature `testing`).
 //!
 //! Every method that touches tenant data takes the `&TenantId`, and backends put it in
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,

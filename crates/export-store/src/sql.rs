@@ -1,8 +1,32 @@
-//! What the SQL backends share beyond the SQL itself: the schema's encodings (timestamps
-//! as fixed-width UTC text, counts as i64, JSON columns, run keys) and the mapping of a
-//! row to the model's types. Each backend reads its driver's rows through [`Columns`],
-//! so a run, an output or an evidence record is decoded by one piece of code, whatever
-//! the database.
+//! The SQL store: the schema's encodings (timestamps as fixed-width UTC text, counts as
+//! i64, JSON columns, run keys) and the mapping of a row to the model's types, read
+//! through [`Columns`]; and, with the feature `sql`, the store's logic itself, written
+//! once and generic over the database: every [`Dialect`] (a backend's store type, which
+//! holds the pool and says what differs between databases) is a `Store`.
+
+#[cfg(feature = "sql")]
+mod database;
+#[cfg(feature = "sql")]
+mod dialect;
+#[cfg(feature = "sql")]
+mod events;
+#[cfg(feature = "sql")]
+mod evidence;
+#[cfg(feature = "sql")]
+mod idempotency;
+#[cfg(feature = "sql")]
+mod proofs;
+#[cfg(feature = "sql")]
+mod runs;
+#[cfg(feature = "sql")]
+mod store;
+#[cfg(all(feature = "sql", feature = "testing"))]
+pub mod testing;
+
+#[cfg(feature = "sql")]
+pub use database::{db, query, Executes, On, Query, SqlDatabase, Value};
+#[cfg(feature = "sql")]
+pub use dialect::{Dialect, Snapshot};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{

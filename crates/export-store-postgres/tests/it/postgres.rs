@@ -1,13 +1,10 @@
 //! What only the PostgreSQL store has: a server several replicas share, migrations each
 //! of them runs on connect, and schemas.
 
-use std::collections::BTreeSet;
-
-use export_core::{Kind, Priority, Target};
-use export_store::testing::{at, document, new_run, tenant};
-use export_store::{IngestOutcome, Store, StoreError};
+use export_core::Kind;
+use export_store::testing::{document, tenant};
+use export_store::{IngestOutcome, Store};
 use export_store_postgres::PostgresStore;
-use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection};
 
 use export_store_postgres::testing::{fresh_schema, options_for, url_for};
@@ -50,14 +47,7 @@ async fn replicas_connecting_at_once_migrate_once_and_share_their_data() {
         [IngestOutcome::Inserted { seq: 2 }]
     );
 
-    let mut conn = raw_connection(&schema).await;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut conn)
-        .await
-        .expect("reading the migrations table");
-    let distinct: BTreeSet<i64> = applied.iter().copied().collect();
-    assert_eq!(applied.len(), distinct.len(), "each migration applied once");
-    assert!(!applied.is_empty());
+    export_store::sql::testing::each_migration_is_applied_once(&later).await;
 }
 
 /// `connect` takes a `postgres://` URL, with the schema in its options, and refuses
@@ -110,43 +100,10 @@ async fn every_text_column_compares_bytewise() {
 /// A row edited by hand into something the model cannot hold is reported, not guessed.
 #[tokio::test]
 async fn a_row_that_does_not_parse_is_corrupt() {
-    let schema = fresh_schema().await;
-    let store = PostgresStore::connect_with(options_for(&schema))
+    let store = PostgresStore::connect_with(options_for(&fresh_schema().await))
         .await
         .expect("connect");
-    let acme = tenant("acme");
-    let run = store
-        .create_run(&acme, new_run(&acme, "daily", at(0), Priority::Normal), None)
-        .await
-        .expect("create run");
-    store
-        .ingest(&acme, &[document("osv-go", Kind::Advisory, "GO-1", 1)])
-        .await
-        .expect("ingest");
-
-    let mut conn = raw_connection(&schema).await;
-    sqlx::query("UPDATE runs SET plan = '{\"targets\": 42}'")
-        .execute(&mut conn)
-        .await
-        .expect("editing the run");
-    sqlx::query("UPDATE evidence SET digest = 'md5:abc'")
-        .execute(&mut conn)
-        .await
-        .expect("editing the evidence");
-
-    match store.get_run(&acme, &run.id).await {
-        Err(StoreError::Corrupt { what: "plan", .. }) => {}
-        other => panic!("expected a corrupt plan, got {other:?}"),
-    }
-    let target = Target::parse("advisory").expect("valid target");
-    match store
-        .stream_items(&acme, 1, &target)
-        .try_collect::<Vec<_>>()
-        .await
-    {
-        Err(StoreError::Corrupt { what: "digest", .. }) => {}
-        other => panic!("expected a corrupt digest, got {other:?}"),
-    }
+    export_store::sql::testing::a_row_that_does_not_parse_is_corrupt(&store).await;
 }
 
 /// `database.url` honours `sslmode` (SPEC §17): `require` connects over TLS (the test

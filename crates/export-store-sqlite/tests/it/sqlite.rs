@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use export_core::{Kind, Priority, RunId, RunStatus, Target};
 use export_store::testing::{at, document, new_run, tenant, LEASE};
-use export_store::{IngestOutcome, Store, StoreError};
+use export_store::{IngestOutcome, Store};
 use export_store_sqlite::SqliteStore;
 use futures::TryStreamExt;
 use sqlx::{Connection, SqliteConnection};
@@ -44,14 +44,8 @@ async fn opening_an_existing_file_keeps_its_data_and_migrates_once() {
         [IngestOutcome::Inserted { seq: 2 }]
     );
 
+    export_store::sql::testing::each_migration_is_applied_once(&third).await;
     let mut conn = raw_connection(&path).await;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-        .fetch_all(&mut conn)
-        .await
-        .expect("reading the migrations table");
-    let distinct: BTreeSet<i64> = applied.iter().copied().collect();
-    assert_eq!(applied.len(), distinct.len(), "each migration applied once");
-    assert!(!applied.is_empty());
     let journal_mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(&mut conn)
         .await
@@ -160,41 +154,8 @@ async fn two_stores_on_one_file_never_claim_the_same_run() {
 /// A row edited by hand into something the model cannot hold is reported, not guessed.
 #[tokio::test]
 async fn a_row_that_does_not_parse_is_corrupt() {
-    let path = fresh_path();
-    let store = SqliteStore::open(&path).await.expect("open");
-    let acme = tenant("acme");
-    let run = store
-        .create_run(&acme, new_run(&acme, "daily", at(0), Priority::Normal), None)
-        .await
-        .expect("create run");
-    store
-        .ingest(&acme, &[document("osv-go", Kind::Advisory, "GO-1", 1)])
-        .await
-        .expect("ingest");
-
-    let mut conn = raw_connection(&path).await;
-    sqlx::query("UPDATE runs SET plan = '{\"targets\": 42}'")
-        .execute(&mut conn)
-        .await
-        .expect("editing the run");
-    sqlx::query("UPDATE evidence SET digest = 'md5:abc'")
-        .execute(&mut conn)
-        .await
-        .expect("editing the evidence");
-
-    match store.get_run(&acme, &run.id).await {
-        Err(StoreError::Corrupt { what: "plan", .. }) => {}
-        other => panic!("expected a corrupt plan, got {other:?}"),
-    }
-    let target = Target::parse("advisory").expect("valid target");
-    match store
-        .stream_items(&acme, 1, &target)
-        .try_collect::<Vec<_>>()
-        .await
-    {
-        Err(StoreError::Corrupt { what: "digest", .. }) => {}
-        other => panic!("expected a corrupt digest, got {other:?}"),
-    }
+    let store = SqliteStore::open(&fresh_path()).await.expect("open");
+    export_store::sql::testing::a_row_that_does_not_parse_is_corrupt(&store).await;
 }
 
 /// Not a gate, a measurement: `cargo test -p export-store-sqlite --release --test it --

@@ -1,24 +1,26 @@
 //! Runs: creation with per-day numbering, listing, the worker queue (claims, leases,
 //! heartbeats), cancellation, progress, outputs and the end of a run.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use export_core::{ProfileId, ProjectId, RunId, RunStatus, TenantId};
-use export_store::sql::{
-    self, day_text, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
-};
-use export_store::{
-    CancelOutcome, EventActivity, IdempotencyClaim, LeaseState, NewRun, Run, RunEvent, RunOutcome, RunOutput,
-    RunPage, RunQuery, StoreError, TerminalEvent,
-};
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use futures::future::BoxFuture;
+use sqlx::Transaction;
 
-use crate::evidence::TAKE_COUNTER;
-use crate::idempotency;
-use crate::rows::{db, Row};
+use crate::sql::database::{query, Executes, SqlDatabase};
+use crate::sql::dialect::{begin_write, Dialect};
+use crate::sql::events::insert_event;
+use crate::sql::evidence::TAKE_COUNTER;
+use crate::sql::{
+    self, day_text, idempotency, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
+};
+use crate::{
+    CancelOutcome, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput, RunPage, RunQuery,
+    StoreError, TerminalEvent,
+};
 
 /// The columns `run` reads, in every query that returns runs.
 const RUN_COLUMNS: &str = "run_key, tenant, day, seq, profile, project, status, plan, watermark, \
@@ -33,35 +35,35 @@ const MAX_PAGE: u32 = 200;
 /// How many of a profile's latest succeeded runs its throughput is measured on.
 const THROUGHPUT_HISTORY: i64 = 100;
 
-fn not_found(run_id: &RunId) -> StoreError {
+pub(crate) fn not_found(run_id: &RunId) -> StoreError {
     StoreError::NotFound {
         kind: "run",
         id: run_id.to_string(),
     }
 }
 
-pub(crate) async fn create(
-    pool: &PgPool,
+pub(crate) async fn create<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     new: NewRun,
     idempotency: Option<&IdempotencyClaim>,
 ) -> Result<Run, StoreError> {
     let day = new.day();
-    let mut tx = pool.begin().await.map_err(db)?;
-    let seq: i64 = sqlx::query_scalar(TAKE_COUNTER)
+    let mut tx = begin_write(store).await?;
+    let counter = query(TAKE_COUNTER)
         .bind(tenant.as_str())
         .bind(format!("run:{}", day_text(day)))
         .bind(1_i64)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
+        .fetch_one(&mut tx)
+        .await?;
+    let seq = D::Db::columns(&counter).integer("value")?;
     let sql = format!(
         "INSERT INTO runs (tenant, day, seq, profile, project, status, priority, plan, watermark, \
          snapshot_at, items_total, estimate_seconds, created_at) \
          VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12) \
          RETURNING {RUN_COLUMNS}"
     );
-    let row = sqlx::query(&sql)
+    let row = query(sql)
         .bind(tenant.as_str())
         .bind(day_text(day))
         .bind(seq)
@@ -74,14 +76,13 @@ pub(crate) async fn create(
         .bind(int(new.items_total))
         .bind(int(new.estimate_seconds))
         .bind(timestamp(new.created_at))
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    let (_, created) = sql::run(&Row(&row))?;
+        .fetch_one(&mut tx)
+        .await?;
+    let (_, created) = sql::run(&D::Db::columns(&row))?;
     if let Some(claim) = idempotency {
-        idempotency::complete(&mut tx, tenant, claim, &created.id).await?;
+        idempotency::complete::<D>(&mut tx, tenant, claim, &created.id).await?;
     }
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(sql::db)?;
     Ok(created)
 }
 
@@ -103,51 +104,59 @@ static GET_RUN: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-pub(crate) async fn get(pool: &PgPool, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError> {
+pub(crate) async fn get<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    run_id: &RunId,
+) -> Result<Option<Run>, StoreError> {
     let Some((day, seq)) = run_key(tenant, run_id) else {
         return Ok(None);
     };
-    let rows = sqlx::query(&GET_RUN)
+    let rows = query(GET_RUN.as_str())
         .bind(tenant.as_str())
         .bind(day)
         .bind(seq)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+        .fetch_all(store.pool())
+        .await?;
     let Some(first) = rows.first() else {
         return Ok(None);
     };
-    let (_, mut found) = sql::run(&Row(first))?;
+    let (_, mut found) = sql::run(&D::Db::columns(first))?;
     for row in &rows {
-        let path = Row(row).optional_text("path")?;
-        if path.is_some() {
-            found.outputs.push(sql::output(&Row(row))?);
+        let row = D::Db::columns(row);
+        if row.optional_text("path")?.is_some() {
+            found.outputs.push(sql::output(&row)?);
         }
     }
     Ok(Some(found))
 }
 
-pub(crate) async fn list(pool: &PgPool, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError> {
-    let limit = query.limit.clamp(1, MAX_PAGE) as usize;
-    let mut sql = QueryBuilder::<Postgres>::new(format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = "));
-    sql.push_bind(tenant.as_str());
-    if let Some(status) = query.status {
-        sql.push(" AND status = ").push_bind(status.as_str());
+pub(crate) async fn list<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    run_query: &RunQuery,
+) -> Result<RunPage, StoreError> {
+    let limit = run_query.limit.clamp(1, MAX_PAGE) as usize;
+    let mut select = query(format!("SELECT {RUN_COLUMNS} FROM runs WHERE tenant = "));
+    select.push_bind(tenant.as_str());
+    if let Some(status) = run_query.status {
+        select.push(" AND status = ").push_bind(status.as_str());
     }
-    if let Some(profile_id) = &query.profile_id {
-        sql.push(" AND profile = ").push_bind(profile_id.to_string());
+    if let Some(profile_id) = &run_query.profile_id {
+        select.push(" AND profile = ").push_bind(profile_id.to_string());
     }
-    if let Some(project) = &query.project {
-        sql.push(" AND project = ").push_bind(project.as_str());
+    if let Some(project) = &run_query.project {
+        select.push(" AND project = ").push_bind(project.as_str());
     }
-    if let Some(after) = &query.after {
+    if let Some(after) = &run_query.after {
         let Some((day, seq)) = run_key(tenant, after) else {
             return Ok(RunPage {
                 runs: Vec::new(),
                 next: None,
             });
         };
-        sql.push(" AND (day < ")
+        select
+            .push(" AND (day < ")
             .push_bind(day.clone())
             .push(" OR (day = ")
             .push_bind(day)
@@ -156,37 +165,41 @@ pub(crate) async fn list(pool: &PgPool, tenant: &TenantId, query: &RunQuery) -> 
             .push("))");
     }
     // One row more than the page tells whether another page follows.
-    sql.push(" ORDER BY day DESC, seq DESC LIMIT ")
+    select
+        .push(" ORDER BY day DESC, seq DESC LIMIT ")
         .push_bind(limit as i64 + 1);
 
-    let mut tx = pool.begin().await.map_err(db)?;
-    let rows = sql.build().fetch_all(&mut *tx).await.map_err(db)?;
+    let mut tx = store.pool().begin().await.map_err(sql::db)?;
+    let rows = select.fetch_all(&mut tx).await?;
     let more = rows.len() > limit;
     let mut runs = rows
         .iter()
         .take(limit)
-        .map(|row| sql::run(&Row(row)))
+        .map(|row| sql::run(&D::Db::columns(row)))
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut outputs: HashMap<i64, Vec<RunOutput>> = HashMap::new();
     if !runs.is_empty() {
-        let mut sql = QueryBuilder::<Postgres>::new(format!(
+        let mut select = query(format!(
             "SELECT {OUTPUT_COLUMNS} FROM run_outputs WHERE tenant = "
         ));
-        sql.push_bind(tenant.as_str()).push(" AND run_key IN (");
-        let mut keys = sql.separated(", ");
-        for (key, _) in &runs {
-            keys.push_bind(*key);
+        select.push_bind(tenant.as_str()).push(" AND run_key IN (");
+        for (idx, (key, _)) in runs.iter().enumerate() {
+            if idx > 0 {
+                select.push(", ");
+            }
+            select.push_bind(*key);
         }
-        sql.push(") ORDER BY kind, output_id, format, path");
-        for row in sql.build().fetch_all(&mut *tx).await.map_err(db)? {
+        select.push(") ORDER BY kind, output_id, format, path");
+        for row in select.fetch_all(&mut tx).await? {
+            let row = D::Db::columns(&row);
             outputs
-                .entry(Row(&row).integer("run_key")?)
+                .entry(row.integer("run_key")?)
                 .or_default()
-                .push(sql::output(&Row(&row))?);
+                .push(sql::output(&row)?);
         }
     }
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(sql::db)?;
 
     for (key, listed) in &mut runs {
         listed.outputs = outputs.remove(key).unwrap_or_default();
@@ -200,8 +213,8 @@ pub(crate) async fn list(pool: &PgPool, tenant: &TenantId, query: &RunQuery) -> 
     Ok(RunPage { runs, next })
 }
 
-pub(crate) async fn request_cancel(
-    pool: &PgPool,
+pub(crate) async fn request_cancel<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     now: DateTime<Utc>,
@@ -209,13 +222,13 @@ pub(crate) async fn request_cancel(
     let Some((day, seq)) = run_key(tenant, run_id) else {
         return Ok(CancelOutcome::NotFound);
     };
-    let mut tx = pool.begin().await.map_err(db)?;
-    let Some(status) = status_of(&mut tx, tenant, &day, seq).await? else {
+    let mut tx = begin_write(store).await?;
+    let Some(status) = status_of::<D>(&mut tx, tenant, &day, seq).await? else {
         return Ok(CancelOutcome::NotFound);
     };
     let outcome = match status {
         RunStatus::Queued => {
-            let key: i64 = sqlx::query_scalar(
+            let row = query(
                 "UPDATE runs SET status = 'cancelled', cancel_requested = TRUE, completed_at = $1 \
                  WHERE tenant = $2 AND day = $3 AND seq = $4 RETURNING run_key",
             )
@@ -223,39 +236,35 @@ pub(crate) async fn request_cancel(
             .bind(tenant.as_str())
             .bind(&day)
             .bind(seq)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+            .fetch_one(&mut tx)
+            .await?;
+            let key = D::Db::columns(&row).integer("run_key")?;
             let event = TerminalEvent::cancelled(run_id);
             insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
             CancelOutcome::Cancelled
         }
         RunStatus::Running => {
-            sqlx::query(
-                "UPDATE runs SET cancel_requested = TRUE WHERE tenant = $1 AND day = $2 AND seq = $3",
-            )
-            .bind(tenant.as_str())
-            .bind(&day)
-            .bind(seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            query("UPDATE runs SET cancel_requested = TRUE WHERE tenant = $1 AND day = $2 AND seq = $3")
+                .bind(tenant.as_str())
+                .bind(&day)
+                .bind(seq)
+                .execute(&mut tx)
+                .await?;
             CancelOutcome::Requested
         }
         finished => CancelOutcome::AlreadyFinished(finished),
     };
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(sql::db)?;
     Ok(outcome)
 }
 
-/// Claims are serialized by one advisory lock held until the claim commits, so the
-/// subquery that picks the run and counts each tenant's running runs sees every earlier
-/// claim of every process: no run is taken twice and no tenant passes its cap. Tenants
-/// with fewer running runs go first, then higher priority, then older. A queued run
-/// waits while its tenant has `max_active` running runs; taking over an expired lease
-/// does not add one, so it is always allowed.
-const LOCK_CLAIMS: &str = "SELECT pg_advisory_xact_lock(hashtextextended('export-center:claim', 0))";
-
+/// The claim is one statement: the subquery picks the run and the update takes it, under
+/// SQLite's write lock, or under PostgreSQL's claim lock (`Dialect::LOCK_CLAIMS`), held
+/// until the claim commits, so the subquery sees every earlier claim of every process:
+/// no run is taken twice and no tenant passes its cap. Tenants with fewer running runs
+/// go first, then higher priority, then older. A queued run waits while its tenant has
+/// `max_active` running runs; taking over an expired lease does not add one, so it is
+/// always allowed.
 const CLAIM: &str = "UPDATE runs \
      SET status = 'running', worker = $1, lease_expires_at = $2, attempts = attempts + 1, \
          started_at = COALESCE(started_at, $3) \
@@ -272,29 +281,30 @@ const CLAIM: &str = "UPDATE runs \
      ) \
      RETURNING ";
 
-pub(crate) async fn claim_next(
-    pool: &PgPool,
+pub(crate) async fn claim_next<D: Dialect>(
+    store: &D,
     worker: &str,
     now: DateTime<Utc>,
     lease: Duration,
     max_active_per_tenant: u32,
 ) -> Result<Option<Run>, StoreError> {
-    let mut tx = pool.begin().await.map_err(db)?;
-    sqlx::query(LOCK_CLAIMS).execute(&mut *tx).await.map_err(db)?;
-    let row = sqlx::query(&format!("{CLAIM}{RUN_COLUMNS}"))
+    let mut tx = begin_write(store).await?;
+    if let Some(lock) = D::LOCK_CLAIMS {
+        query(lock).execute(&mut tx).await?;
+    }
+    let row = query(format!("{CLAIM}{RUN_COLUMNS}"))
         .bind(worker)
         .bind(timestamp(lease_end(now, lease)))
         .bind(timestamp(now))
         .bind(i64::from(max_active_per_tenant))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        .fetch_optional(&mut tx)
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let (key, mut claimed) = sql::run(&Row(&row))?;
+    let (key, mut claimed) = sql::run(&D::Db::columns(&row))?;
     claimed.outputs = outputs_of(&mut tx, &claimed.id.tenant, key).await?;
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(sql::db)?;
     Ok(Some(claimed))
 }
 
@@ -305,8 +315,8 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-pub(crate) async fn heartbeat(
-    pool: &PgPool,
+pub(crate) async fn heartbeat<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     worker: &str,
@@ -314,7 +324,7 @@ pub(crate) async fn heartbeat(
     lease: Duration,
 ) -> Result<LeaseState, StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let extended: Option<bool> = sqlx::query_scalar(
+    let extended = query(
         "UPDATE runs SET lease_expires_at = $1 \
          WHERE tenant = $2 AND day = $3 AND seq = $4 AND status = 'running' AND worker = $5 \
          RETURNING cancel_requested",
@@ -324,40 +334,38 @@ pub(crate) async fn heartbeat(
     .bind(&day)
     .bind(seq)
     .bind(worker)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
-    if let Some(cancel_requested) = extended {
+    .fetch_optional(store.pool())
+    .await?;
+    if let Some(row) = extended {
         return Ok(LeaseState {
             owned: true,
-            cancel_requested,
+            cancel_requested: D::Db::columns(&row).boolean("cancel_requested")?,
         });
     }
     // Not ours (any more): another worker took it over, or it ended.
-    let cancel_requested: Option<bool> =
-        sqlx::query_scalar("SELECT cancel_requested FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3")
-            .bind(tenant.as_str())
-            .bind(&day)
-            .bind(seq)
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?;
-    let cancel_requested = cancel_requested.ok_or_else(|| not_found(run_id))?;
+    let row = query("SELECT cancel_requested FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3")
+        .bind(tenant.as_str())
+        .bind(&day)
+        .bind(seq)
+        .fetch_optional(store.pool())
+        .await?
+        .ok_or_else(|| not_found(run_id))?;
+    let cancel_requested = D::Db::columns(&row).boolean("cancel_requested")?;
     Ok(LeaseState {
         owned: false,
         cancel_requested,
     })
 }
 
-pub(crate) async fn set_progress(
-    pool: &PgPool,
+pub(crate) async fn set_progress<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     items_completed: u64,
     items_total: u64,
 ) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let updated = sqlx::query(
+    let done = query(
         "UPDATE runs SET items_completed = $1, items_total = $2 WHERE tenant = $3 AND day = $4 AND seq = $5",
     )
     .bind(int(items_completed))
@@ -365,28 +373,26 @@ pub(crate) async fn set_progress(
     .bind(tenant.as_str())
     .bind(day)
     .bind(seq)
-    .execute(pool)
-    .await
-    .map_err(db)?
-    .rows_affected();
-    if updated == 0 {
+    .execute(store.pool())
+    .await?;
+    if D::rows_affected(&done) == 0 {
         return Err(not_found(run_id));
     }
     Ok(())
 }
 
-pub(crate) async fn add_output(
-    pool: &PgPool,
+pub(crate) async fn add_output<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     output: &RunOutput,
 ) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let mut tx = pool.begin().await.map_err(db)?;
-    let key = key_of(&mut tx, tenant, &day, seq)
+    let mut tx = begin_write(store).await?;
+    let key = key_of(&mut tx, tenant, &day, seq, "")
         .await?
         .ok_or_else(|| not_found(run_id))?;
-    sqlx::query(
+    query(
         "INSERT INTO run_outputs \
          (tenant, run_key, path, kind, output_id, format, sha256, bytes, media_type, records) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
@@ -405,15 +411,14 @@ pub(crate) async fn add_output(
     .bind(int(output.bytes))
     .bind(&output.media_type)
     .bind(output.records.map(int))
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    .execute(&mut tx)
+    .await?;
+    tx.commit().await.map_err(sql::db)?;
     Ok(())
 }
 
-pub(crate) async fn get_output(
-    pool: &PgPool,
+pub(crate) async fn get_output<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     path: &str,
@@ -421,7 +426,7 @@ pub(crate) async fn get_output(
     let Some((day, seq)) = run_key(tenant, run_id) else {
         return Ok(None);
     };
-    let row = sqlx::query(
+    let row = query(
         "SELECT o.path, o.kind, o.output_id, o.format, o.sha256, o.bytes, o.media_type, o.records \
          FROM run_outputs AS o JOIN runs AS r ON r.run_key = o.run_key \
          WHERE r.tenant = $1 AND r.day = $2 AND r.seq = $3 AND o.tenant = $1 AND o.path = $4",
@@ -430,16 +435,17 @@ pub(crate) async fn get_output(
     .bind(day)
     .bind(seq)
     .bind(path)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
-    row.as_ref().map(|row| sql::output(&Row(row))).transpose()
+    .fetch_optional(store.pool())
+    .await?;
+    row.as_ref()
+        .map(|row| sql::output(&D::Db::columns(row)))
+        .transpose()
 }
 
 /// Ends a queued or running run; one that already ended keeps its first outcome, so a
 /// worker that lost its lease cannot overwrite the result of the one that took over.
-pub(crate) async fn finish(
-    pool: &PgPool,
+pub(crate) async fn finish<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
     outcome: RunOutcome,
@@ -447,17 +453,20 @@ pub(crate) async fn finish(
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let mut tx = pool.begin().await.map_err(db)?;
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT run_key, status FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3 FOR UPDATE",
-    )
+    let mut tx = begin_write(store).await?;
+    let row = query(format!(
+        "SELECT run_key, status FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3{}",
+        D::FOR_UPDATE
+    ))
     .bind(tenant.as_str())
     .bind(&day)
     .bind(seq)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(db)?;
-    let (key, status) = row.ok_or_else(|| not_found(run_id))?;
+    .fetch_optional(&mut tx)
+    .await?
+    .ok_or_else(|| not_found(run_id))?;
+    let row = D::Db::columns(&row);
+    let key = row.integer("run_key")?;
+    let status = row.text("status")?;
     let status = RunStatus::parse(&status).ok_or_else(|| StoreError::corrupt("status", status))?;
     if status.is_terminal() {
         return Ok(());
@@ -477,7 +486,7 @@ pub(crate) async fn finish(
         RunOutcome::Failed(error) => ("[]".to_owned(), Some(to_json(error)?), None, None),
         RunOutcome::Cancelled => ("[]".to_owned(), None, None, None),
     };
-    sqlx::query(
+    query(
         "UPDATE runs SET status = $1, completed_at = $2, expires_at = $3, warnings = $4, error = $5, \
          published_ref = $6, lease_expires_at = NULL \
          WHERE tenant = $7 AND run_key = $8",
@@ -490,31 +499,29 @@ pub(crate) async fn finish(
     .bind(published_ref)
     .bind(tenant.as_str())
     .bind(key)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    .execute(&mut tx)
+    .await?;
     if !matches!(outcome, RunOutcome::Succeeded { .. }) {
         // The runner has deleted the bytes; the records must not outlive them.
-        sqlx::query("DELETE FROM run_outputs WHERE tenant = $1 AND run_key = $2")
+        query("DELETE FROM run_outputs WHERE tenant = $1 AND run_key = $2")
             .bind(tenant.as_str())
             .bind(key)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+            .execute(&mut tx)
+            .await?;
     }
     insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
-    tx.commit().await.map_err(db)?;
+    tx.commit().await.map_err(sql::db)?;
     Ok(())
 }
 
 /// Items per second over the profile's latest succeeded runs: their items over their
 /// run time, a run shorter than a second counting as one second.
-pub(crate) async fn profile_throughput(
-    pool: &PgPool,
+pub(crate) async fn profile_throughput<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     profile_id: &ProfileId,
 ) -> Result<Option<f64>, StoreError> {
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT items_total, started_at, completed_at FROM runs \
          WHERE tenant = $1 AND profile = $2 AND status IN ('succeeded', 'expired') \
          AND items_total > 0 AND started_at IS NOT NULL AND completed_at IS NOT NULL \
@@ -523,13 +530,12 @@ pub(crate) async fn profile_throughput(
     .bind(tenant.as_str())
     .bind(profile_id.to_string())
     .bind(THROUGHPUT_HISTORY)
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
+    .fetch_all(store.pool())
+    .await?;
     let mut items = 0.0;
     let mut seconds = 0.0;
     for row in &rows {
-        let row = Row(row);
+        let row = D::Db::columns(row);
         let started_at = timestamp_column(&row, "started_at")?;
         let completed_at = timestamp_column(&row, "completed_at")?;
         let elapsed = (completed_at - started_at).num_milliseconds() as f64 / 1000.0;
@@ -539,265 +545,136 @@ pub(crate) async fn profile_throughput(
     Ok((seconds > 0.0).then(|| items / seconds))
 }
 
-pub(crate) async fn queue_position(
-    pool: &PgPool,
+pub(crate) async fn queue_position<D: Dialect>(
+    store: &D,
     tenant: &TenantId,
     run_id: &RunId,
 ) -> Result<Option<u64>, StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let ahead: Option<i64> = sqlx::query_scalar(
+    let row = query(
         "SELECT (SELECT COUNT(*) FROM runs o WHERE o.tenant = r.tenant AND o.status = 'queued' \
            AND (o.priority > r.priority OR (o.priority = r.priority AND (o.created_at < r.created_at \
-             OR (o.created_at = r.created_at AND o.run_key < r.run_key))))) \
+             OR (o.created_at = r.created_at AND o.run_key < r.run_key))))) AS ahead \
          FROM runs r WHERE r.tenant = $1 AND r.day = $2 AND r.seq = $3 AND r.status = 'queued'",
     )
     .bind(tenant.as_str())
     .bind(&day)
     .bind(seq)
-    .fetch_optional(pool)
-    .await
-    .map_err(db)?;
+    .fetch_optional(store.pool())
+    .await?;
+    let ahead = row.map(|row| D::Db::columns(&row).integer("ahead")).transpose()?;
     Ok(ahead.map(|count| count as u64 + 1))
 }
 
-pub(crate) async fn append_event(
-    pool: &PgPool,
-    tenant: &TenantId,
-    run_id: &RunId,
-    event: &str,
-    data: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let mut tx = pool.begin().await.map_err(db)?;
-    let key = locked_key_of(&mut tx, tenant, &day, seq)
-        .await?
-        .ok_or_else(|| not_found(run_id))?;
-    let next = insert_event(&mut tx, tenant, key, event, data, now).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(next)
-}
-
-/// Appends an event to the stream of the run `key` inside a transaction that holds the
-/// run's row lock; its sequence number.
-async fn insert_event(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    key: i64,
-    event: &str,
-    data: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    sqlx::query_scalar(
-        "INSERT INTO run_events (run_key, tenant, seq, event, data, created_at) \
-         SELECT $1, $2, COALESCE(MAX(seq), 0) + 1, $3, $4, $5 FROM run_events WHERE tenant = $6 AND run_key = $7 \
-         RETURNING seq",
-    )
-    .bind(key)
-    .bind(tenant.as_str())
-    .bind(event)
-    .bind(to_json(data)?)
-    .bind(timestamp(now))
-    .bind(tenant.as_str())
-    .bind(key)
-    .fetch_one(conn)
-    .await
-    .map_err(db)
-}
-
-pub(crate) async fn events_after(
-    pool: &PgPool,
-    tenant: &TenantId,
-    run_id: &RunId,
-    after: i64,
-    limit: u32,
-) -> Result<Vec<RunEvent>, StoreError> {
-    let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT e.seq, e.event, e.data FROM run_events e JOIN runs r ON r.run_key = e.run_key \
-         WHERE r.tenant = $1 AND r.day = $2 AND r.seq = $3 AND e.tenant = $4 AND e.seq > $5 \
-         ORDER BY e.seq LIMIT $6",
-    )
-    .bind(tenant.as_str())
-    .bind(&day)
-    .bind(seq)
-    .bind(tenant.as_str())
-    .bind(after)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    if rows.is_empty() {
-        let mut conn = pool.acquire().await.map_err(db)?;
-        key_of(&mut conn, tenant, &day, seq)
-            .await?
-            .ok_or_else(|| not_found(run_id))?;
-    }
-    rows.into_iter()
-        .map(|(seq, event, data)| {
-            let data = serde_json::from_str(&data).map_err(|err| StoreError::corrupt("event data", err))?;
-            Ok(RunEvent { seq, event, data })
-        })
-        .collect()
-}
-
-/// The highest `event_row` of `run_events`: appends only ever raise it (events are
-/// never deleted on their own), and reading it is one step down its unique index.
-pub(crate) async fn event_watermark(pool: &PgPool) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT COALESCE(MAX(event_row), 0) FROM run_events")
-        .fetch_one(pool)
-        .await
-        .map_err(db)
-}
-
-/// The runs with events after `watermark`, by `event_row`. The number is taken when an
-/// append inserts, just before it commits, so commit order may differ from it by the
-/// few appends in flight at once: an event whose row number was passed before it
-/// committed wakes no feeder here, and reaches its listeners with the feeder's next
-/// poll instead.
-pub(crate) async fn runs_with_events_after(
-    pool: &PgPool,
-    watermark: i64,
-    limit: u32,
-) -> Result<EventActivity, StoreError> {
-    let rows = sqlx::query(
-        "SELECT e.event_row, r.tenant, r.day, r.seq FROM run_events AS e \
-         JOIN runs AS r ON r.run_key = e.run_key \
-         WHERE e.event_row > $1 ORDER BY e.event_row LIMIT $2",
-    )
-    .bind(watermark)
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    let mut activity = EventActivity {
-        watermark,
-        runs: Vec::new(),
-        more: rows.len() == limit as usize,
-    };
-    let mut named = HashSet::new();
-    for row in &rows {
-        activity.watermark = Row(row).integer("event_row")?;
-        let id = sql::run_id(&Row(row))?;
-        if named.insert(id.clone()) {
-            activity.runs.push(id);
-        }
-    }
-    Ok(activity)
-}
-
-pub(crate) async fn due_for_expiry(
-    pool: &PgPool,
+pub(crate) async fn due_for_expiry<D: Dialect>(
+    store: &D,
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<RunId>, StoreError> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+    let rows = query(
         "SELECT tenant, day, seq FROM runs WHERE status = 'succeeded' AND expires_at <= $1 \
          ORDER BY expires_at, run_key LIMIT $2",
     )
     .bind(timestamp(now))
     .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    rows.into_iter()
-        .map(|(tenant, day, seq)| {
+    .fetch_all(store.pool())
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let row = D::Db::columns(row);
+            let (tenant, day, seq) = (row.text("tenant")?, row.text("day")?, row.integer("seq")?);
             let text = format!("export-run::{tenant}::{day}::{seq:04}");
             RunId::parse(&text).map_err(|err| StoreError::corrupt("run id", err))
         })
         .collect()
 }
 
-pub(crate) async fn mark_expired(pool: &PgPool, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError> {
+pub(crate) async fn mark_expired<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    run_id: &RunId,
+) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let updated = sqlx::query(
+    let done = query(
         "UPDATE runs SET status = 'expired' WHERE tenant = $1 AND day = $2 AND seq = $3 AND status = 'succeeded'",
     )
     .bind(tenant.as_str())
     .bind(&day)
     .bind(seq)
-    .execute(pool)
-    .await
-    .map_err(db)?;
-    if updated.rows_affected() == 0 && get(pool, tenant, run_id).await?.is_none() {
+    .execute(store.pool())
+    .await?;
+    if D::rows_affected(&done) == 0 && get(store, tenant, run_id).await?.is_none() {
         return Err(not_found(run_id));
     }
     Ok(())
 }
 
-pub(crate) async fn queue_depth(pool: &PgPool) -> Result<u64, StoreError> {
-    let depth: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs WHERE status = 'queued'")
-        .fetch_one(pool)
-        .await
-        .map_err(db)?;
+pub(crate) async fn queue_depth<D: Dialect>(store: &D) -> Result<u64, StoreError> {
+    let row = query("SELECT COUNT(*) AS n FROM runs WHERE status = 'queued'")
+        .fetch_one(store.pool())
+        .await?;
+    let depth = D::Db::columns(&row).integer("n")?;
     u64::try_from(depth).map_err(|err| StoreError::corrupt("queue depth", err))
 }
 
-async fn key_of(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    day: &str,
+/// The run's key; with `lock` (`Dialect::FOR_UPDATE`), its row locked until the
+/// transaction ends. (A boxed future: the compiler proves it `Send` here, once, for
+/// every executor.)
+pub(crate) fn key_of<'c, E: Executes<'c>>(
+    on: E,
+    tenant: &'c TenantId,
+    day: &'c str,
     seq: i64,
-) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar("SELECT run_key FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3")
-        .bind(tenant.as_str())
-        .bind(day)
-        .bind(seq)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)
+    lock: &str,
+) -> BoxFuture<'c, Result<Option<i64>, StoreError>> {
+    let fetched = query(format!(
+        "SELECT run_key FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3{lock}"
+    ))
+    .bind(tenant.as_str())
+    .bind(day)
+    .bind(seq)
+    .fetch_optional(on);
+    Box::pin(async move {
+        let row = fetched.await?;
+        row.map(|row| E::Db::columns(&row).integer("run_key")).transpose()
+    })
 }
 
-/// The run's key, its row locked until the transaction ends: appends to one run's
-/// stream take turns, so each numbers its event after the last committed one.
-async fn locked_key_of(
-    conn: &mut PgConnection,
-    tenant: &TenantId,
-    day: &str,
-    seq: i64,
-) -> Result<Option<i64>, StoreError> {
-    sqlx::query_scalar("SELECT run_key FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3 FOR UPDATE")
-        .bind(tenant.as_str())
-        .bind(day)
-        .bind(seq)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)
-}
-
-/// The run's status, its row locked until the transaction ends.
-async fn status_of(
-    conn: &mut PgConnection,
+/// The run's status, its row locked (`Dialect::FOR_UPDATE`) until the transaction ends.
+async fn status_of<D: Dialect>(
+    tx: &mut Transaction<'static, D::Db>,
     tenant: &TenantId,
     day: &str,
     seq: i64,
 ) -> Result<Option<RunStatus>, StoreError> {
-    let status: Option<String> =
-        sqlx::query_scalar("SELECT status FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3 FOR UPDATE")
-            .bind(tenant.as_str())
-            .bind(day)
-            .bind(seq)
-            .fetch_optional(conn)
-            .await
-            .map_err(db)?;
-    status
-        .map(|status| RunStatus::parse(&status).ok_or_else(|| StoreError::corrupt("status", status)))
-        .transpose()
+    let row = query(format!(
+        "SELECT status FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3{}",
+        D::FOR_UPDATE
+    ))
+    .bind(tenant.as_str())
+    .bind(day)
+    .bind(seq)
+    .fetch_optional(tx)
+    .await?;
+    row.map(|row| {
+        let status = D::Db::columns(&row).text("status")?;
+        RunStatus::parse(&status).ok_or_else(|| StoreError::corrupt("status", status))
+    })
+    .transpose()
 }
 
-async fn outputs_of(
-    conn: &mut PgConnection,
+async fn outputs_of<DB: SqlDatabase>(
+    tx: &mut Transaction<'static, DB>,
     tenant: &TenantId,
     key: i64,
 ) -> Result<Vec<RunOutput>, StoreError> {
-    let rows = sqlx::query(&format!(
+    let rows = query(format!(
         "SELECT {OUTPUT_COLUMNS} FROM run_outputs WHERE tenant = $1 AND run_key = $2 \
          ORDER BY kind, output_id, format, path"
     ))
     .bind(tenant.as_str())
     .bind(key)
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(|row| sql::output(&Row(row))).collect()
+    .fetch_all(tx)
+    .await?;
+    rows.iter().map(|row| sql::output(&DB::columns(row))).collect()
 }

@@ -1,112 +1,27 @@
-//! Evidence: versioned documents and the snapshots runs read.
+//! How an ingest batch travels on SQLite: multi-row statements, with as many rows as
+//! the variable limit allows each.
 //!
-//! Every version of an item is a row. It records the ingestion sequence that created it
-//! and the one that superseded it (NULL while it is current), so the snapshot at a
-//! watermark W is every row with `seq <= W` not superseded by W.
+//! Each statement is a round trip to the driver's worker thread, and those hand-offs
+//! (not SQLite) were most of the cost of ingesting one statement per document. The text
+//! of these statements varies with the number of rows, so they stay out of the
+//! connection's statement cache, where a few large ones would hold megabytes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use export_core::{EvidenceRecord, Sha256Digest, Target, TenantId};
-use export_store::ingest_plan::{new_seq, Current, NewVersion, Plan, Version};
-use export_store::sql::{self, int, optional_timestamp_column, timestamp, to_json, Columns};
-use export_store::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
-use futures::stream::{BoxStream, StreamExt};
-use sqlx::{SqliteConnection, SqlitePool};
-
-use crate::rows::{db, Row};
-
-/// The tenant's ingestion sequence in the counters table.
-const EVIDENCE_COUNTER: &str = "evidence";
-
-/// The snapshot condition, with the watermark bound as `?1`.
-///
-/// The unary `+` keeps SQLite's planner from answering `seq <= ?` with the primary key
-/// `(tenant, seq)`, which then needs a temporary sort of the whole snapshot; the
-/// ordered indexes below are the right path. (`+seq` is plain arithmetic on PostgreSQL.)
-macro_rules! visible_at_watermark {
-    () => {
-        "+seq <= ?1 AND (superseded_seq IS NULL OR superseded_seq > ?1)"
-    };
-}
-
-const COUNT_KIND: &str = concat!(
-    "SELECT COUNT(*) FROM evidence WHERE tenant = ?2 AND kind = ?3 AND ",
-    visible_at_watermark!()
-);
-
-const COUNT_KIND_SOURCE: &str = concat!(
-    "SELECT COUNT(*) FROM evidence WHERE tenant = ?2 AND kind = ?3 AND source = ?4 AND ",
-    visible_at_watermark!()
-);
-
-// Both orders match an index (`evidence_by_kind`, `evidence_by_kind_source`), so rows
-// come off the index already sorted: no temporary sort, however many there are.
-const STREAM_KIND: &str = concat!(
-    "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
-    "WHERE tenant = ?2 AND kind = ?3 AND ",
-    visible_at_watermark!(),
-    " ORDER BY id, source, digest"
-);
-
-const STREAM_KIND_SOURCE: &str = concat!(
-    "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
-    "WHERE tenant = ?2 AND kind = ?3 AND source = ?4 AND ",
-    visible_at_watermark!(),
-    " ORDER BY id, source, digest"
-);
+use export_core::{Sha256Digest, TenantId};
+use export_store::ingest_plan::{new_seq, Current, NewVersion, Version};
+use export_store::sql::{db, timestamp, to_json};
+use export_store::{NewEvidence, StoreError};
+use sqlx::SqliteConnection;
 
 /// Bind variables one statement may use: SQLite's default `SQLITE_MAX_VARIABLE_NUMBER`
-/// since 3.32 (the bundled SQLite is newer), and within PostgreSQL's 65,535.
-const MAX_VARIABLES: usize = 32_766;
+/// since 3.32 (the bundled SQLite is newer).
+pub(crate) const MAX_VARIABLES: usize = 32_766;
 
 /// Ids per query for current versions. Without statistics SQLite plans that query as one
 /// seek per id up to some 24,000 ids, and as a scan of the tenant per id beyond (SQLite
 /// 3.46); `current_versions_are_one_seek_per_id` checks the plan at this size.
 const IDS_PER_QUERY: usize = 1_000;
-
-/// Takes `?3` numbers of a tenant counter at once, creating it, and returns the last.
-pub(crate) const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES (?1, ?2, ?3) \
-     ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + excluded.value \
-     RETURNING value";
-
-/// Stores a batch in one transaction with a handful of statements, however many items it
-/// holds: one query for the current versions, one for the sequence numbers, one update
-/// for the stored versions it supersedes and one multi-row insert, each split only where
-/// it would pass the variable limit.
-///
-/// Each statement is a round trip to the driver's worker thread, and those hand-offs
-/// (not SQLite) were most of the cost of ingesting one statement per document. The text
-/// of these statements varies with the number of rows, so they stay out of the
-/// connection's statement cache, where a few large ones would hold megabytes.
-pub(crate) async fn ingest(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-    items: &[NewEvidence],
-) -> Result<Vec<IngestOutcome>, StoreError> {
-    ingest_within(pool, tenant, items, MAX_VARIABLES).await
-}
-
-async fn ingest_within(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-    items: &[NewEvidence],
-    max_variables: usize,
-) -> Result<Vec<IngestOutcome>, StoreError> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    let stored = current_versions(&mut tx, tenant, items, max_variables).await?;
-    let plan = Plan::new(items, stored);
-    let first_seq = match plan.versions.len() {
-        0 => 0,
-        n_new => take_sequences(&mut tx, tenant, n_new).await?,
-    };
-    supersede_stored(&mut tx, tenant, &plan.superseded, first_seq, max_variables).await?;
-    insert_versions(&mut tx, tenant, &plan.versions, first_seq, max_variables).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(plan.outcomes(first_seq))
-}
 
 /// `n` copies of `group` joined by `separator`: the placeholders of a statement that
 /// carries many rows.
@@ -115,7 +30,7 @@ fn repeated(group: &str, separator: &str, n: usize) -> String {
 }
 
 /// The stored current version of every (source, id) in `items`.
-async fn current_versions<'a>(
+pub(crate) async fn current_versions<'a>(
     tx: &mut SqliteConnection,
     tenant: &TenantId,
     items: &'a [NewEvidence],
@@ -179,25 +94,8 @@ fn select_current(n_ids: usize) -> String {
     )
 }
 
-/// Takes `n_new` ingestion sequences in one statement and returns the first.
-async fn take_sequences(
-    tx: &mut SqliteConnection,
-    tenant: &TenantId,
-    n_new: usize,
-) -> Result<i64, StoreError> {
-    let n_new = int(n_new as u64);
-    let last: i64 = sqlx::query_scalar(TAKE_COUNTER)
-        .bind(tenant.as_str())
-        .bind(EVIDENCE_COUNTER)
-        .bind(n_new)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    Ok(last - n_new + 1)
-}
-
 /// Marks the stored versions the batch replaces as superseded by their new versions.
-async fn supersede_stored(
+pub(crate) async fn supersede_stored(
     tx: &mut SqliteConnection,
     tenant: &TenantId,
     superseded: &[(i64, usize)],
@@ -226,7 +124,7 @@ async fn supersede_stored(
 
 /// Inserts the batch's new versions, already marked superseded when a later version of
 /// the same batch replaces them.
-async fn insert_versions(
+pub(crate) async fn insert_versions(
     tx: &mut SqliteConnection,
     tenant: &TenantId,
     versions: &[NewVersion<'_>],
@@ -264,102 +162,35 @@ async fn insert_versions(
     Ok(())
 }
 
-pub(crate) async fn snapshot_point(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-) -> Result<SnapshotPoint, StoreError> {
-    let row = sqlx::query("SELECT seq, ingested_at FROM evidence WHERE tenant = ? ORDER BY seq DESC LIMIT 1")
-        .bind(tenant.as_str())
-        .fetch_optional(pool)
-        .await
-        .map_err(db)?;
-    match row {
-        None => Ok(SnapshotPoint {
-            watermark: 0,
-            at: None,
-        }),
-        Some(row) => Ok(SnapshotPoint {
-            watermark: Row(&row).integer("seq")?,
-            at: optional_timestamp_column(&Row(&row), "ingested_at")?,
-        }),
-    }
-}
-
-pub(crate) async fn count_items(
-    pool: &SqlitePool,
-    tenant: &TenantId,
-    watermark: i64,
-    target: &Target,
-) -> Result<u64, StoreError> {
-    let count: i64 = match &target.source {
-        None => sqlx::query_scalar(COUNT_KIND)
-            .bind(watermark)
-            .bind(tenant.as_str())
-            .bind(target.kind.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(db)?,
-        Some(source) => sqlx::query_scalar(COUNT_KIND_SOURCE)
-            .bind(watermark)
-            .bind(tenant.as_str())
-            .bind(target.kind.as_str())
-            .bind(source.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(db)?,
-    };
-    u64::try_from(count).map_err(|err| StoreError::corrupt("count", err))
-}
-
-/// Streams the snapshot straight off the cursor: the rows come in index order, so
-/// nothing is sorted or held in memory.
-pub(crate) fn stream_items<'a>(
-    pool: &'a SqlitePool,
-    tenant: &'a TenantId,
-    watermark: i64,
-    target: &'a Target,
-) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
-    let query = match &target.source {
-        None => sqlx::query(STREAM_KIND),
-        Some(_) => sqlx::query(STREAM_KIND_SOURCE),
-    }
-    .bind(watermark)
-    .bind(tenant.as_str())
-    .bind(target.kind.as_str());
-    let query = match &target.source {
-        None => query,
-        Some(source) => query.bind(source.as_str()),
-    };
-    query
-        .fetch(pool)
-        .map(|row| row.map_err(db).and_then(|row| sql::record(&Row(&row))))
-        .boxed()
-}
-
 #[cfg(test)]
 mod tests {
-    use export_core::Kind;
+    use export_core::{Kind, Target};
+    use export_store::sql::{int, Dialect};
     use export_store::testing::document;
+    use export_store::{IngestOutcome, Store};
 
     use super::*;
+    use crate::SqliteStore;
+
+    const SNAPSHOT: export_store::sql::Snapshot = <SqliteStore as Dialect>::SNAPSHOT;
 
     /// However many items a snapshot holds, streaming it walks an index in order (no
     /// temporary sort), and counting it reads an index alone (no documents).
     #[tokio::test]
     async fn snapshot_queries_walk_an_index_in_order() {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
-        let store = crate::SqliteStore::open(&dir.path().join("plan.db"))
+        let store = SqliteStore::open(&dir.path().join("plan.db"))
             .await
             .expect("open");
         for (sql, expected) in [
-            (STREAM_KIND, "SEARCH evidence USING INDEX evidence_by_kind (tenant=? AND kind=?)"),
+            (SNAPSHOT.stream_kind, "SEARCH evidence USING INDEX evidence_by_kind (tenant=? AND kind=?)"),
             (
-                STREAM_KIND_SOURCE,
+                SNAPSHOT.stream_kind_source,
                 "SEARCH evidence USING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
             ),
-            (COUNT_KIND, "SEARCH evidence USING COVERING INDEX evidence_by_kind"),
+            (SNAPSHOT.count_kind, "SEARCH evidence USING COVERING INDEX evidence_by_kind"),
             (
-                COUNT_KIND_SOURCE,
+                SNAPSHOT.count_kind_source,
                 "SEARCH evidence USING COVERING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
             ),
         ] {
@@ -368,7 +199,7 @@ mod tests {
                 .bind(10_i64)
                 .bind("acme")
                 .bind("advisory");
-            if sql.contains("?4") {
+            if sql.contains("$4") {
                 query = query.bind("osv-go");
             }
             let plan: Vec<String> = query
@@ -415,8 +246,8 @@ mod tests {
         }
     }
 
-    async fn fresh_store(dir: &tempfile::TempDir, name: &str) -> crate::SqliteStore {
-        crate::SqliteStore::open(&dir.path().join(name))
+    async fn fresh_store(dir: &tempfile::TempDir, name: &str) -> SqliteStore {
+        SqliteStore::open(&dir.path().join(name))
             .await
             .expect("opening a store")
     }
@@ -431,7 +262,7 @@ mod tests {
 
     /// Every row of the evidence table, as (tenant, seq, superseded_seq, source, id,
     /// digest), in order.
-    async fn rows(store: &crate::SqliteStore) -> Vec<(String, i64, Option<i64>, String, String, String)> {
+    async fn rows(store: &SqliteStore) -> Vec<(String, i64, Option<i64>, String, String, String)> {
         sqlx::query_as(
             "SELECT tenant, seq, superseded_seq, source, id, digest FROM evidence ORDER BY tenant, seq",
         )
@@ -489,13 +320,12 @@ mod tests {
             fresh_store(&dir, "one-by-one.db").await,
         );
         for (tenant, batch) in mixed_batches() {
-            let outcomes = ingest(&batched.pool, &tenant, &batch)
-                .await
-                .expect("batched ingest");
+            let outcomes = batched.ingest(&tenant, &batch).await.expect("batched ingest");
             let mut expected = Vec::new();
             for item in &batch {
                 expected.extend(
-                    ingest(&one_by_one.pool, &tenant, std::slice::from_ref(item))
+                    one_by_one
+                        .ingest(&tenant, std::slice::from_ref(item))
                         .await
                         .expect("ingest of one document"),
                 );
@@ -505,18 +335,18 @@ mod tests {
         assert_eq!(rows(&batched).await, rows(&one_by_one).await);
 
         let acme = tenant("acme");
-        let outcomes = ingest(
-            &batched.pool,
-            &acme,
-            &[
-                advisory("GO-99", 1),
-                advisory("GO-99", 1),
-                advisory("GO-99", 2),
-                advisory("GO-99", 1),
-            ],
-        )
-        .await
-        .expect("ingest");
+        let outcomes = batched
+            .ingest(
+                &acme,
+                &[
+                    advisory("GO-99", 1),
+                    advisory("GO-99", 1),
+                    advisory("GO-99", 2),
+                    advisory("GO-99", 1),
+                ],
+            )
+            .await
+            .expect("ingest");
         let last = rows(&batched).await.iter().filter(|row| row.0 == "acme").count() as i64;
         assert_eq!(
             outcomes,
@@ -552,10 +382,12 @@ mod tests {
         for max_variables in [13, 25] {
             for (tenant, batch) in mixed_batches() {
                 assert_eq!(
-                    ingest_within(&split.pool, &tenant, &batch, max_variables)
+                    split
+                        .with_max_variables(max_variables)
+                        .ingest(&tenant, &batch)
                         .await
                         .expect("split ingest"),
-                    ingest(&whole.pool, &tenant, &batch).await.expect("whole ingest"),
+                    whole.ingest(&tenant, &batch).await.expect("whole ingest"),
                     "limit {max_variables}"
                 );
             }
@@ -575,19 +407,20 @@ mod tests {
             .map(|idx| advisory(&format!("GO-{idx}"), 1))
             .collect();
         items.push(items[0].clone());
-        let outcomes = ingest(&store.pool, &acme, &items).await.expect("ingest");
+        let outcomes = store.ingest(&acme, &items).await.expect("ingest");
         let last = int(n_items as u64);
         assert_eq!(outcomes.len(), n_items + 1);
         assert_eq!(outcomes[n_items - 1], IngestOutcome::Inserted { seq: last });
         assert_eq!(outcomes[n_items], IngestOutcome::Unchanged { seq: 1 });
 
         items[n_items - 1] = advisory(&format!("GO-{}", n_items - 1), 2);
-        let again = ingest(&store.pool, &acme, &items).await.expect("ingest again");
+        let again = store.ingest(&acme, &items).await.expect("ingest again");
         assert_eq!(again[0], IngestOutcome::Unchanged { seq: 1 });
         assert_eq!(again[n_items - 2], IngestOutcome::Unchanged { seq: last - 1 });
         assert_eq!(again[n_items - 1], IngestOutcome::Replaced { seq: last + 1 });
         assert_eq!(
-            count_items(&store.pool, &acme, last + 1, &Target::parse("advisory").unwrap())
+            store
+                .count_items(&acme, last + 1, &Target::parse("advisory").unwrap())
                 .await
                 .unwrap(),
             n_items as u64

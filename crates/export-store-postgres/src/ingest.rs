@@ -1,96 +1,14 @@
-//! Evidence: versioned documents and the snapshots runs read.
-//!
-//! Every version of an item is a row. It records the ingestion sequence that created it
-//! and the one that superseded it (NULL while it is current), so the snapshot at a
-//! watermark W is every row with `seq <= W` not superseded by W.
+//! How an ingest batch travels on PostgreSQL: each statement takes its rows as arrays
+//! (`UNNEST`), so the statements' text is fixed and prepared once per connection,
+//! whatever the batch's size.
 
 use std::collections::{BTreeSet, HashMap};
 
-use export_core::{EvidenceRecord, Sha256Digest, Target, TenantId};
-use export_store::ingest_plan::{new_seq, Current, NewVersion, Plan, Version};
-use export_store::sql::{self, int, optional_timestamp_column, timestamp, to_json, Columns};
-use export_store::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
-use futures::stream::{BoxStream, StreamExt};
-use sqlx::{PgConnection, PgPool};
-
-use crate::rows::{db, Row};
-
-/// The tenant's ingestion sequence in the counters table.
-const EVIDENCE_COUNTER: &str = "evidence";
-
-/// The snapshot condition, with the watermark bound as `$1`.
-macro_rules! visible_at_watermark {
-    () => {
-        "seq <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1)"
-    };
-}
-
-const COUNT_KIND: &str = concat!(
-    "SELECT COUNT(*) FROM evidence WHERE tenant = $2 AND kind = $3 AND ",
-    visible_at_watermark!()
-);
-
-const COUNT_KIND_SOURCE: &str = concat!(
-    "SELECT COUNT(*) FROM evidence WHERE tenant = $2 AND kind = $3 AND source = $4 AND ",
-    visible_at_watermark!()
-);
-
-// Both orders match an index (`evidence_by_kind`, `evidence_by_kind_source`), whose
-// text columns sort bytewise (`COLLATE "C"`), so the planner may read rows off the index
-// in order.
-const STREAM_KIND: &str = concat!(
-    "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
-    "WHERE tenant = $2 AND kind = $3 AND ",
-    visible_at_watermark!(),
-    " ORDER BY id, source, digest"
-);
-
-const STREAM_KIND_SOURCE: &str = concat!(
-    "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
-    "WHERE tenant = $2 AND kind = $3 AND source = $4 AND ",
-    visible_at_watermark!(),
-    " ORDER BY id, source, digest"
-);
-
-/// Serializes the ingests of one tenant, across processes, until the transaction ends:
-/// a batch is planned against the current versions it read, so no other batch of the
-/// tenant may change them in between.
-const LOCK_TENANT_INGEST: &str = "SELECT pg_advisory_xact_lock(hashtextextended('ingest:' || $1, 0))";
-
-/// Takes `$3` numbers of a tenant counter at once, creating it, and returns the last.
-pub(crate) const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value) VALUES ($1, $2, $3) \
-     ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + excluded.value \
-     RETURNING value";
-
-/// Stores a batch in one transaction with four statements, however many items it
-/// holds: one query for the current versions, one for the sequence numbers, one update
-/// for the stored versions it supersedes and one insert, each taking its rows as
-/// arrays (`UNNEST`), so the statements' text is fixed and prepared once per connection.
-pub(crate) async fn ingest(
-    pool: &PgPool,
-    tenant: &TenantId,
-    items: &[NewEvidence],
-) -> Result<Vec<IngestOutcome>, StoreError> {
-    if items.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut tx = pool.begin().await.map_err(db)?;
-    sqlx::query(LOCK_TENANT_INGEST)
-        .bind(tenant.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-    let stored = current_versions(&mut tx, tenant, items).await?;
-    let plan = Plan::new(items, stored);
-    let first_seq = match plan.versions.len() {
-        0 => 0,
-        n_new => take_sequences(&mut tx, tenant, n_new).await?,
-    };
-    supersede_stored(&mut tx, tenant, &plan.superseded, first_seq).await?;
-    insert_versions(&mut tx, tenant, &plan.versions, first_seq).await?;
-    tx.commit().await.map_err(db)?;
-    Ok(plan.outcomes(first_seq))
-}
+use export_core::{Sha256Digest, TenantId};
+use export_store::ingest_plan::{new_seq, Current, NewVersion, Version};
+use export_store::sql::{db, timestamp, to_json};
+use export_store::{NewEvidence, StoreError};
+use sqlx::PgConnection;
 
 /// The current version of each (source, id) of the arrays `$2` and `$3` of tenant `$1`.
 const CURRENT_VERSIONS: &str = "SELECT wanted.source, wanted.id, current.seq, current.digest \
@@ -107,7 +25,7 @@ const CURRENT_VERSIONS: &str = "SELECT wanted.source, wanted.id, current.seq, cu
 /// table's statistics lag behind its size, and the plain join was planned as a hash join
 /// over all the tenant's current rows, a cost that grew with every batch (100,000
 /// documents did not finish ingesting in minutes).
-async fn current_versions<'a>(
+pub(crate) async fn current_versions<'a>(
     tx: &mut PgConnection,
     tenant: &TenantId,
     items: &'a [NewEvidence],
@@ -146,22 +64,9 @@ async fn current_versions<'a>(
     Ok(current)
 }
 
-/// Takes `n_new` ingestion sequences in one statement and returns the first.
-async fn take_sequences(tx: &mut PgConnection, tenant: &TenantId, n_new: usize) -> Result<i64, StoreError> {
-    let n_new = int(n_new as u64);
-    let last: i64 = sqlx::query_scalar(TAKE_COUNTER)
-        .bind(tenant.as_str())
-        .bind(EVIDENCE_COUNTER)
-        .bind(n_new)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?;
-    Ok(last - n_new + 1)
-}
-
 /// Marks the stored versions the batch replaces as superseded by their new versions:
 /// one primary-key seek per version (`seq = ANY`), whatever the statistics say.
-async fn supersede_stored(
+pub(crate) async fn supersede_stored(
     tx: &mut PgConnection,
     tenant: &TenantId,
     superseded: &[(i64, usize)],
@@ -189,7 +94,7 @@ async fn supersede_stored(
 
 /// Inserts the batch's new versions, already marked superseded when a later version of
 /// the same batch replaces them.
-async fn insert_versions(
+pub(crate) async fn insert_versions(
     tx: &mut PgConnection,
     tenant: &TenantId,
     versions: &[NewVersion<'_>],
@@ -249,80 +154,11 @@ async fn insert_versions(
     Ok(())
 }
 
-pub(crate) async fn snapshot_point(pool: &PgPool, tenant: &TenantId) -> Result<SnapshotPoint, StoreError> {
-    let row =
-        sqlx::query("SELECT seq, ingested_at FROM evidence WHERE tenant = $1 ORDER BY seq DESC LIMIT 1")
-            .bind(tenant.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db)?;
-    match row {
-        None => Ok(SnapshotPoint {
-            watermark: 0,
-            at: None,
-        }),
-        Some(row) => Ok(SnapshotPoint {
-            watermark: Row(&row).integer("seq")?,
-            at: optional_timestamp_column(&Row(&row), "ingested_at")?,
-        }),
-    }
-}
-
-pub(crate) async fn count_items(
-    pool: &PgPool,
-    tenant: &TenantId,
-    watermark: i64,
-    target: &Target,
-) -> Result<u64, StoreError> {
-    let count: i64 = match &target.source {
-        None => sqlx::query_scalar(COUNT_KIND)
-            .bind(watermark)
-            .bind(tenant.as_str())
-            .bind(target.kind.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(db)?,
-        Some(source) => sqlx::query_scalar(COUNT_KIND_SOURCE)
-            .bind(watermark)
-            .bind(tenant.as_str())
-            .bind(target.kind.as_str())
-            .bind(source.as_str())
-            .fetch_one(pool)
-            .await
-            .map_err(db)?,
-    };
-    u64::try_from(count).map_err(|err| StoreError::corrupt("count", err))
-}
-
-/// Streams the snapshot straight off the cursor: the rows come in index order, so
-/// nothing is sorted or held in memory.
-pub(crate) fn stream_items<'a>(
-    pool: &'a PgPool,
-    tenant: &'a TenantId,
-    watermark: i64,
-    target: &'a Target,
-) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
-    let query = match &target.source {
-        None => sqlx::query(STREAM_KIND),
-        Some(_) => sqlx::query(STREAM_KIND_SOURCE),
-    }
-    .bind(watermark)
-    .bind(tenant.as_str())
-    .bind(target.kind.as_str());
-    let query = match &target.source {
-        None => query,
-        Some(source) => query.bind(source.as_str()),
-    };
-    query
-        .fetch(pool)
-        .map(|row| row.map_err(db).and_then(|row| sql::record(&Row(&row))))
-        .boxed()
-}
-
 #[cfg(test)]
 mod tests {
     use export_core::Kind;
     use export_store::testing::{document, tenant};
+    use export_store::Store;
 
     use super::*;
     use crate::testing::{fresh_schema, options_for};
@@ -345,13 +181,14 @@ mod tests {
                 .map(|idx| document("osv-go", Kind::Advisory, &format!("GO-{idx:05}"), 1))
                 .collect()
         };
-        ingest(&store.pool, &acme, &batch(0..10)).await.expect("ingest");
+        store.ingest(&acme, &batch(0..10)).await.expect("ingest");
         sqlx::query("ANALYZE evidence")
             .execute(&store.pool)
             .await
             .expect("analyze");
         for start in (10..5_010).step_by(1_000) {
-            ingest(&store.pool, &acme, &batch(start..start + 1_000))
+            store
+                .ingest(&acme, &batch(start..start + 1_000))
                 .await
                 .expect("ingest");
         }

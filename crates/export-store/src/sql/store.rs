@@ -1,0 +1,218 @@
+//! Every [`Dialect`] is a [`Store`]: the trait's methods, each the one implementation of
+//! its logic in `export_store::sql`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
+use futures::stream::BoxStream;
+
+use crate::sql::database::query;
+use crate::sql::dialect::Dialect;
+use crate::sql::{events, evidence, idempotency, proofs, runs};
+use crate::{
+    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
+    NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
+    TerminalEvent,
+};
+
+#[async_trait]
+impl<D: Dialect> Store for D {
+    async fn ping(&self) -> Result<(), StoreError> {
+        query("SELECT 1").execute(self.pool()).await?;
+        Ok(())
+    }
+
+    async fn ingest(
+        &self,
+        tenant: &TenantId,
+        items: &[NewEvidence],
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        evidence::ingest(self, tenant, items).await
+    }
+
+    async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError> {
+        evidence::snapshot_point(self, tenant).await
+    }
+
+    async fn count_items(
+        &self,
+        tenant: &TenantId,
+        watermark: i64,
+        target: &Target,
+    ) -> Result<u64, StoreError> {
+        evidence::count_items(self, tenant, watermark, target).await
+    }
+
+    fn stream_items<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+        evidence::stream_items(self, tenant, watermark, target)
+    }
+
+    async fn begin_idempotency(
+        &self,
+        tenant: &TenantId,
+        claim: &IdempotencyClaim,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        idempotency::begin(self, tenant, claim, now, lease).await
+    }
+
+    async fn create_run(
+        &self,
+        tenant: &TenantId,
+        run: NewRun,
+        idempotency: Option<&IdempotencyClaim>,
+    ) -> Result<Run, StoreError> {
+        runs::create(self, tenant, run, idempotency).await
+    }
+
+    async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError> {
+        runs::get(self, tenant, run_id).await
+    }
+
+    async fn list_runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError> {
+        runs::list(self, tenant, query).await
+    }
+
+    async fn request_cancel(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<CancelOutcome, StoreError> {
+        runs::request_cancel(self, tenant, run_id, now).await
+    }
+
+    async fn claim_next_run(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        max_active_per_tenant: u32,
+    ) -> Result<Option<Run>, StoreError> {
+        runs::claim_next(self, worker, now, lease, max_active_per_tenant).await
+    }
+
+    async fn heartbeat(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<LeaseState, StoreError> {
+        runs::heartbeat(self, tenant, run_id, worker, now, lease).await
+    }
+
+    async fn set_progress(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        items_completed: u64,
+        items_total: u64,
+    ) -> Result<(), StoreError> {
+        runs::set_progress(self, tenant, run_id, items_completed, items_total).await
+    }
+
+    async fn add_output(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        output: &RunOutput,
+    ) -> Result<(), StoreError> {
+        runs::add_output(self, tenant, run_id, output).await
+    }
+
+    async fn get_output(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        path: &str,
+    ) -> Result<Option<RunOutput>, StoreError> {
+        runs::get_output(self, tenant, run_id, path).await
+    }
+
+    async fn finish_run(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        outcome: RunOutcome,
+        event: &TerminalEvent,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        runs::finish(self, tenant, run_id, outcome, event, now).await
+    }
+
+    async fn append_event(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        event: &str,
+        data: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        events::append_event(self, tenant, run_id, event, data, now).await
+    }
+
+    async fn events_after(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<RunEvent>, StoreError> {
+        events::events_after(self, tenant, run_id, after, limit).await
+    }
+
+    async fn event_watermark(&self) -> Result<i64, StoreError> {
+        events::event_watermark(self).await
+    }
+
+    async fn runs_with_events_after(&self, watermark: i64, limit: u32) -> Result<EventActivity, StoreError> {
+        events::runs_with_events_after(self, watermark, limit).await
+    }
+
+    async fn queue_position(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<u64>, StoreError> {
+        runs::queue_position(self, tenant, run_id).await
+    }
+
+    async fn profile_throughput(
+        &self,
+        tenant: &TenantId,
+        profile_id: &ProfileId,
+    ) -> Result<Option<f64>, StoreError> {
+        runs::profile_throughput(self, tenant, profile_id).await
+    }
+
+    async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError> {
+        runs::due_for_expiry(self, now, limit).await
+    }
+
+    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError> {
+        runs::mark_expired(self, tenant, run_id).await
+    }
+
+    async fn queue_depth(&self) -> Result<u64, StoreError> {
+        runs::queue_depth(self).await
+    }
+
+    async fn record_proof(
+        &self,
+        jti_hash: &[u8; 32],
+        until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        proofs::record(self, jti_hash, until, now).await
+    }
+
+    async fn prune_proofs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        proofs::prune(self, now).await
+    }
+}
