@@ -37,7 +37,7 @@ pub use plan::{
 };
 pub use profile::{
     BundleFormat, BundleOptions, DistributionType, EncryptionPolicy, Profile, ProfileDefinition, Retention,
-    SigningPolicy,
+    SigningPolicy, TrivyOptions,
 };
 pub use record::{json_file_head, json_file_tail, DocumentFormat, EvidenceRecord};
 pub use secret::Secret;

@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::egress::OciReference;
 use crate::ids::ProfileId;
 use crate::limits::Limits;
-use crate::profile::{BundleOptions, DistributionType, Profile};
+use crate::profile::{BundleOptions, DistributionType, Profile, TrivyOptions};
 use crate::status::Priority;
-use crate::target::{Format, Target};
+use crate::target::{Format, Kind, Target};
 
 /// A run request as the client sent it, every field optional but the profile.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -142,6 +142,10 @@ pub struct RunPlan {
     pub signing: PlannedSigning,
     pub encryption: PlannedEncryption,
     pub bundle: BundleOptions,
+    /// The profile's `trivy` options (stored only when they differ from the default, so
+    /// plans stored before them read back unchanged).
+    #[serde(default, skip_serializing_if = "TrivyOptions::is_default")]
+    pub trivy: TrivyOptions,
     pub retention_days: u32,
     pub priority: Priority,
 }
@@ -152,7 +156,7 @@ impl RunPlan {
         // 4. targets, 5. formats
         let mut targets = plan_targets(profile, request.targets, limits)?;
         targets.sort();
-        let mut formats = plan_formats(profile, request.formats)?;
+        let mut formats = plan_formats(profile, request.formats, &targets)?;
         formats.sort();
         // 6. distribution and signing
         let distribution_request = request.distribution.unwrap_or_default();
@@ -162,6 +166,14 @@ impl RunPlan {
         // 7. retention, encryption and priority
         let retention_days = plan_retention(profile, request.retention_days)?;
         let encryption = plan_encryption(profile, request.encryption.unwrap_or_default())?;
+        if encryption.enabled && formats.contains(&Format::TrivyDb) {
+            // An encrypted run stores no plaintext data file, and the bundle step cannot
+            // build a database again; scanners read it unencrypted anyway.
+            return Err(PlanError::invalid(
+                "encryption.enabled",
+                "a run with the `trivy-db` format cannot be encrypted",
+            ));
+        }
         let priority = plan_priority(request.priority.as_deref())?;
         let plan = Self {
             profile_id: profile.id.clone(),
@@ -172,6 +184,7 @@ impl RunPlan {
             signing,
             encryption,
             bundle: profile.definition.bundle.clone(),
+            trivy: profile.definition.trivy,
             retention_days,
             priority,
         };
@@ -189,9 +202,9 @@ impl RunPlan {
         Ok(plan)
     }
 
-    /// Data files, manifest, checksums, envelopes and bundle.
+    /// Data files, Trivy database, manifest, checksums, envelopes and bundle.
     pub fn planned_outputs(&self) -> usize {
-        let data_files = self.targets.len() * self.formats.len();
+        let data_files = self.data_files().count() + usize::from(self.trivy_db());
         let envelopes = if self.signing.enabled { 2 } else { 0 };
         let bundle = usize::from(self.bundle.enabled);
         data_files + 2 + envelopes + bundle
@@ -209,11 +222,24 @@ impl RunPlan {
         })
     }
 
-    /// Every (target, format) pair, in output order.
+    /// Every (target, format) pair with a file of its own, in output order.
     pub fn data_files(&self) -> impl Iterator<Item = (&Target, Format)> + '_ {
-        self.targets
-            .iter()
-            .flat_map(move |target| self.formats.iter().map(move |format| (target, *format)))
+        self.targets.iter().flat_map(move |target| {
+            self.formats
+                .iter()
+                .filter(|format| format.per_target())
+                .map(move |format| (target, *format))
+        })
+    }
+
+    /// Whether the run writes a Trivy database of its advisory targets.
+    pub fn trivy_db(&self) -> bool {
+        self.formats.contains(&Format::TrivyDb)
+    }
+
+    /// The targets a Trivy database is built from.
+    pub fn advisory_targets(&self) -> impl Iterator<Item = &Target> + '_ {
+        self.targets.iter().filter(|target| target.kind == Kind::Advisory)
     }
 }
 
@@ -260,8 +286,24 @@ fn plan_targets(
     Ok(targets)
 }
 
-/// Step 5: the requested formats (or the profile's), each known, unique and allowed.
-fn plan_formats(profile: &Profile, raw: Option<Vec<String>>) -> Result<Vec<Format>, PlanError> {
+/// Step 5: the requested formats (or the profile's), each known, unique and allowed;
+/// `trivy-db` only with an advisory target to render.
+fn plan_formats(
+    profile: &Profile,
+    raw: Option<Vec<String>>,
+    targets: &[Target],
+) -> Result<Vec<Format>, PlanError> {
+    let formats = requested_formats(profile, raw)?;
+    if formats.contains(&Format::TrivyDb) && !targets.iter().any(|target| target.kind == Kind::Advisory) {
+        return Err(PlanError::invalid(
+            "formats",
+            "`trivy-db` renders advisories: the run has no `advisory` target",
+        ));
+    }
+    Ok(formats)
+}
+
+fn requested_formats(profile: &Profile, raw: Option<Vec<String>>) -> Result<Vec<Format>, PlanError> {
     let definition = &profile.definition;
     let Some(raw) = raw else {
         return Ok(definition.formats.clone());
@@ -519,6 +561,56 @@ mod tests {
         let err = parse(request("http", Some("registry.local/exports"))).unwrap_err();
         assert_eq!(err.field, "distribution.ref");
         assert!(err.message.contains("takes no `ref`"), "{}", err.message);
+    }
+
+    #[test]
+    fn trivy_db_renders_the_advisory_targets_into_one_output() {
+        let trivy = profile(serde_json::json!({
+            "targets": ["advisory", "vex"],
+            "formats": ["ndjson", "trivy-db"],
+            "trivy": {"next_update_hours": 6},
+        }));
+        let parse = |request| RunPlan::parse(&trivy, request, &Limits::default());
+        let plan = parse(RunRequest::default()).unwrap();
+        assert!(plan.trivy_db());
+        assert_eq!(plan.trivy.next_update_hours, 6);
+        let advisory: Vec<String> = plan.advisory_targets().map(ToString::to_string).collect();
+        assert_eq!(advisory, ["advisory"]);
+        // One ndjson file per target, one database, manifest, checksums and bundle.
+        assert_eq!(plan.data_files().count(), 2);
+        assert_eq!(plan.planned_outputs(), 2 + 1 + 2 + 1);
+        assert_eq!(
+            plan.normalized_request()["formats"],
+            serde_json::json!(["ndjson", "trivy-db"])
+        );
+
+        let vex_only = RunRequest {
+            targets: Some(vec!["vex".into()]),
+            ..Default::default()
+        };
+        let err = parse(vex_only).unwrap_err();
+        assert_eq!(err.field, "formats");
+        assert!(err.message.contains("no `advisory` target"), "{}", err.message);
+        let vex_ndjson = RunRequest {
+            targets: Some(vec!["vex".into()]),
+            formats: Some(vec!["ndjson".into()]),
+            ..Default::default()
+        };
+        assert!(!parse(vex_ndjson).unwrap().trivy_db());
+
+        let encrypted = RunRequest {
+            encryption: Some(EncryptionRequest {
+                enabled: Some(true),
+                kms_key: Some("kms://acme/key".into()),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(parse(encrypted).unwrap_err().field, "encryption.enabled");
+
+        let mut definition = trivy.definition.clone();
+        definition.targets = vec![Target::parse("vex").unwrap()];
+        let (field, _) = definition.validate().unwrap_err();
+        assert_eq!(field, "formats");
     }
 
     #[test]

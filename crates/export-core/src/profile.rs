@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{canonical_json, Sha256Digest};
 use crate::ids::ProfileId;
-use crate::target::{Format, Target};
+use crate::target::{Format, Kind, Target};
 
 /// Where a run's outputs are published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -141,6 +141,37 @@ pub struct ProfileDefinition {
     pub retention: Retention,
     #[serde(default)]
     pub bundle: BundleOptions,
+    /// How a `trivy-db` output is written (SPEC §14); left out of the definition's
+    /// canonical form while it is the default, so older revisions keep their digest.
+    #[serde(default, skip_serializing_if = "TrivyOptions::is_default")]
+    pub trivy: TrivyOptions,
+}
+
+/// `trivy = { next_update_hours = 24 }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrivyOptions {
+    /// `metadata.json`'s `NextUpdate` is the snapshot time plus this many hours.
+    #[serde(default = "default_next_update_hours")]
+    pub next_update_hours: u32,
+}
+
+fn default_next_update_hours() -> u32 {
+    24
+}
+
+impl Default for TrivyOptions {
+    fn default() -> Self {
+        Self {
+            next_update_hours: default_next_update_hours(),
+        }
+    }
+}
+
+impl TrivyOptions {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn default_formats() -> Vec<Format> {
@@ -163,6 +194,17 @@ impl ProfileDefinition {
         }
         if self.distributions.is_empty() {
             return fail("distributions", "must list at least one distribution type");
+        }
+        if self.formats.contains(&Format::TrivyDb)
+            && !self.targets.iter().any(|target| target.kind == Kind::Advisory)
+        {
+            return fail(
+                "formats",
+                "`trivy-db` renders advisories: the profile allows no `advisory` target",
+            );
+        }
+        if self.trivy.next_update_hours == 0 {
+            return fail("trivy.next_update_hours", "must be positive");
         }
         if self.retention.default_days == 0 || self.retention.default_days > self.retention.max_days {
             return fail(

@@ -129,15 +129,20 @@ impl<'de> Deserialize<'de> for Target {
 pub enum Format {
     Json,
     Ndjson,
+    /// A Trivy vulnerability database of all the run's advisory targets together
+    /// (SPEC §14): one output, not one file per target.
+    #[serde(rename = "trivy-db")]
+    TrivyDb,
 }
 
 impl Format {
-    pub const ALL: [Format; 2] = [Format::Json, Format::Ndjson];
+    pub const ALL: [Format; 3] = [Format::Json, Format::Ndjson, Format::TrivyDb];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Json => "json",
             Self::Ndjson => "ndjson",
+            Self::TrivyDb => "trivy-db",
         }
     }
 
@@ -145,14 +150,23 @@ impl Format {
         Self::ALL.into_iter().find(|format| format.as_str() == text)
     }
 
+    /// Whether each target gets a data file of its own in this format.
+    pub fn per_target(self) -> bool {
+        !matches!(self, Self::TrivyDb)
+    }
+
     pub fn extension(self) -> &'static str {
-        self.as_str()
+        match self {
+            Self::TrivyDb => "tar.gz",
+            _ => self.as_str(),
+        }
     }
 
     pub fn media_type(self) -> &'static str {
         match self {
             Self::Json => "application/json",
             Self::Ndjson => "application/x-ndjson",
+            Self::TrivyDb => "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip",
         }
     }
 }

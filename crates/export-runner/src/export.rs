@@ -113,8 +113,19 @@ pub async fn execute_export(
     let mut warnings = Vec::new();
     let mut items = Vec::new();
     let mut progress = Progress::new(ctx, run);
-    for target in &plan.targets {
-        let files = write_target(ctx, run, target, &plan.formats, !encrypted, &mut progress, cancel).await?;
+    let file_formats: Vec<Format> = plan
+        .formats
+        .iter()
+        .copied()
+        .filter(|format| format.per_target())
+        .collect();
+    let data_targets = if file_formats.is_empty() {
+        &[][..]
+    } else {
+        &plan.targets[..]
+    };
+    for target in data_targets {
+        let files = write_target(ctx, run, target, &file_formats, !encrypted, &mut progress, cancel).await?;
         if files.records == 0 {
             warnings.push(RunWarning {
                 code: "EMPTY_TARGET".to_owned(),
@@ -148,6 +159,26 @@ pub async fn execute_export(
             });
         }
     }
+    // 1b. The Trivy database of the advisory targets.
+    if plan.trivy_db() {
+        let counted = data_targets.is_empty();
+        let (output, left_out) =
+            crate::trivy::write_trivy_db(ctx, run, counted.then_some(&mut progress), cancel).await?;
+        if !encrypted {
+            record_output(ctx, run, &output).await?;
+        }
+        warnings.extend(left_out);
+        items.push(ManifestItem {
+            kind: output.kind,
+            id: output.id,
+            format: output.format,
+            path: output.path,
+            sha256: output.sha256,
+            bytes: output.bytes,
+            records: output.records.unwrap_or_default(),
+            media_type: output.media_type,
+        });
+    }
     progress.flush().await?;
 
     // 2. Manifest, envelope, checksums.
@@ -180,8 +211,11 @@ pub async fn execute_export(
         })
         .collect();
     if encrypted {
-        for (source, (target, format)) in bundled.iter_mut().zip(data_file_order(&manifest, plan)) {
-            source.rendered = Some((target, format));
+        for source in &mut bundled {
+            source.rendered = plan
+                .data_files()
+                .find(|(target, format)| target.file_name(*format) == source.path)
+                .map(|(target, format)| (target.clone(), format));
         }
     }
     let manifest_written = publish_fixed(ctx, run, &MANIFEST, manifest_bytes.clone()).await?;
@@ -235,19 +269,6 @@ pub async fn execute_export(
         warnings,
         published_ref,
     })
-}
-
-/// The (target, format) of each manifest item, in the manifest's item order.
-fn data_file_order(manifest: &Manifest, plan: &export_core::RunPlan) -> Vec<(Target, Format)> {
-    manifest
-        .items
-        .iter()
-        .filter_map(|item| {
-            plan.data_files()
-                .find(|(target, format)| target.file_name(*format) == item.path)
-                .map(|(target, format)| (target.clone(), format))
-        })
-        .collect()
 }
 
 /// The run's signing key and, when it is encrypted, its age recipients.
@@ -445,16 +466,19 @@ impl<'a> Renderer<'a> {
         self.records += 1;
     }
 
+    /// The bytes of the last record in `format`; a `trivy-db` has no per-record bytes
+    /// (it is no data file of a target: `write_target` is given per-target formats only).
     pub(crate) fn chunk(&self, format: Format) -> &[u8] {
         match format {
             Format::Ndjson => &self.ndjson,
             Format::Json => &self.json,
+            Format::TrivyDb => &[],
         }
     }
 
     pub(crate) fn tail(&self, format: Format) -> Vec<u8> {
         match format {
-            Format::Ndjson => Vec::new(),
+            Format::Ndjson | Format::TrivyDb => Vec::new(),
             Format::Json if self.records == 0 => {
                 let mut out = json_file_head().to_vec();
                 out.extend_from_slice(&json_file_tail(self.target));
@@ -543,7 +567,7 @@ pub(crate) async fn record_output(
 
 /// Counts completed items and writes them to the store at most every
 /// `PROGRESS_INTERVAL`, so progress is live without a write per item.
-struct Progress<'a> {
+pub(crate) struct Progress<'a> {
     ctx: &'a ExportContext,
     run: &'a Run,
     completed: u64,
@@ -560,7 +584,7 @@ impl<'a> Progress<'a> {
         }
     }
 
-    async fn advance(&mut self) -> Result<(), ExportError> {
+    pub(crate) async fn advance(&mut self) -> Result<(), ExportError> {
         self.completed += 1;
         metrics::counter!("export_items_total").increment(1);
         if self.last_flush.elapsed() >= PROGRESS_INTERVAL {

@@ -9,6 +9,7 @@ mod bundle;
 mod distribute;
 mod events;
 mod export;
+mod trivy;
 mod worker;
 
 pub use events::{EventNotifier, EventSink};
