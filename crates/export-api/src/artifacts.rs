@@ -4,18 +4,19 @@
 use std::ops::Range;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use export_artifacts::{validate_output_path, ArtifactKey};
 use export_core::{ErrorCode, RunId, RunStatus};
-use export_store::RunOutput;
 use export_distribution::UrlVerifyError;
+use export_store::RunOutput;
 use futures::StreamExt;
 use serde::Deserialize;
 
+use crate::body::Query;
 use crate::byte_range::RangeRequest;
 use crate::conditional::not_modified;
 use crate::error::ApiError;

@@ -49,7 +49,10 @@ mod tests {
     fn any_tag_of_a_list_or_of_several_lines_matches() {
         assert!(matches(&["\"other\", \"sha256:ab,cd\""]));
         assert!(matches(&["\"other\",W/\"sha256:ab,cd\" , \"third\""]));
-        assert!(matches(&["\"other\"", "\"sha256:ab,cd\""]), "several header lines");
+        assert!(
+            matches(&["\"other\"", "\"sha256:ab,cd\""]),
+            "several header lines"
+        );
     }
 
     #[test]
@@ -61,9 +64,18 @@ mod tests {
     fn other_tags_absent_or_malformed_headers_do_not_match() {
         assert!(!matches(&[]));
         assert!(!matches(&["\"other\""]));
-        assert!(!matches(&["\"sha256:ab\""]), "a comma inside a tag does not split it");
+        assert!(
+            !matches(&["\"sha256:ab\""]),
+            "a comma inside a tag does not split it"
+        );
         assert!(!matches(&["sha256:ab,cd"]), "an unquoted tag is malformed");
-        assert!(!matches(&["\"SHA256:AB,CD\""]), "opaque tags compare byte for byte");
-        assert!(!matches(&["w/\"sha256:ab,cd\""]), "the weak prefix is case-sensitive");
+        assert!(
+            !matches(&["\"SHA256:AB,CD\""]),
+            "opaque tags compare byte for byte"
+        );
+        assert!(
+            !matches(&["w/\"sha256:ab,cd\""]),
+            "the weak prefix is case-sensitive"
+        );
     }
 }

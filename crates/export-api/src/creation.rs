@@ -17,7 +17,11 @@ const DEFAULT_THROUGHPUT: f64 = 2_000.0;
 
 /// The run `request` asks for, checked in the order of SPEC §2.1 from step 3 on
 /// (profile, plan, keys, egress), with its snapshot point and estimate.
-pub(crate) async fn new_run(app: &AppState, caller: &Caller, request: CreateRunRequest) -> Result<NewRun, ApiError> {
+pub(crate) async fn new_run(
+    app: &AppState,
+    caller: &Caller,
+    request: CreateRunRequest,
+) -> Result<NewRun, ApiError> {
     let profile = ProfileId::parse(&request.profile_id)
         .ok()
         .and_then(|id| app.profiles.get(&caller.tenant, &id))
@@ -38,7 +42,9 @@ pub(crate) enum Creation {
     Created(Box<Run>),
     /// The key's first request created this run: its answer is replayed.
     Replay(Box<Run>),
-    InFlight { until: DateTime<Utc> },
+    InFlight {
+        until: DateTime<Utc>,
+    },
     Mismatch,
 }
 

@@ -2,7 +2,7 @@
 //! links. The payload is a pure function of the run and the 5-minute link window, so
 //! repeated reads inside a window are byte-identical and `If-None-Match` answers `304`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use export_api_types::{
@@ -14,6 +14,7 @@ use export_core::{
 };
 use export_store::{Run, RunOutput};
 
+use crate::body::Path;
 use crate::conditional::not_modified;
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
@@ -66,7 +67,11 @@ pub(crate) async fn get_distribution(
 /// The distribution `id` and its run, if the run is the caller's and within its
 /// retention: `404` for a malformed id or a run the caller cannot see, `410` past the
 /// retention.
-async fn visible_distribution(app: &AppState, caller: &Caller, id: &str) -> Result<(DistributionId, Run), ApiError> {
+async fn visible_distribution(
+    app: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(DistributionId, Run), ApiError> {
     let not_found = || ApiError::not_found(format!("distribution `{id}`"));
     let dist_id = DistributionId::parse(id).map_err(|_| not_found())?;
     let run = visible_run(app, caller, &dist_id.run_id().to_string())

@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,7 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use crate::body::{Path, Query};
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
 use crate::event_hub::{EventHub, Message, Render, Subscription};
@@ -44,6 +45,7 @@ const BATCH: u32 = 500;
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsParams {
     /// For browsers that cannot send the `Last-Event-ID` header.
+    #[param(value_type = Option<u64>)]
     last_event_id: Option<String>,
 }
 
@@ -55,7 +57,7 @@ pub(crate) struct EventsParams {
     params(
         ("runId" = String, Path, description = "export-run::<tenant>::<YYYY-MM-DD>::<seq>"),
         EventsParams,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id (one of the run's)"),
     ),
     responses(
         (status = 200, description = "text/event-stream of started, progress, artifact_ready, completed, failed and cancelled events", content_type = "text/event-stream"),

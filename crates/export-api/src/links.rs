@@ -35,7 +35,11 @@ impl Links {
     }
 
     /// The links of run `run_id` as of now, capped at its retention end.
-    pub(crate) fn for_run<'a>(&'a self, run_id: &'a RunId, retention_end: Option<DateTime<Utc>>) -> LinkWindow<'a> {
+    pub(crate) fn for_run<'a>(
+        &'a self,
+        run_id: &'a RunId,
+        retention_end: Option<DateTime<Utc>>,
+    ) -> LinkWindow<'a> {
         self.for_run_at(run_id, retention_end, self.clock.now())
     }
 
@@ -46,7 +50,8 @@ impl Links {
         retention_end: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> LinkWindow<'a> {
-        let lifetime = chrono::Duration::from_std(self.config.link_lifetime).unwrap_or(chrono::Duration::hours(6));
+        let lifetime =
+            chrono::Duration::from_std(self.config.link_lifetime).unwrap_or(chrono::Duration::hours(6));
         LinkWindow {
             links: self,
             run_id,

@@ -133,8 +133,14 @@ fn authenticated(operation: &mut Value) {
     }
     let responses = &mut operation["responses"];
     for (status, description) in [
-        ("400", "The tenant or project header is missing or malformed, or the request is invalid"),
-        ("403", "The tenant header names another tenant than the token, or the token lacks the scope"),
+        (
+            "400",
+            "The tenant or project header is missing or malformed, or the request is invalid",
+        ),
+        (
+            "403",
+            "The tenant header names another tenant than the token, or the token lacks the scope",
+        ),
     ] {
         if responses.get(status).is_none() {
             responses[status] = json!({ "description": description });
@@ -167,11 +173,9 @@ fn problem_bodies(operation: &mut Value) {
             continue;
         }
         let content = &response["content"];
-        let problem_or_none = content.as_object().is_none_or(|content| {
-            content
-                .values()
-                .all(|media| media["schema"]["$ref"] == PROBLEM)
-        });
+        let problem_or_none = content
+            .as_object()
+            .is_none_or(|content| content.values().all(|media| media["schema"]["$ref"] == PROBLEM));
         if problem_or_none {
             response["content"] = json!({
                 "application/problem+json": { "schema": { "$ref": PROBLEM } }
@@ -230,10 +234,20 @@ mod tests {
                 continue;
             }
             secured += 1;
-            assert_eq!(operation["security"], json!([{ "dpop": [], "dpopProof": [] }]), "{method} {path}");
-            assert!(parameters.contains("#/components/parameters/Tenant"), "{method} {path}");
+            assert_eq!(
+                operation["security"],
+                json!([{ "dpop": [], "dpopProof": [] }]),
+                "{method} {path}"
+            );
+            assert!(
+                parameters.contains("#/components/parameters/Tenant"),
+                "{method} {path}"
+            );
             for status in ["400", "401", "403"] {
-                assert!(operation["responses"].get(status).is_some(), "{method} {path} {status}");
+                assert!(
+                    operation["responses"].get(status).is_some(),
+                    "{method} {path} {status}"
+                );
             }
         }
         assert_eq!(secured, 12, "5 GET, their 5 HEAD and 2 POST");
@@ -246,7 +260,10 @@ mod tests {
             for (status, response) in operation["responses"].as_object().unwrap() {
                 let error = status.starts_with('4') || status.starts_with('5');
                 if method == "head" {
-                    assert!(response.get("content").is_none(), "HEAD {path} {status} has no body");
+                    assert!(
+                        response.get("content").is_none(),
+                        "HEAD {path} {status} has no body"
+                    );
                 } else if error && !(path == "/readyz" && status == "503") {
                     assert_eq!(
                         response["content"]["application/problem+json"]["schema"]["$ref"], PROBLEM,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -15,7 +15,7 @@ use export_core::{ErrorCode, ProfileId, RunId, RunStatus, Sha256Digest, TenantId
 use export_store::{CancelOutcome, IdempotencyClaim, Run, RunQuery};
 use serde::Deserialize;
 
-use crate::body::{IdempotencyKey, JsonBody};
+use crate::body::{IdempotencyKey, JsonBody, Path, Query};
 use crate::context::{Caller, Scope};
 use crate::creation::{self, create_once, Creation};
 use crate::error::ApiError;
@@ -164,7 +164,9 @@ pub(crate) async fn get_run(
 /// The status body of an ended run for the current link window, rendered once per window.
 fn cached_status_response(app: &AppState, cached: &CachedStatus, now: DateTime<Utc>) -> Response {
     let links = Links::new(app);
-    let links_expire = links.for_run_at(&cached.run.id, cached.run.expires_at, now).expires();
+    let links_expire = links
+        .for_run_at(&cached.run.id, cached.run.expires_at, now)
+        .expires();
     let body = match cached.body(links_expire) {
         Some(body) => body,
         None => {
