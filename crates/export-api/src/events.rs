@@ -89,23 +89,29 @@ pub(crate) async fn stream_run_events(
         .with_status(StatusCode::NOT_ACCEPTABLE));
     }
     let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let after = resume_after(&app, &run, header_id.or(params.last_event_id.as_deref())).await?;
+    let after = resume_after(&app, &run, header_id, params.last_event_id.as_deref()).await?;
     let follow = Follow::new(&app, &caller, &run, slot, after);
     Ok(event_stream(follow, version))
 }
 
-/// The event id the stream resumes after (`Last-Event-ID`, 0 without one), which must
-/// be one of the run's stored events.
-async fn resume_after(app: &AppState, run: &Run, last_event_id: Option<&str>) -> Result<i64, ApiError> {
-    let after = match last_event_id {
-        None => 0,
-        Some(text) => text
-            .trim()
+/// The event id the stream resumes after (the `Last-Event-ID` header, else the
+/// `lastEventId` parameter, else 0), which must be one of the run's stored events. Both
+/// must be event ids when sent, even the one that is not used.
+async fn resume_after(
+    app: &AppState,
+    run: &Run,
+    header: Option<&str>,
+    query: Option<&str>,
+) -> Result<i64, ApiError> {
+    let parse = |text: &str| {
+        text.trim()
             .parse::<i64>()
             .ok()
             .filter(|id| *id >= 0)
-            .ok_or_else(not_an_event_id)?,
+            .ok_or_else(not_an_event_id)
     };
+    let (header, query) = (header.map(parse).transpose()?, query.map(parse).transpose()?);
+    let after = header.or(query).unwrap_or(0);
     // Event ids are numbered 1, 2, 3 … per run and stored before they are sent, so a
     // client can only hold one that is stored. A larger one would also become the start
     // of the run's shared feeder if this listener is the first, and starve the others.

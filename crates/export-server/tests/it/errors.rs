@@ -284,4 +284,18 @@ async fn unreadable_query_strings_and_paths_are_problems_too() {
     }
     let response = acme.get("/export-center/runs/%FF").send().await.unwrap();
     assert_problem(response, 404, "ERR_EXPORT_NOT_FOUND").await;
+
+    // A malformed `lastEventId` is refused even beside a `Last-Event-ID` header.
+    let accepted = acme
+        .create_run(json!({ "profileId": acme.profile_id("daily") }))
+        .await;
+    let run_id = accepted.run_id;
+    let response = acme
+        .get(&format!("/export-center/runs/{run_id}/events?lastEventId=1.5"))
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    assert_eq!(problem["errors"][0]["field"], "Last-Event-ID", "{problem}");
 }
