@@ -80,13 +80,25 @@ pub(crate) async fn download_artifact(
     if method == Method::HEAD {
         return Ok((status, response_headers).into_response());
     }
-    let key = ArtifactKey::for_run_output(&run_id, &path).map_err(ApiError::internal)?;
+    let body = read(&app, &run_id, &path, range).await?;
+    Ok((status, response_headers, body).into_response())
+}
+
+/// The bytes of the output (or of `range` of it), streamed from the artifact store.
+async fn read(
+    app: &AppState,
+    run_id: &RunId,
+    path: &str,
+    range: Option<Range<u64>>,
+) -> Result<Body, ApiError> {
+    let key = ArtifactKey::for_run_output(run_id, path).map_err(ApiError::internal)?;
     let read = app.artifacts.get(&key, range).await.map_err(|err| match err {
-        export_artifacts::ArtifactError::NotFound { .. } => artifact_not_found(&run_id, &path),
+        export_artifacts::ArtifactError::NotFound { .. } => artifact_not_found(run_id, path),
         other => ApiError::internal(other),
     })?;
-    let body = Body::from_stream(read.stream.map(|chunk| chunk.map_err(std::io::Error::other)));
-    Ok((status, response_headers, body).into_response())
+    Ok(Body::from_stream(
+        read.stream.map(|chunk| chunk.map_err(std::io::Error::other)),
+    ))
 }
 
 /// Checks the link's signature, then its expiry (SPEC §9.1), from the key alone;
