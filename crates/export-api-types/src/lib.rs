@@ -20,7 +20,9 @@ pub struct CreateRunRequest {
     pub formats: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<DistributionBody>,
+    /// 1 to the profile's `retention.maxDays`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
     pub retention_days: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionBody>,

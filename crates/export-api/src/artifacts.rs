@@ -1,8 +1,10 @@
 //! `GET`/`HEAD /export-center/artifacts/<runId>/<path>`: downloads through signed URLs.
 //! The signature is checked before anything is read, from the key alone.
 
+use std::ops::Range;
+
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
@@ -10,10 +12,13 @@ use base64::Engine;
 use export_artifacts::{validate_output_path, ArtifactKey};
 use export_core::{ErrorCode, RunId, RunStatus};
 use export_distribution::UrlVerifyError;
+use export_store::RunOutput;
 use futures::StreamExt;
 use serde::Deserialize;
 
+use crate::body::Query;
 use crate::byte_range::RangeRequest;
+use crate::conditional::not_modified;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -60,8 +65,45 @@ pub(crate) async fn download_artifact(
     Query(query): Query<SignedQuery>,
 ) -> Result<Response, ApiError> {
     let (run_id, path) = parse_resource(uri.path())?;
-    let resource = format!("{run_id}/{path}");
+    let expires = verify_link(&app, &format!("{run_id}/{path}"), query)?;
+    let output = downloadable_output(&app, &run_id, &path).await?;
+    let max_age = (expires - app.clock.now().timestamp()).max(0);
+    let (etag, mut response_headers) = download_headers(&output, max_age);
+    if not_modified(&headers, &etag) {
+        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+    }
+    let range = match requested_range(&headers, &output) {
+        Ok(range) => range,
+        Err(unsatisfiable) => return Ok(unsatisfiable.into_response(response_headers)),
+    };
+    let status = content_range(&mut response_headers, range.as_ref(), output.bytes);
+    if method == Method::HEAD {
+        return Ok((status, response_headers).into_response());
+    }
+    let body = read(&app, &run_id, &path, range).await?;
+    Ok((status, response_headers, body).into_response())
+}
 
+/// The bytes of the output (or of `range` of it), streamed from the artifact store.
+async fn read(
+    app: &AppState,
+    run_id: &RunId,
+    path: &str,
+    range: Option<Range<u64>>,
+) -> Result<Body, ApiError> {
+    let key = ArtifactKey::for_run_output(run_id, path).map_err(ApiError::internal)?;
+    let read = app.artifacts.get(&key, range).await.map_err(|err| match err {
+        export_artifacts::ArtifactError::NotFound { .. } => artifact_not_found(run_id, path),
+        other => ApiError::internal(other),
+    })?;
+    Ok(Body::from_stream(
+        read.stream.map(|chunk| chunk.map_err(std::io::Error::other)),
+    ))
+}
+
+/// Checks the link's signature, then its expiry (SPEC §9.1), from the key alone;
+/// returns when it expires (Unix seconds).
+fn verify_link(app: &AppState, resource: &str, query: SignedQuery) -> Result<i64, ApiError> {
     let bad_signature = || {
         ApiError::new(
             ErrorCode::SignatureInvalid,
@@ -72,37 +114,46 @@ pub(crate) async fn download_artifact(
         return Err(bad_signature());
     };
     let expires: i64 = expires.parse().map_err(|_| bad_signature())?;
-    let now = app.clock.now();
     app.urls
-        .verify(&resource, expires, &kid, &sig, now)
+        .verify(resource, expires, &kid, &sig, app.clock.now())
         .map_err(|err| match err {
             UrlVerifyError::Expired => ApiError::new(ErrorCode::Expired, "the download link has expired"),
             _ => bad_signature(),
         })?;
+    Ok(expires)
+}
 
-    // The URL names the run, and the run id names its tenant: a link signed for one
-    // run can only ever reach that run's files.
+/// The output `path` of run `run_id`, unless the run is past its retention (`410`).
+/// The URL names the run, and the run id names its tenant: a link signed for one run
+/// can only ever reach that run's files.
+async fn downloadable_output(app: &AppState, run_id: &RunId, path: &str) -> Result<RunOutput, ApiError> {
     let tenant = &run_id.tenant;
-    let not_found = || ApiError::not_found(format!("artifact `{path}` of run `{run_id}`"));
-    let run = app.store.get_run(tenant, &run_id).await?.ok_or_else(not_found)?;
-    if run.status == RunStatus::Expired || run.expires_at.is_some_and(|at| at <= now) {
+    let not_found = || artifact_not_found(run_id, path);
+    let run = app.store.get_run(tenant, run_id).await?.ok_or_else(not_found)?;
+    if run.status == RunStatus::Expired || run.expires_at.is_some_and(|at| at <= app.clock.now()) {
         return Err(ApiError::new(
             ErrorCode::Expired,
             format!("run `{run_id}` is past its retention"),
         ));
     }
-    let output = app
-        .store
-        .get_output(tenant, &run_id, &path)
+    app.store
+        .get_output(tenant, run_id, path)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(not_found)
+}
 
+fn artifact_not_found(run_id: &RunId, path: &str) -> ApiError {
+    ApiError::not_found(format!("artifact `{path}` of run `{run_id}`"))
+}
+
+/// The output's entity tag, and the headers of every answer about it (SPEC §9.1), `304`
+/// and `416` included.
+fn download_headers(output: &RunOutput, max_age: i64) -> (String, HeaderMap) {
     let etag = format!("\"{}\"", output.sha256);
-    let max_age = (expires - now.timestamp()).max(0);
-    let mut response_headers = HeaderMap::new();
+    let mut headers = HeaderMap::new();
     let mut set = |name: header::HeaderName, value: String| {
         if let Ok(value) = HeaderValue::from_str(&value) {
-            response_headers.insert(name, value);
+            headers.insert(name, value);
         }
     };
     set(header::ETAG, etag.clone());
@@ -112,7 +163,7 @@ pub(crate) async fn download_artifact(
     );
     set(header::ACCEPT_RANGES, "bytes".to_owned());
     set(header::CONTENT_TYPE, output.media_type.clone());
-    let file_name = path.rsplit('/').next().unwrap_or(&path);
+    let file_name = output.path.rsplit('/').next().unwrap_or(&output.path);
     set(
         header::CONTENT_DISPOSITION,
         format!("attachment; filename=\"{file_name}\""),
@@ -125,56 +176,67 @@ pub(crate) async fn download_artifact(
         header::HeaderName::from_static("x-content-sha256"),
         output.sha256.hex(),
     );
+    (etag, headers)
+}
 
-    if if_none_match(&headers, &etag) {
-        return Ok((StatusCode::NOT_MODIFIED, response_headers).into_response());
+/// A `Range` outside the file.
+struct Unsatisfiable {
+    range: String,
+    path: String,
+    size: u64,
+}
+
+impl Unsatisfiable {
+    /// `416` with `Content-Range: bytes */<size>` and the output's headers.
+    fn into_response(self, headers: HeaderMap) -> Response {
+        let Self { range, path, size } = self;
+        let mut error = ApiError::new(
+            ErrorCode::RequestInvalid,
+            format!("range `{range}` is outside the {size} bytes of `{path}`"),
+        )
+        .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
+        .into_response();
+        error.headers_mut().extend(headers);
+        if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
+            error.headers_mut().insert(header::CONTENT_RANGE, value);
+        }
+        error
     }
+}
 
-    let size = output.bytes;
-    let range = match headers.get(header::RANGE).and_then(|value| value.to_str().ok()) {
-        None => None,
-        Some(text) => match RangeRequest::parse(text, size) {
-            RangeRequest::Ignored => None,
-            RangeRequest::Satisfiable(range) => Some(range),
-            RangeRequest::Unsatisfiable => {
-                let mut error = ApiError::new(
-                    ErrorCode::RequestInvalid,
-                    format!("range `{text}` is outside the {size} bytes of `{path}`"),
-                )
-                .with_status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .into_response();
-                error.headers_mut().extend(response_headers);
-                if let Ok(value) = HeaderValue::from_str(&format!("bytes */{size}")) {
-                    error.headers_mut().insert(header::CONTENT_RANGE, value);
-                }
-                return Ok(error);
-            }
-        },
+/// The one byte range asked for, `None` for the whole file (no `Range`, or one this
+/// server ignores: several ranges, other units, malformed).
+fn requested_range(headers: &HeaderMap, output: &RunOutput) -> Result<Option<Range<u64>>, Unsatisfiable> {
+    let Some(text) = headers.get(header::RANGE).and_then(|value| value.to_str().ok()) else {
+        return Ok(None);
     };
-    let (status, length) = match &range {
+    match RangeRequest::parse(text, output.bytes) {
+        RangeRequest::Ignored => Ok(None),
+        RangeRequest::Satisfiable(range) => Ok(Some(range)),
+        RangeRequest::Unsatisfiable => Err(Unsatisfiable {
+            range: text.to_owned(),
+            path: output.path.clone(),
+            size: output.bytes,
+        }),
+    }
+}
+
+/// Sets `Content-Length` (and `Content-Range` for a range) and says `200` or `206`.
+fn content_range(headers: &mut HeaderMap, range: Option<&Range<u64>>, size: u64) -> StatusCode {
+    let (status, length) = match range {
         Some(range) => {
             // A satisfiable range is never empty and ends inside the file (`byte_range`),
             // so neither subtraction can wrap.
             let value = format!("bytes {}-{}/{size}", range.start, range.end - 1);
             if let Ok(value) = HeaderValue::from_str(&value) {
-                response_headers.insert(header::CONTENT_RANGE, value);
+                headers.insert(header::CONTENT_RANGE, value);
             }
             (StatusCode::PARTIAL_CONTENT, range.end - range.start)
         }
         None => (StatusCode::OK, size),
     };
-    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-
-    if method == Method::HEAD {
-        return Ok((status, response_headers).into_response());
-    }
-    let key = ArtifactKey::for_run_output(&run_id, &path).map_err(ApiError::internal)?;
-    let read = app.artifacts.get(&key, range).await.map_err(|err| match err {
-        export_artifacts::ArtifactError::NotFound { .. } => not_found(),
-        other => ApiError::internal(other),
-    })?;
-    let body = Body::from_stream(read.stream.map(|chunk| chunk.map_err(std::io::Error::other)));
-    Ok((status, response_headers, body).into_response())
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    status
 }
 
 /// Splits `/export-center/artifacts/<runId>/<path>` from the raw (still encoded) URI
@@ -189,16 +251,6 @@ fn parse_resource(raw_path: &str) -> Result<(RunId, String), ApiError> {
     let run_id = RunId::parse(run_id).map_err(|_| not_found())?;
     validate_output_path(path).map_err(|_| not_found())?;
     Ok((run_id, path.to_owned()))
-}
-
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|text| text.split(','))
-        .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == etag || tag == "*")
 }
 
 #[cfg(test)]

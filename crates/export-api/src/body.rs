@@ -1,6 +1,8 @@
-//! Request-body and header extractors with the contract's limits and error shapes:
-//! a JSON body read no further than the size limit, and the `Idempotency-Key` header.
+//! Request extractors with the contract's limits and error shapes: a JSON body read no
+//! further than the size limit, the `Idempotency-Key` header, and `Query` and `Path`
+//! whose rejections are problems like every other error.
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -92,5 +94,29 @@ impl FromRequestParts<AppState> for IdempotencyKey {
             ));
         }
         Ok(Self(Some(String::from_utf8_lossy(bytes).into_owned())))
+    }
+}
+
+/// axum's `Query`, whose rejection (a duplicated field, a value of the wrong type) is a
+/// `400` problem rather than axum's plain-text answer.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(crate) struct Query<T>(pub(crate) T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        ApiError::invalid_field("query", rejection.body_text())
+    }
+}
+
+/// axum's `Path`, whose rejection (a segment that is not UTF-8 once percent-decoded) is
+/// the `404` of any malformed id rather than axum's plain-text `400`.
+#[derive(axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        ApiError::not_found(format!("resource ({})", rejection.body_text()))
     }
 }

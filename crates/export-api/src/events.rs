@@ -11,13 +11,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use chrono::{DateTime, Utc};
-use export_core::{Clock, ErrorCode, RunId};
-use export_distribution::{link_expiry, UrlSigner};
+use export_core::{ErrorCode, RunId};
 use export_store::{Run, RunEvent, Store};
 use futures::stream::{BoxStream, StreamExt};
 use http_body::Frame;
@@ -27,13 +25,14 @@ use tokio::sync::broadcast::error::TryRecvError;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use crate::body::{Path, Query};
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
 use crate::event_hub::{EventHub, Message, Render, Subscription};
 use crate::event_streams::StreamSlot;
-use crate::presenter::chrono_duration;
+use crate::links::{LinkWindow, Links};
 use crate::runs::visible_run;
-use crate::state::{ApiConfig, AppState};
+use crate::state::AppState;
 
 /// Clients wait this long before reconnecting.
 const RETRY: Duration = Duration::from_millis(2000);
@@ -46,6 +45,7 @@ const BATCH: u32 = 500;
 #[into_params(parameter_in = Query)]
 pub(crate) struct EventsParams {
     /// For browsers that cannot send the `Last-Event-ID` header.
+    #[param(value_type = Option<u64>)]
     last_event_id: Option<String>,
 }
 
@@ -57,13 +57,14 @@ pub(crate) struct EventsParams {
     params(
         ("runId" = String, Path, description = "export-run::<tenant>::<YYYY-MM-DD>::<seq>"),
         EventsParams,
-        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
-        ("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this event id (one of the run's)"),
     ),
     responses(
         (status = 200, description = "text/event-stream of started, progress, artifact_ready, completed, failed and cancelled events", content_type = "text/event-stream"),
         (status = 404, description = "No such run for this tenant", body = export_api_types::Problem),
         (status = 406, description = "The client does not accept text/event-stream", body = export_api_types::Problem),
+        (status = 429, description = "The tenant holds as many open event streams as it may", body = export_api_types::Problem,
+            headers(("Retry-After" = u64, description = "Seconds before reconnecting"))),
     )
 )]
 pub(crate) async fn stream_run_events(
@@ -87,19 +88,30 @@ pub(crate) async fn stream_run_events(
         )
         .with_status(StatusCode::NOT_ACCEPTABLE));
     }
-    let header_id = headers
-        .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let after = match header_id.or(params.last_event_id) {
-        None => 0,
-        Some(text) => text
-            .trim()
+    let header_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let after = resume_after(&app, &run, header_id, params.last_event_id.as_deref()).await?;
+    let follow = Follow::new(&app, &caller, &run, slot, after);
+    Ok(event_stream(follow, version))
+}
+
+/// The event id the stream resumes after (the `Last-Event-ID` header, else the
+/// `lastEventId` parameter, else 0), which must be one of the run's stored events. Both
+/// must be event ids when sent, even the one that is not used.
+async fn resume_after(
+    app: &AppState,
+    run: &Run,
+    header: Option<&str>,
+    query: Option<&str>,
+) -> Result<i64, ApiError> {
+    let parse = |text: &str| {
+        text.trim()
             .parse::<i64>()
             .ok()
             .filter(|id| *id >= 0)
-            .ok_or_else(not_an_event_id)?,
+            .ok_or_else(not_an_event_id)
     };
+    let (header, query) = (header.map(parse).transpose()?, query.map(parse).transpose()?);
+    let after = header.or(query).unwrap_or(0);
     // Event ids are numbered 1, 2, 3 … per run and stored before they are sent, so a
     // client can only hold one that is stored. A larger one would also become the start
     // of the run's shared feeder if this listener is the first, and starve the others.
@@ -112,32 +124,11 @@ pub(crate) async fn stream_run_events(
     {
         return Err(not_an_event_id());
     }
+    Ok(after)
+}
 
-    let config = &app.config;
-    // The token's lifetime left, by the service's clock, from now on this machine's.
-    let expires = caller
-        .token_expires
-        .map(|exp| Instant::now() + (exp - app.clock.now()).to_std().unwrap_or(Duration::ZERO));
-    let first_timer = Instant::now() + config.sse_keep_alive.min(config.sse_idle_timeout);
-    let follow = Follow {
-        store: app.store.clone(),
-        hub: app.events.clone(),
-        keep_alive: config.sse_keep_alive,
-        idle_timeout: config.sse_idle_timeout,
-        render: renderer(&app, &run),
-        live: None,
-        phase: Phase::Connect,
-        timer: Box::pin(tokio::time::sleep_until(
-            expires.map_or(first_timer, |expires| expires.min(first_timer)),
-        )),
-        expires,
-        closing: Box::pin(app.event_streams.closing()),
-        slot,
-        last_event: Instant::now(),
-        last_write: Instant::now(),
-        run_id: run.id,
-        last: after,
-    };
+/// The `200` answer whose body is `follow`'s stream.
+fn event_stream(follow: Follow, version: Version) -> Response {
     let chunks = futures::stream::unfold(follow, |mut follow| async move {
         let chunk = follow.next_chunk().await?;
         let last = matches!(follow.phase, Phase::Done);
@@ -166,7 +157,7 @@ pub(crate) async fn stream_run_events(
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(response)
+    response
 }
 
 /// `429`: the tenant holds as many streams as it may; one must end first.
@@ -281,6 +272,35 @@ enum Phase {
 }
 
 impl Follow {
+    /// The stream of `run` for `caller` after event `after`, holding `slot`.
+    fn new(app: &AppState, caller: &Caller, run: &Run, slot: StreamSlot, after: i64) -> Self {
+        let config = &app.config;
+        // The token's lifetime left, by the service's clock, from now on this machine's.
+        let expires = caller
+            .token_expires
+            .map(|exp| Instant::now() + (exp - app.clock.now()).to_std().unwrap_or(Duration::ZERO));
+        let first_timer = Instant::now() + config.sse_keep_alive.min(config.sse_idle_timeout);
+        Self {
+            store: app.store.clone(),
+            hub: app.events.clone(),
+            keep_alive: config.sse_keep_alive,
+            idle_timeout: config.sse_idle_timeout,
+            render: renderer(app, run),
+            live: None,
+            phase: Phase::Connect,
+            timer: Box::pin(tokio::time::sleep_until(
+                expires.map_or(first_timer, |expires| expires.min(first_timer)),
+            )),
+            expires,
+            closing: Box::pin(app.event_streams.closing()),
+            slot,
+            last_event: Instant::now(),
+            last_write: Instant::now(),
+            run_id: run.id.clone(),
+            last: after,
+        }
+    }
+
     /// The next bytes to send, `None` when the stream ends.
     async fn next_chunk(&mut self) -> Option<Bytes> {
         if self.slot.is_closing() {
@@ -453,50 +473,27 @@ impl Follow {
 /// Renders the run's stored events with fresh signed links in place of paths; shared by
 /// this listener's replay and, if it starts it, the run's feeder.
 fn renderer(app: &AppState, run: &Run) -> Render {
-    let links = Links {
-        clock: app.clock.clone(),
-        urls: app.urls.clone(),
-        config: app.config.clone(),
-        run_id: run.id.clone(),
-        // The links' cap: the run's retention end when the stream opened. A run that
-        // ends while streaming has at least a day of retention left, longer than any
-        // link, so `None` is safe for it.
-        expires_at: run.expires_at,
-    };
-    Arc::new(move |event| render(&links, event))
+    let links = Links::new(app);
+    let run_id = run.id.clone();
+    // The links' cap: the run's retention end when the stream opened. A run that ends
+    // while streaming has at least a day of retention left, longer than any link, so
+    // `None` is safe for it.
+    let retention_end = run.expires_at;
+    Arc::new(move |event| render(&links.for_run(&run_id, retention_end), event))
 }
 
-/// What signing a run's links takes.
-struct Links {
-    clock: Arc<dyn Clock>,
-    urls: Arc<UrlSigner>,
-    config: Arc<ApiConfig>,
-    run_id: RunId,
-    expires_at: Option<DateTime<Utc>>,
-}
-
-/// The SSE message of a stored event, with fresh signed links in place of paths.
-fn render(links: &Links, event: RunEvent) -> Message {
+/// The SSE message of a stored event, with links of `window` in place of paths.
+fn render(window: &LinkWindow<'_>, event: RunEvent) -> Message {
     let terminal = event.is_terminal();
     let mut data = event.data;
     if let Value::Object(fields) = &mut data {
-        let expires = link_expiry(
-            links.clock.now(),
-            chrono_duration(links.config.link_lifetime),
-            links.expires_at,
-        );
         for (path_key, url_key) in [
             ("path", "url"),
             ("manifestPath", "manifestUrl"),
             ("manifestDssePath", "manifestDsseUrl"),
         ] {
             if let Some(Value::String(path)) = fields.remove(path_key) {
-                let url = format!(
-                    "{}{}",
-                    links.config.public_base_url,
-                    links.urls.sign(&links.run_id, &path, expires)
-                );
-                fields.insert(url_key.to_owned(), Value::String(url));
+                fields.insert(url_key.to_owned(), Value::String(window.url(&path)));
             }
         }
     }

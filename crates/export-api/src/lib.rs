@@ -4,12 +4,15 @@
 mod artifacts;
 mod body;
 mod byte_range;
+mod conditional;
 mod context;
+mod creation;
 mod distributions;
 mod error;
 mod event_hub;
 mod event_streams;
 mod events;
+mod links;
 mod openapi;
 mod presenter;
 mod problem_layer;

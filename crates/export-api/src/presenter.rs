@@ -7,10 +7,9 @@ use export_api_types::{
 // The manifest's DSSE envelope is shown as the manifest's `dsseUrl` rather than as an
 // output of its own.
 use export_core::{format_timestamp, RunId, RunStatus, MANIFEST_DSSE_PATH};
-use export_distribution::link_expiry;
-use export_store::{Run, RunOutput};
+use export_store::Run;
 
-use crate::state::AppState;
+use crate::links::{LinkWindow, Links};
 
 pub(crate) fn run_links(run_id: &RunId) -> RunLinks {
     let status = format!("/export-center/runs/{run_id}");
@@ -37,39 +36,15 @@ pub(crate) fn retry_after(estimate_seconds: u64) -> u64 {
     estimate_seconds.clamp(1, 5)
 }
 
-/// When links signed at `now` for `run` expire: the link window of its status.
-pub(crate) fn links_expiry(state: &AppState, run: &Run, now: DateTime<Utc>) -> DateTime<Utc> {
-    link_expiry(now, chrono_duration(state.config.link_lifetime), run.expires_at)
-}
-
-pub(crate) fn run_status(state: &AppState, run: &Run, now: DateTime<Utc>) -> RunStatusResponse {
-    let links_expire = links_expiry(state, run, now);
+/// The status body of `run` with its links signed as of `now`.
+pub(crate) fn run_status(links: &Links, run: &Run, now: DateTime<Utc>) -> RunStatusResponse {
+    let links = links.for_run_at(&run.id, run.expires_at, now);
     let downloadable = matches!(run.status, RunStatus::Running | RunStatus::Succeeded);
-    let mut outputs: Vec<OutputResponse> = if downloadable {
-        let dsse_url = run
-            .outputs
-            .iter()
-            .find(|output| output.path == MANIFEST_DSSE_PATH)
-            .map(|output| signed_url(state, &run.id, output, links_expire));
-        run.outputs
-            .iter()
-            .filter(|output| output.path != MANIFEST_DSSE_PATH)
-            .map(|output| OutputResponse {
-                kind: output.kind.clone(),
-                id: output.id.clone(),
-                format: output.format.clone(),
-                url: signed_url(state, &run.id, output, links_expire),
-                sha256: output.sha256.to_string(),
-                bytes: output.bytes,
-                dsse_url: (output.kind == "manifest").then(|| dsse_url.clone()).flatten(),
-                expires_at: format_timestamp(links_expire),
-            })
-            .collect()
+    let outputs = if downloadable {
+        outputs(&links, run)
     } else {
         Vec::new()
     };
-    outputs.sort_by(|a, b| (&a.kind, &a.id, &a.format, &a.url).cmp(&(&b.kind, &b.id, &b.format, &b.url)));
-
     RunStatusResponse {
         run_id: run.id.to_string(),
         status: run.status.to_string(),
@@ -104,6 +79,34 @@ pub(crate) fn run_status(state: &AppState, run: &Run, now: DateTime<Utc>) -> Run
     }
 }
 
+/// The run's outputs with their links, sorted by (`type`, `id`, `format`, `url`); the
+/// manifest's DSSE envelope is the manifest's `dsseUrl`.
+fn outputs(links: &LinkWindow<'_>, run: &Run) -> Vec<OutputResponse> {
+    let expires_at = format_timestamp(links.expires());
+    let dsse_url = run
+        .outputs
+        .iter()
+        .find(|output| output.path == MANIFEST_DSSE_PATH)
+        .map(|output| links.url(&output.path));
+    let mut outputs: Vec<OutputResponse> = run
+        .outputs
+        .iter()
+        .filter(|output| output.path != MANIFEST_DSSE_PATH)
+        .map(|output| OutputResponse {
+            kind: output.kind.clone(),
+            id: output.id.clone(),
+            format: output.format.clone(),
+            url: links.url(&output.path),
+            sha256: output.sha256.to_string(),
+            bytes: output.bytes,
+            dsse_url: (output.kind == "manifest").then(|| dsse_url.clone()).flatten(),
+            expires_at: expires_at.clone(),
+        })
+        .collect();
+    outputs.sort_by(|a, b| (&a.kind, &a.id, &a.format, &a.url).cmp(&(&b.kind, &b.id, &b.format, &b.url)));
+    outputs
+}
+
 /// `percent` = floor(100 × completed / total), 100 only once the run succeeded.
 fn progress(run: &Run) -> Progress {
     let percent = match run.status {
@@ -116,16 +119,4 @@ fn progress(run: &Run) -> Progress {
         items_completed: run.items_completed,
         items_total: run.items_total,
     }
-}
-
-fn signed_url(state: &AppState, run_id: &RunId, output: &RunOutput, expires: DateTime<Utc>) -> String {
-    format!(
-        "{}{}",
-        state.config.public_base_url,
-        state.urls.sign(run_id, &output.path, expires)
-    )
-}
-
-pub(crate) fn chrono_duration(duration: std::time::Duration) -> chrono::Duration {
-    chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::hours(6))
 }

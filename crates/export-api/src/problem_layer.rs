@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use export_api_types::Problem;
@@ -29,39 +29,7 @@ pub(crate) async fn problems(State(state): State<AppState>, request: Request, ne
 
     let mut response = next.run(request).instrument(span.clone()).await;
 
-    let draft = response.extensions_mut().remove::<ProblemDraft>();
-    let status = response.status();
-    // An error response that carries its own body (readiness) keeps it; an empty one
-    // (axum's 404 and 405, the panic catcher) gets a problem.
-    let bare = !response.headers().contains_key(header::CONTENT_TYPE);
-    let draft = draft.or_else(|| {
-        ((status.is_client_error() || status.is_server_error()) && bare).then(|| fallback(status, &path))
-    });
-    if let Some(draft) = draft {
-        let problem = Problem {
-            kind: format!("urn:export-center:error:{}", draft.code),
-            title: draft.code.title().to_owned(),
-            status: status.as_u16(),
-            detail: draft.detail,
-            instance: path.clone(),
-            code: draft.code.to_string(),
-            trace_id: trace_id.clone(),
-            errors: draft.errors,
-            retry_after_seconds: draft.retry_after,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
-        *response.body_mut() = Body::from(body);
-        if status.is_server_error() {
-            span.in_scope(|| tracing::warn!(status = status.as_u16(), "answered with a server error"));
-        }
-    }
-
+    render_problem(&mut response, &path, &trace_id, &span);
     let headers = response.headers_mut();
     headers.insert(
         "x-sealed-mode",
@@ -70,16 +38,57 @@ pub(crate) async fn problems(State(state): State<AppState>, request: Request, ne
     if let Ok(value) = HeaderValue::from_str(&trace_id) {
         headers.insert("x-trace-id", value);
     }
+    record(&method, route, response.status(), started);
+    response
+}
 
+/// Gives an error response its problem body: the handler's `ApiError`, or for an empty
+/// error response (axum's 404 and 405, the panic catcher) one made from its status. An
+/// error response that carries its own body (readiness) keeps it.
+fn render_problem(response: &mut Response, path: &str, trace_id: &str, span: &tracing::Span) {
+    let draft = response.extensions_mut().remove::<ProblemDraft>();
+    let status = response.status();
+    let bare = !response.headers().contains_key(header::CONTENT_TYPE);
+    let draft = draft.or_else(|| {
+        ((status.is_client_error() || status.is_server_error()) && bare).then(|| fallback(status, path))
+    });
+    let Some(draft) = draft else {
+        return;
+    };
+    let problem = Problem {
+        kind: format!("urn:export-center:error:{}", draft.code),
+        title: draft.code.title().to_owned(),
+        status: status.as_u16(),
+        detail: draft.detail,
+        instance: path.to_owned(),
+        code: draft.code.to_string(),
+        trace_id: trace_id.to_owned(),
+        errors: draft.errors,
+        retry_after_seconds: draft.retry_after,
+    };
+    let body = serde_json::to_vec(&problem).unwrap_or_default();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *response.body_mut() = Body::from(body);
+    if status.is_server_error() {
+        span.in_scope(|| tracing::warn!(status = status.as_u16(), "answered with a server error"));
+    }
+}
+
+/// The request metrics, by method, route template and status.
+fn record(method: &Method, route: Option<String>, status: StatusCode, started: Instant) {
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let labels = [
         ("method", method.to_string()),
         ("route", route),
-        ("status", response.status().as_u16().to_string()),
+        ("status", status.as_u16().to_string()),
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
 }
 
 /// The problem for an error response that no handler described: axum's unmatched

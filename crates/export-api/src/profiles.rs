@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::Json;
 use export_api_types::{
-    Problem, ProfileBundle, ProfileEncryption, ProfileList, ProfileResponse, ProfileRetention, ProfileSigning,
+    ProfileBundle, ProfileEncryption, ProfileList, ProfileResponse, ProfileRetention, ProfileSigning,
 };
 use export_core::{BundleFormat, Profile};
 
@@ -16,11 +16,7 @@ use crate::state::AppState;
     get,
     path = "/export-center/profiles",
     tag = "profiles",
-    params(("X-StellaOps-Tenant" = String, Header, description = "The caller's tenant")),
-    responses(
-        (status = 200, description = "The tenant's profiles", body = ProfileList),
-        (status = 400, description = "Tenant header missing", body = Problem),
-    )
+    responses((status = 200, description = "The tenant's profiles", body = ProfileList))
 )]
 pub(crate) async fn list_profiles(
     State(app): State<AppState>,

@@ -1,5 +1,7 @@
 //! Per-tenant token buckets on run creation (SPEC §12): a tenant over its rate gets
 //! `429 ERR_EXPORT_RATE_LIMIT` with `Retry-After`; other tenants are unaffected.
+//! Handlers never call the limiter: a handler that creates takes a [`RateLimited`]
+//! caller, whose extraction takes the token.
 //!
 //! The buckets live in this process: with several API replicas each enforces the limit
 //! on its own share of the traffic.
@@ -8,7 +10,29 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use export_core::TenantId;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use export_core::{ErrorCode, TenantId};
+
+use crate::context::{Caller, Scope};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The caller of an endpoint that creates runs: authenticated, holding `export:write`,
+/// and within its tenant's rate. The scope is checked before a token is taken, so a
+/// caller without it never spends its tenant's tokens; the body is read only after.
+pub(crate) struct RateLimited(pub(crate) Caller);
+
+impl FromRequestParts<AppState> for RateLimited {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        caller.require(Scope::ExportWrite)?;
+        state.rate_limiter.admit(&caller.tenant)?;
+        Ok(Self(caller))
+    }
+}
 
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -44,6 +68,23 @@ impl RateLimiter {
     /// Takes one token from `tenant`'s bucket if there is one.
     pub fn acquire(&self, tenant: &TenantId) -> RateState {
         self.acquire_at(tenant, Instant::now())
+    }
+
+    /// Takes one token from `tenant`'s bucket, or refuses with `429` and the
+    /// `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
+    pub(crate) fn admit(&self, tenant: &TenantId) -> Result<(), ApiError> {
+        let rate = self.acquire(tenant);
+        if rate.allowed {
+            return Ok(());
+        }
+        let mut error = ApiError::new(
+            ErrorCode::RateLimit,
+            format!("tenant `{tenant}` is creating runs faster than its limit"),
+        )
+        .with_header("ratelimit", self.header(&rate))
+        .with_header("ratelimit-policy", self.policy());
+        error.retry_after = Some(rate.reset_seconds);
+        Err(error)
     }
 
     fn acquire_at(&self, tenant: &TenantId, now: Instant) -> RateState {

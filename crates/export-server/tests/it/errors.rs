@@ -267,3 +267,35 @@ async fn every_response_says_whether_the_site_is_sealed() {
         assert_eq!(response.headers()["x-sealed-mode"], "false", "{path}");
     }
 }
+
+/// Found by schemathesis: a query string axum cannot read (a repeated parameter) and a
+/// path segment that is not UTF-8 were answered in axum's plain text, not as problems.
+#[tokio::test]
+async fn unreadable_query_strings_and_paths_are_problems_too() {
+    let app = TestApp::spawn().await;
+    let acme = app.tenant("acme");
+    for path in [
+        "/export-center/runs?limit=1&limit=2",
+        "/export-center/runs/export-run::acme::2025-12-06::0001/events?lastEventId=1&lastEventId=2",
+    ] {
+        let response = acme.get(path).send().await.unwrap();
+        let problem = assert_problem(response, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+        assert_eq!(problem["errors"][0]["field"], "query", "{path}: {problem}");
+    }
+    let response = acme.get("/export-center/runs/%FF").send().await.unwrap();
+    assert_problem(response, 404, "ERR_EXPORT_NOT_FOUND").await;
+
+    // A malformed `lastEventId` is refused even beside a `Last-Event-ID` header.
+    let accepted = acme
+        .create_run(json!({ "profileId": acme.profile_id("daily") }))
+        .await;
+    let run_id = accepted.run_id;
+    let response = acme
+        .get(&format!("/export-center/runs/{run_id}/events?lastEventId=1.5"))
+        .header("Last-Event-ID", "1")
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    assert_eq!(problem["errors"][0]["field"], "Last-Event-ID", "{problem}");
+}

@@ -1,0 +1,194 @@
+//! Run creation behind `POST /export-center/runs`: the checks a plan must pass before it
+//! is recorded, the snapshot and estimate, and the idempotent create (SPEC §2.1, §2.2).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use export_api_types::CreateRunRequest;
+use export_core::{ErrorCode, PlannedDistribution, ProfileId, RunPlan, TenantId};
+use export_store::{IdempotencyBegin, IdempotencyClaim, NewRun, Run, StoreError, IDEMPOTENCY_CLAIM};
+
+use crate::context::Caller;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Items per second assumed for a profile without finished runs.
+const DEFAULT_THROUGHPUT: f64 = 2_000.0;
+
+/// The run `request` asks for, checked in the order of SPEC §2.1 from step 3 on
+/// (profile, plan, keys, egress), with its snapshot point and estimate.
+pub(crate) async fn new_run(
+    app: &AppState,
+    caller: &Caller,
+    request: CreateRunRequest,
+) -> Result<NewRun, ApiError> {
+    let profile = ProfileId::parse(&request.profile_id)
+        .ok()
+        .and_then(|id| app.profiles.get(&caller.tenant, &id))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ProfileNotFound,
+                format!("profile `{}` not found", request.profile_id),
+            )
+        })?;
+    let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+    check_keys(app, &caller.tenant, &plan).await?;
+    check_egress(app, &caller.tenant, &plan)?;
+    plan_run(app, caller, plan).await
+}
+
+/// What creating a run under an optional `Idempotency-Key` came to (SPEC §2.2).
+pub(crate) enum Creation {
+    Created(Box<Run>),
+    /// The key's first request created this run: its answer is replayed.
+    Replay(Box<Run>),
+    InFlight {
+        until: DateTime<Utc>,
+    },
+    Mismatch,
+}
+
+/// Creates `new_run`, at most once per idempotency key: the key is claimed for a short
+/// lease, and the run's creation completes the claim in the same transaction. A request
+/// that dies in between leaves a claim that its retry takes over once the lease lapses;
+/// a request that outlived its lease and lost the key to a retry answers as that retry
+/// would (usually the replay of its run).
+///
+/// A store failure after the claim is returned (a `5xx`, logged with its cause) and the
+/// claim lapses with its lease, after which a retry takes the key over: nothing needs
+/// releasing, so nothing can stay "in flight" past the lease.
+pub(crate) async fn create_once(
+    app: &AppState,
+    tenant: &TenantId,
+    new_run: NewRun,
+    claim: Option<&IdempotencyClaim>,
+) -> Result<Creation, ApiError> {
+    let Some(claim) = claim else {
+        let run = app.store.create_run(tenant, new_run, None).await?;
+        return Ok(Creation::Created(Box::new(run)));
+    };
+    let lease = Duration::from_secs(app.config.limits.idempotency_lease_seconds);
+    let begun = app
+        .store
+        .begin_idempotency(tenant, claim, app.clock.now(), lease)
+        .await?;
+    if begun == IdempotencyBegin::Started {
+        fail::fail_point!("create-run-after-idempotency-claim");
+        match app.store.create_run(tenant, new_run, Some(claim)).await {
+            Err(StoreError::NotFound { kind, .. }) if kind == IDEMPOTENCY_CLAIM => {}
+            created => return Ok(Creation::Created(Box::new(created?))),
+        }
+    }
+    Ok(
+        match app
+            .store
+            .begin_idempotency(tenant, claim, app.clock.now(), lease)
+            .await?
+        {
+            IdempotencyBegin::Replay(run_id) => {
+                let run = app.store.get_run(tenant, &run_id).await?.ok_or_else(|| {
+                    ApiError::internal(anyhow::anyhow!("idempotent replay of missing run {run_id}"))
+                })?;
+                Creation::Replay(Box::new(run))
+            }
+            IdempotencyBegin::Mismatch => Creation::Mismatch,
+            IdempotencyBegin::InFlight { until } => Creation::InFlight { until },
+            // The key lapsed again with no run: ours now, but this request is done.
+            IdempotencyBegin::Started => Creation::InFlight {
+                until: app.clock.now() + lease,
+            },
+        },
+    )
+}
+
+/// Refuses, at creation rather than as a failure later, a run whose signing or
+/// encryption key cannot be used, and an unsigned run on a sealed site. Key files are
+/// read on a blocking thread; the answer names the reference, the log the file.
+async fn check_keys(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
+    if app.config.sealed && !plan.signing.enabled {
+        return Err(ApiError::invalid_field(
+            "distribution.signing.enabled",
+            "signing is mandatory on a sealed site",
+        ));
+    }
+    let (keyring, tenant) = (app.keyring.clone(), tenant.clone());
+    let (key_ref, kms_key) = (plan.signing.key_ref.clone(), plan.encryption.kms_key.clone());
+    let checked = tokio::task::spawn_blocking(move || {
+        if let Some(key_ref) = &key_ref {
+            keyring
+                .signing_key(&tenant, key_ref)
+                .map_err(|err| ("distribution.signing.keyRef", err))?;
+        }
+        if let Some(kms_key) = &kms_key {
+            keyring
+                .age_recipient(&tenant, kms_key)
+                .map_err(|err| ("encryption.kmsKey", err))?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|err| ApiError::internal(anyhow::anyhow!("checking keys: {err}")))?;
+    checked.map_err(|(field, err)| {
+        tracing::warn!(field, file = ?err.path(), "refused a run's key: {err}");
+        ApiError::invalid_field(field, err.to_string())
+    })
+}
+
+/// Refuses a distribution that the egress rules forbid (SPEC §11, §17) or that lies
+/// outside the tenant's repositories, and an `object` distribution on a server without
+/// object storage. Connections are checked again when they are made.
+fn check_egress(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(), ApiError> {
+    let egress = &app.config.egress;
+    let (field, authority) = match &plan.distribution {
+        PlannedDistribution::Http => return Ok(()),
+        PlannedDistribution::Oci { reference } => {
+            app.config
+                .repository_prefixes
+                .check(tenant, reference)
+                .map_err(|reason| ApiError::egress_blocked("distribution.ref", reason))?;
+            ("distribution.ref", reference.registry.clone())
+        }
+        PlannedDistribution::Object => {
+            let endpoint = app
+                .object
+                .as_ref()
+                .map(|object| object.authority().to_owned())
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "distribution.type",
+                        "this server has no object storage configured for `object` distributions",
+                    )
+                })?;
+            ("distribution.type", endpoint)
+        }
+    };
+    egress
+        .check_authority(&authority)
+        .map_err(|refusal| ApiError::egress_blocked(field, refusal.to_string()))
+}
+
+/// Takes the snapshot point and estimates the run from the profile's past throughput.
+async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewRun, ApiError> {
+    let tenant = &caller.tenant;
+    let snapshot = app.store.snapshot_point(tenant).await?;
+    let mut items_total = 0;
+    for target in &plan.targets {
+        items_total += app.store.count_items(tenant, snapshot.watermark, target).await?;
+    }
+    let throughput = app
+        .store
+        .profile_throughput(tenant, &plan.profile_id)
+        .await?
+        .unwrap_or(DEFAULT_THROUGHPUT);
+    let estimate_seconds = ((items_total as f64 / throughput.max(1.0)).ceil() as u64).max(1);
+    Ok(NewRun {
+        profile_id: plan.profile_id.clone(),
+        project: caller.project.clone(),
+        plan,
+        watermark: snapshot.watermark,
+        snapshot_at: snapshot.at,
+        items_total,
+        estimate_seconds,
+        created_at: app.clock.now(),
+    })
+}
