@@ -3,3 +3,4 @@
 mod commands;
 mod restart;
 mod support;
+mod tls;
