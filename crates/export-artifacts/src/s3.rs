@@ -114,6 +114,7 @@ impl S3Settings {
     /// `proxy_url` when given (the egress proxy of `object` distributions).
     pub fn client_through(&self, bucket: &str, proxy_url: Option<&str>) -> Result<AmazonS3, ArtifactError> {
         self.validate()?;
+        export_egress::install_crypto_provider();
         // Client options replace each other whole: `allow_http` goes in with the proxy.
         let mut options = ClientOptions::new().with_allow_http(self.allow_http);
         if let Some(proxy_url) = proxy_url {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use export_core::Sha256Digest;
-use object_store::{ObjectStore, WriteMultipart};
+use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
 use crate::{ArtifactError, ArtifactKey, Written};

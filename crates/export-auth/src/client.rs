@@ -22,10 +22,14 @@ pub struct DpopKey {
 }
 
 impl DpopKey {
-    /// A fresh random key for `alg`: ES256 (the default) or EdDSA; RS256 works too, but
-    /// generating a 2048-bit RSA key takes a noticeable moment.
+    /// A fresh random key for `alg`: ES256 (the default) or EdDSA.
+    ///
+    /// # Panics
+    ///
+    /// For RS256, which `ring` cannot generate: read an RSA key made by OpenSSL with
+    /// [`DpopKey::from_pkcs8_pem`] instead.
     pub fn generate(alg: Alg) -> Self {
-        Self::from_key(PrivateKey::generate(alg).expect("generating a key with the system rng"))
+        Self::from_key(PrivateKey::generate(alg).unwrap_or_else(|error| panic!("{error}")))
     }
 
     /// Reads a key saved with [`DpopKey::to_pkcs8_pem`] (unencrypted PKCS#8 PEM).

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use rsa::traits::PublicKeyParts as _;
+use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+use ring::rand::SystemRandom;
+use ring::signature::{RsaPublicKeyComponents, ECDSA_P256_SHA256_FIXED, ED25519, RSA_PKCS1_2048_8192_SHA256};
 use serde_json::{json, Map, Value};
 
 use crate::config::Alg;
@@ -15,8 +17,42 @@ use crate::jose::{b64_decode, b64_sha256};
 /// JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
 pub(crate) const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
-/// The smallest RSA modulus accepted, in bits (RFC 7518 §3.3).
-const MIN_RSA_BITS: usize = 2048;
+/// The smallest RSA modulus accepted, in bits (RFC 7518 §3.3), and the largest ring verifies.
+const RSA_BITS: std::ops::RangeInclusive<usize> = 2048..=8192;
+
+/// The encodings of the eight points of small order on Curve25519 in Edwards form (the
+/// identity, the point of order 2, two of order 4, four of order 8): a "weak" Ed25519
+/// public key, for which one signature verifies for many messages. ring verifies with
+/// any public key that decodes, so these are refused when a JWK is read.
+const ED25519_SMALL_ORDER: [[u8; 32]; 8] = [
+    hex32("0100000000000000000000000000000000000000000000000000000000000000"),
+    hex32("ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000000"),
+    hex32("0000000000000000000000000000000000000000000000000000000000000080"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a"),
+    hex32("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"),
+    hex32("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85"),
+];
+
+const fn hex32(text: &str) -> [u8; 32] {
+    const fn nibble(digit: u8) -> u8 {
+        match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => panic!("not a lowercase hex digit"),
+        }
+    }
+    let text = text.as_bytes();
+    assert!(text.len() == 64);
+    let mut bytes = [0u8; 32];
+    let mut index = 0;
+    while index < 32 {
+        bytes[index] = (nibble(text[2 * index]) << 4) | nibble(text[2 * index + 1]);
+        index += 1;
+    }
+    bytes
+}
 
 /// A public signing key read from a JWK: EC P-256, OKP Ed25519 or RSA.
 #[derive(Clone)]
@@ -28,16 +64,21 @@ pub struct PublicJwk {
     thumbprint: String,
 }
 
+/// Every key is verified with ring; what ring checks only when it verifies (a point on the
+/// curve, the RSA parameters) is checked when the key is read, so a broken key in a key set
+/// fails the set.
 #[derive(Clone)]
 enum Key {
-    /// Verified with ring, several times faster than the pure-Rust P-256 arithmetic; the
-    /// point is validated with `p256` when the JWK is read.
-    P256 { sec1: Vec<u8>, x: String, y: String },
+    /// The uncompressed SEC1 point `0x04 || x || y`.
+    P256 {
+        sec1: Vec<u8>,
+        x: String,
+        y: String,
+    },
     Ed25519 {
-        key: ed25519_dalek::VerifyingKey,
+        public: [u8; 32],
         x: String,
     },
-    /// Verified with ring, for the same reason; validated with `rsa` when the JWK is read.
     Rsa {
         n_bytes: Vec<u8>,
         e_bytes: Vec<u8>,
@@ -101,18 +142,11 @@ impl PublicJwk {
                 if x_bytes.len() != 32 || y_bytes.len() != 32 {
                     return Err(JwkProblem::Invalid("ec jwk coordinates are not 32 bytes"));
                 }
-                let point = p256::EncodedPoint::from_affine_coordinates(
-                    p256::FieldBytes::from_slice(&x_bytes),
-                    p256::FieldBytes::from_slice(&y_bytes),
-                    false,
-                );
-                p256::ecdsa::VerifyingKey::from_encoded_point(&point)
-                    .map_err(|_| JwkProblem::Invalid("ec jwk is not a point on p-256"))?;
-                Key::P256 {
-                    sec1: point.as_bytes().to_vec(),
-                    x,
-                    y,
+                let sec1 = [&[4u8][..], &x_bytes[..], &y_bytes[..]].concat();
+                if !on_p256(&sec1) {
+                    return Err(JwkProblem::Invalid("ec jwk is not a point on p-256"));
                 }
+                Key::P256 { sec1, x, y }
             }
             "OKP" => {
                 if required("crv")? != "Ed25519" {
@@ -122,12 +156,18 @@ impl PublicJwk {
                 let x_bytes: [u8; 32] = bytes(&x)?
                     .try_into()
                     .map_err(|_| JwkProblem::Invalid("okp jwk x is not 32 bytes"))?;
-                let key = ed25519_dalek::VerifyingKey::from_bytes(&x_bytes)
-                    .map_err(|_| JwkProblem::Invalid("okp jwk is not an ed25519 public key"))?;
-                if key.is_weak() {
+                // y ≥ 2^255 - 19: a non-canonical encoding, which `ed25519-dalek`'s strict
+                // decoding refused too (and among which hide more small-order points).
+                let non_canonical = x_bytes[0] >= 0xed
+                    && x_bytes[1..31].iter().all(|byte| *byte == 0xff)
+                    && x_bytes[31] & 0x7f == 0x7f;
+                if non_canonical {
+                    return Err(JwkProblem::Invalid("okp jwk is not an ed25519 public key"));
+                }
+                if ED25519_SMALL_ORDER.contains(&x_bytes) {
                     return Err(JwkProblem::Invalid("okp jwk is a weak ed25519 key"));
                 }
-                Key::Ed25519 { key, x }
+                Key::Ed25519 { public: x_bytes, x }
             }
             "RSA" => {
                 let (n, e) = (required("n")?, required("e")?);
@@ -138,12 +178,23 @@ impl PublicJwk {
                     bytes[zeros..].to_vec()
                 };
                 let (n_bytes, e_bytes) = (minimal(bytes(&n)?), minimal(bytes(&e)?));
-                let modulus = rsa::BigUint::from_bytes_be(&n_bytes);
-                let exponent = rsa::BigUint::from_bytes_be(&e_bytes);
-                let key = rsa::RsaPublicKey::new(modulus, exponent)
-                    .map_err(|_| JwkProblem::Invalid("rsa jwk is not a valid public key"))?;
-                if key.size() * 8 < MIN_RSA_BITS {
+                let bits = |bytes: &[u8]| match bytes.first() {
+                    Some(first) => bytes.len() * 8 - first.leading_zeros() as usize,
+                    None => 0,
+                };
+                if bits(&n_bytes) < *RSA_BITS.start() {
                     return Err(JwkProblem::Invalid("rsa jwk is shorter than 2048 bits"));
+                }
+                // ring's limits: an odd modulus of at most 8192 bits, an odd exponent of at
+                // least 3 and at most 33 bits.
+                let odd = |bytes: &[u8]| bytes.last().is_some_and(|last| last & 1 == 1);
+                let exponent_bits = bits(&e_bytes);
+                if !RSA_BITS.contains(&bits(&n_bytes))
+                    || !odd(&n_bytes)
+                    || !odd(&e_bytes)
+                    || !(2..=33).contains(&exponent_bits)
+                {
+                    return Err(JwkProblem::Invalid("rsa jwk is not a valid public key"));
                 }
                 Key::Rsa {
                     n_bytes,
@@ -200,22 +251,17 @@ impl PublicJwk {
             return false;
         }
         match &self.key {
-            Key::P256 { sec1, .. } => {
-                ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, sec1)
-                    .verify(signing_input, signature)
-                    .is_ok()
-            }
-            Key::Ed25519 { key, .. } => ed25519_dalek::Signature::from_slice(signature)
-                .is_ok_and(|signature| key.verify_strict(signing_input, &signature).is_ok()),
-            Key::Rsa { n_bytes, e_bytes, .. } => ring::signature::RsaPublicKeyComponents {
+            Key::P256 { sec1, .. } => ring::signature::UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, sec1)
+                .verify(signing_input, signature)
+                .is_ok(),
+            Key::Ed25519 { public, .. } => ring::signature::UnparsedPublicKey::new(&ED25519, public)
+                .verify(signing_input, signature)
+                .is_ok(),
+            Key::Rsa { n_bytes, e_bytes, .. } => RsaPublicKeyComponents {
                 n: n_bytes,
                 e: e_bytes,
             }
-            .verify(
-                &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-                signing_input,
-                signature,
-            )
+            .verify(&RSA_PKCS1_2048_8192_SHA256, signing_input, signature)
             .is_ok(),
         }
     }
@@ -244,6 +290,15 @@ impl fmt::Debug for PublicJwk {
             .field("thumbprint", &self.thumbprint)
             .finish()
     }
+}
+
+/// Whether `sec1` is a point on P-256. ring checks a peer's point before any key agreement
+/// (and only then), so an agreement with a throwaway key is the check.
+fn on_p256(sec1: &[u8]) -> bool {
+    let rng = SystemRandom::new();
+    EphemeralPrivateKey::generate(&ECDH_P256, &rng).is_ok_and(|private| {
+        agree_ephemeral(private, &UnparsedPublicKey::new(&ECDH_P256, sec1), |_| ()).is_ok()
+    })
 }
 
 fn public_members(key: &Key) -> Value {

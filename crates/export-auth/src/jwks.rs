@@ -223,6 +223,7 @@ impl UrlJwks {
     }
 
     fn client(proxy_url: Option<&str>) -> Result<reqwest::Client, AuthError> {
+        export_egress::install_crypto_provider();
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
         if let Some(proxy_url) = proxy_url {
             let proxy = reqwest::Proxy::all(proxy_url)

@@ -1,12 +1,14 @@
 //! Private signing keys for the client and the dev issuer: generation, PKCS#8 PEM, JWS
-//! signatures and the matching public JWK.
+//! signatures and the matching public JWK, all with `ring`.
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
-use rand::rngs::OsRng;
-use rsa::signature::{SignatureEncoding as _, Signer as _};
-use rsa::traits::PublicKeyParts as _;
+use std::sync::Arc;
+
+use ring::rand::{SecureRandom as _, SystemRandom};
+use ring::signature::{
+    EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents,
+    ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use zeroize::Zeroizing;
 
 use crate::config::Alg;
@@ -14,90 +16,120 @@ use crate::error::AuthError;
 use crate::jose::b64;
 use crate::jwk::PublicJwk;
 
-/// RSA keys made by [`PrivateKey::generate`] have this many bits.
-const RSA_BITS: usize = 2048;
+/// The PKCS#8 v1 encoding of an Ed25519 key (RFC 8410 §7) up to its 32-byte seed. Version 2
+/// (ring's own, with the public key) has the same bytes after its first five.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
-/// A private key for one of the supported algorithms.
+/// A private key for one of the supported algorithms, with its PKCS#8 DER.
 #[derive(Clone)]
-pub(crate) enum PrivateKey {
-    Es256(p256::ecdsa::SigningKey),
-    EdDsa(ed25519_dalek::SigningKey),
-    Rs256(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
+pub(crate) struct PrivateKey {
+    pair: Pair,
+    pkcs8: Arc<Zeroizing<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+enum Pair {
+    Es256(Arc<EcdsaKeyPair>),
+    EdDsa(Arc<Ed25519KeyPair>),
+    Rs256(Arc<RsaKeyPair>),
 }
 
 impl PrivateKey {
-    /// A fresh random key. RSA generation takes a noticeable moment.
+    /// A fresh random ES256 or EdDSA key. RS256 keys are not generated here (`ring` has no
+    /// RSA key generation): make one with `openssl genpkey -algorithm RSA` and read it.
     pub(crate) fn generate(alg: Alg) -> Result<Self, AuthError> {
-        Ok(match alg {
-            Alg::ES256 => PrivateKey::Es256(p256::ecdsa::SigningKey::random(&mut OsRng)),
-            Alg::EdDSA => PrivateKey::EdDsa(ed25519_dalek::SigningKey::generate(&mut OsRng)),
-            Alg::RS256 => {
-                let key = rsa::RsaPrivateKey::new(&mut OsRng, RSA_BITS)
-                    .map_err(|_| AuthError::Key("generating an rsa key failed".into()))?;
-                PrivateKey::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key)))
+        let rng = SystemRandom::new();
+        let failed = |_| AuthError::Key("generating a key with the system rng failed".into());
+        let pkcs8 = match alg {
+            Alg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
+            Alg::EdDSA => {
+                let mut pkcs8 = ED25519_PKCS8_V1_PREFIX.to_vec();
+                let mut seed = Zeroizing::new([0u8; 32]);
+                rng.fill(&mut seed[..]).map_err(failed)?;
+                pkcs8.extend_from_slice(&seed[..]);
+                pkcs8
             }
-        })
+            Alg::RS256 => {
+                return Err(AuthError::Key(
+                    "rs256 keys are not generated: create one with \
+                     `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`"
+                        .into(),
+                ))
+            }
+        };
+        Self::from_pkcs8_der(Zeroizing::new(pkcs8))
     }
 
     /// Reads an unencrypted PKCS#8 PEM (`PRIVATE KEY`) key: P-256, Ed25519 or RSA.
     pub(crate) fn from_pkcs8_pem(pem: &str) -> Result<Self, AuthError> {
-        if let Ok(key) = p256::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(PrivateKey::Es256(key.into()));
+        let refused = || AuthError::Key("not an unencrypted pkcs#8 pem key for p-256, ed25519 or rsa".into());
+        let (label, der) = pem_rfc7468::decode_vec(pem.as_bytes()).map_err(|_| refused())?;
+        if label != "PRIVATE KEY" {
+            return Err(refused());
         }
-        if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
-            return Ok(PrivateKey::EdDsa(key));
-        }
-        if let Ok(key) = rsa::RsaPrivateKey::from_pkcs8_pem(pem) {
-            return Ok(PrivateKey::Rs256(Box::new(rsa::pkcs1v15::SigningKey::new(key))));
-        }
-        Err(AuthError::Key(
-            "not an unencrypted pkcs#8 pem key for p-256, ed25519 or rsa".into(),
-        ))
+        Self::from_pkcs8_der(Zeroizing::new(der)).map_err(|_| refused())
     }
 
-    /// The key as unencrypted PKCS#8 v1 PEM.
-    pub(crate) fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, AuthError> {
-        let line_ending = p256::pkcs8::LineEnding::LF;
-        let pem = match self {
-            PrivateKey::Es256(key) => p256::SecretKey::from(key).to_pkcs8_pem(line_ending),
-            // PKCS#8 v1 without the public key, which OpenSSL and Python's `cryptography`
-            // read; `ed25519-dalek` itself writes v2, which they refuse.
-            PrivateKey::EdDsa(key) => ed25519_dalek::pkcs8::KeypairBytes {
-                secret_key: key.to_bytes(),
-                public_key: None,
-            }
-            .to_pkcs8_pem(line_ending),
-            PrivateKey::Rs256(key) => key.as_ref().as_ref().to_pkcs8_pem(line_ending),
+    fn from_pkcs8_der(der: Zeroizing<Vec<u8>>) -> Result<Self, AuthError> {
+        let rng = SystemRandom::new();
+        let pair = if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &der, &rng) {
+            Pair::Es256(Arc::new(pair))
+        } else if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der) {
+            Pair::EdDsa(Arc::new(pair))
+        } else if let Ok(pair) = RsaKeyPair::from_pkcs8(&der) {
+            Pair::Rs256(Arc::new(pair))
+        } else {
+            return Err(AuthError::Key(
+                "not a pkcs#8 key for p-256, ed25519 or rsa".into(),
+            ));
         };
-        pem.map_err(|_| AuthError::Key("encoding the key as pkcs#8 pem failed".into()))
+        // Ed25519 keys are kept as PKCS#8 v1 (the seed alone), the form every reader takes,
+        // OpenSSL and Python's `cryptography` included; ring itself writes v2.
+        let v1 = match (&pair, der.get(5..48)) {
+            (Pair::EdDsa(_), Some(rest)) if rest[..11] == ED25519_PKCS8_V1_PREFIX[5..] => {
+                Some([&ED25519_PKCS8_V1_PREFIX[..], &rest[11..]].concat())
+            }
+            _ => None,
+        };
+        let der = v1.map(Zeroizing::new).unwrap_or(der);
+        Ok(Self {
+            pair,
+            pkcs8: Arc::new(der),
+        })
+    }
+
+    /// The key as unencrypted PKCS#8 PEM (v1 for Ed25519).
+    pub(crate) fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, AuthError> {
+        pem_rfc7468::encode_string("PRIVATE KEY", pem_rfc7468::LineEnding::LF, &self.pkcs8)
+            .map(Zeroizing::new)
+            .map_err(|_| AuthError::Key("encoding the key as pkcs#8 pem failed".into()))
     }
 
     pub(crate) fn alg(&self) -> Alg {
-        match self {
-            PrivateKey::Es256(_) => Alg::ES256,
-            PrivateKey::EdDsa(_) => Alg::EdDSA,
-            PrivateKey::Rs256(_) => Alg::RS256,
+        match self.pair {
+            Pair::Es256(_) => Alg::ES256,
+            Pair::EdDsa(_) => Alg::EdDSA,
+            Pair::Rs256(_) => Alg::RS256,
         }
     }
 
     /// The public half as a JWK with only the key members (`kty`, `crv`, `x`, `y`, `n`, `e`).
     pub(crate) fn public_jwk(&self) -> Value {
-        match self {
-            PrivateKey::Es256(key) => {
-                let point = key.verifying_key().to_encoded_point(false);
-                json!({
-                    "kty": "EC",
-                    "crv": "P-256",
-                    "x": b64(point.x().expect("an uncompressed point has x")),
-                    "y": b64(point.y().expect("an uncompressed point has y")),
-                })
+        match &self.pair {
+            Pair::Es256(pair) => {
+                // The uncompressed SEC1 point: 0x04 || x || y.
+                let point = pair.public_key().as_ref();
+                json!({"kty": "EC", "crv": "P-256", "x": b64(&point[1..33]), "y": b64(&point[33..65])})
             }
-            PrivateKey::EdDsa(key) => {
-                json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key.verifying_key().as_bytes())})
-            }
-            PrivateKey::Rs256(key) => {
-                let public = key.as_ref().as_ref().to_public_key();
-                json!({"kty": "RSA", "n": b64(public.n().to_bytes_be()), "e": b64(public.e().to_bytes_be())})
+            Pair::EdDsa(pair) => json!({"kty": "OKP", "crv": "Ed25519", "x": b64(pair.public_key())}),
+            Pair::Rs256(pair) => {
+                let public = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
+                json!({"kty": "RSA", "n": b64(public.n), "e": b64(public.e)})
             }
         }
     }
@@ -112,13 +144,20 @@ impl PrivateKey {
 
     /// The JWS signature over `signing_input` in JOSE form (`r || s` for ES256).
     pub(crate) fn sign(&self, signing_input: &[u8]) -> Vec<u8> {
-        match self {
-            PrivateKey::Es256(key) => {
-                let signature: p256::ecdsa::Signature = key.sign(signing_input);
-                signature.to_bytes().to_vec()
+        let rng = SystemRandom::new();
+        match &self.pair {
+            Pair::Es256(pair) => pair
+                .sign(&rng, signing_input)
+                .expect("signing with the system rng")
+                .as_ref()
+                .to_vec(),
+            Pair::EdDsa(pair) => pair.sign(signing_input).as_ref().to_vec(),
+            Pair::Rs256(pair) => {
+                let mut signature = vec![0; pair.public().modulus_len()];
+                pair.sign(&RSA_PKCS1_SHA256, &rng, signing_input, &mut signature)
+                    .expect("signing with the system rng");
+                signature
             }
-            PrivateKey::EdDsa(key) => key.sign(signing_input).to_bytes().to_vec(),
-            PrivateKey::Rs256(key) => key.sign(signing_input).to_vec(),
         }
     }
 

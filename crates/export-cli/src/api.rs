@@ -81,6 +81,8 @@ pub(crate) struct Connection {
     pub(crate) server: String,
     pub(crate) tenant: Option<String>,
     pub(crate) token_file: Option<PathBuf>,
+    /// CA certificates (PEM) trusted besides the operating system's store.
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 /// An authenticated client of one server and tenant.
@@ -109,7 +111,7 @@ impl Api {
                 .tenant_claim()
                 .context("no tenant: pass --tenant or set EXPORTCTL_TENANT")?,
         };
-        let http = http_client()?;
+        let http = http_client(connection.ca_file.as_deref())?;
         Ok(Self {
             base,
             tenant,
@@ -194,15 +196,37 @@ impl Api {
     }
 }
 
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// The one HTTP client of a command: rustls over ring, trusting the operating system's
+/// certificate store and the CA certificates of `ca_file`.
+fn http_client(ca_file: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    export_egress::install_crypto_provider();
+    let builder = reqwest::Client::builder()
         .user_agent(concat!("exportctl/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         // The event stream sends a keep-alive comment every 15 s, so a read that waits
         // longer than this is a dead connection.
-        .read_timeout(Duration::from_secs(45))
+        .read_timeout(Duration::from_secs(45));
+    let Some(path) = ca_file else {
+        return builder.build().context("building the HTTP client");
+    };
+    builder
+        .tls_certs_merge(ca_certificates(path)?)
         .build()
-        .context("building the HTTP client")
+        .with_context(|| format!("--ca-file {}: building the HTTP client", path.display()))
+}
+
+/// The certificates of a PEM file (`--ca-file`); an error names the file and the reason.
+fn ca_certificates(path: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let failed = |reason: String| anyhow::anyhow!("--ca-file {}: {reason}", path.display());
+    let pem = std::fs::read(path).map_err(|err| failed(err.to_string()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|err| failed(format!("not a PEM certificate bundle: {}", error_chain(&err))))?;
+    if certificates.is_empty() {
+        return Err(failed(
+            "no PEM certificate (`-----BEGIN CERTIFICATE-----`) in the file".into(),
+        ));
+    }
+    Ok(certificates)
 }
 
 /// The error with its causes, `a: b: c`, as `{:#}` prints an anyhow chain.

@@ -55,6 +55,9 @@ struct Cli {
     /// The JSON printed by `export-center token` (access token and DPoP proof key).
     #[arg(long, env = "EXPORTCTL_TOKEN_FILE", global = true)]
     token_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust besides the operating system's.
+    #[arg(long, env = "EXPORTCTL_CA_FILE", global = true, value_name = "PATH")]
+    ca_file: Option<PathBuf>,
     /// Print JSON (the server's bodies; one event per line when following a run).
     #[arg(long, global = true)]
     json: bool,
@@ -166,6 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
         server: cli.server,
         tenant: cli.tenant,
         token_file: cli.token_file,
+        ca_file: cli.ca_file,
     })?;
     let json = cli.json;
     match cli.command {

@@ -364,6 +364,7 @@ impl Session {
             (Some(username), Some(password)) => RegistryAuth::Basic(username.clone(), password),
             _ => RegistryAuth::Anonymous,
         };
+        export_egress::install_crypto_provider();
         Ok(Self {
             client: Client::new(config),
             auth,

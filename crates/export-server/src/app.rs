@@ -70,6 +70,9 @@ impl App {
         clock: Arc<dyn Clock>,
         started: DateTime<Utc>,
     ) -> anyhow::Result<Self> {
+        // The one rustls provider (ring) before any HTTP client is built (main does this
+        // too; an embedding, such as the tests, may start here).
+        export_egress::install_crypto_provider();
         let data_dir = &config.server.data_dir;
         create_private_dir(data_dir)
             .with_context(|| format!("server.data_dir: creating {}", data_dir.display()))?;

@@ -137,6 +137,8 @@ fn main() -> ExitCode {
     // Before anything creates a file: the data directory, database, artifacts and keys
     // are owner-only whatever umask the process was started with (SPEC §17).
     export_server::data_dir::restrict_umask();
+    // The one rustls provider (ring) before any HTTP client is built.
+    export_egress::install_crypto_provider();
     // Only in builds with the `failpoints` feature (the test suite's): reads `FAILPOINTS`.
     let _failpoints = fail::FailScenario::setup();
     // Usage errors exit 1, never 2: `verify` reserves 2 for a checksum mismatch.

@@ -7,7 +7,7 @@ use export_auth::client::DpopKey;
 use export_auth::{normalize_htu, public_request_url, Alg, RequestFacts};
 use serde_json::json;
 
-use crate::{assert_refused, Setup, AUDIENCE, URL};
+use crate::{assert_refused, key_for, Setup, AUDIENCE, URL};
 
 fn scopes(list: &[&str]) -> BTreeSet<String> {
     list.iter().map(|scope| scope.to_string()).collect()
@@ -33,7 +33,7 @@ async fn es256_eddsa_and_rs256_access_tokens_are_accepted() {
 async fn eddsa_and_rs256_proofs_are_accepted() {
     for alg in [Alg::EdDSA, Alg::RS256] {
         let mut setup = Setup::new();
-        setup.client = DpopKey::generate(alg);
+        setup.client = key_for(alg);
         let principal = setup.send_token(&setup.valid_token()).await.unwrap();
         assert_eq!(principal.jkt, setup.client.jwk_thumbprint());
     }

@@ -9,7 +9,7 @@ use export_auth::{Alg, Authenticator, MemoryReplayCache, PublicJwk};
 use export_core::TenantId;
 use serde_json::{json, Value};
 
-use crate::URL;
+use crate::{key_for, URL};
 
 #[test]
 fn the_thumbprint_matches_rfc_7638_section_3_1() {
@@ -44,9 +44,31 @@ fn a_key_survives_a_pem_round_trip() {
         assert_eq!(again.alg(), alg);
         assert_eq!(again.jwk_thumbprint(), key.jwk_thumbprint());
     }
+    let rsa = key_for(Alg::RS256);
+    let again = DpopKey::from_pkcs8_pem(&rsa.to_pkcs8_pem().unwrap()).unwrap();
+    assert_eq!(again.alg(), Alg::RS256);
+    assert_eq!(again.jwk_thumbprint(), rsa.jwk_thumbprint());
     assert!(
         DpopKey::from_pkcs8_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n").is_err()
     );
+}
+
+/// ring generates no RSA key: a dev issuer asked for a new RS256 key says how to make one,
+/// and uses an RSA key that is already there.
+#[test]
+fn the_dev_issuer_uses_an_rsa_key_it_is_given_and_names_the_way_to_make_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = DevIssuer::load_or_create_with(dir.path(), Alg::RS256).unwrap_err();
+    assert!(
+        error.to_string().contains("openssl genpkey -algorithm RSA"),
+        "{error}"
+    );
+    assert!(!dir.path().join(DEV_ISSUER_FILE).exists());
+
+    let pem = key_for(Alg::RS256).to_pkcs8_pem().unwrap();
+    std::fs::write(dir.path().join(DEV_ISSUER_FILE), pem.as_bytes()).unwrap();
+    let issuer = DevIssuer::load_or_create(dir.path()).unwrap();
+    assert_eq!(issuer.alg(), Alg::RS256);
 }
 
 /// Saved proof and dev-issuer keys are PKCS#8 files other tools read (SPEC §17).

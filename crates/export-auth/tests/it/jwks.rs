@@ -55,10 +55,16 @@ fn a_jwks_skips_keys_it_cannot_use_and_refuses_broken_ones() {
     private["d"] = json!("AAAA");
     let broken_point = json!({"kty": "EC", "crv": "P-256", "kid": "bad", "x": "AAAA", "y": "AAAA"});
     let short_rsa = json!({"kty": "RSA", "kid": "short", "n": "AQAB", "e": "AQAB"});
+    // A point of order 8, and y = 2^255 - 18 (not below the field's prime): keys for which
+    // one signature verifies for many messages, or that no strict decoder reads.
+    let weak_ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "weak", "x": "xxdqcD1N2E-6PAt2DRBnDyogU_osOczGTsf9d5KsA3o"});
+    let non_canonical_ed = json!({"kty": "OKP", "crv": "Ed25519", "kid": "nc", "x": "7v_______________________________________38"});
     for keys in [
         vec![private],
         vec![broken_point],
         vec![short_rsa],
+        vec![weak_ed],
+        vec![non_canonical_ed],
         vec![jwk(&es, "twice"), jwk(&ed, "twice")],
     ] {
         assert!(

@@ -44,7 +44,7 @@ impl Setup {
         configure: impl FnOnce(&mut AuthConfig),
         nonces: Option<NonceSource>,
     ) -> Self {
-        let issuer = DpopKey::generate(issuer_alg);
+        let issuer = key_for(issuer_alg);
         let kid = format!("issuer-{}", issuer_alg.as_str().to_lowercase());
         let jwks = jwks_of(&issuer, &kid);
         let mut config = AuthConfig::new(ISSUER, AUDIENCE);
@@ -127,6 +127,24 @@ impl Setup {
 }
 
 /// A JWKS holding `key`'s public half under `kid`.
+/// A fresh key for `alg`: generated, or for RS256 (which `ring` does not generate) made by
+/// `openssl genpkey`, an independent implementation.
+pub(crate) fn key_for(alg: Alg) -> DpopKey {
+    if alg != Alg::RS256 {
+        return DpopKey::generate(alg);
+    }
+    let openssl = std::process::Command::new("openssl")
+        .args(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        .output()
+        .expect("running openssl (is it installed?)");
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stderr)
+    );
+    DpopKey::from_pkcs8_pem(std::str::from_utf8(&openssl.stdout).unwrap()).unwrap()
+}
+
 pub(crate) fn jwks_of(key: &DpopKey, kid: &str) -> Jwks {
     let mut jwk = key.public_jwk().clone();
     jwk["kid"] = kid.into();

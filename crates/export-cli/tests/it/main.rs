@@ -3,4 +3,5 @@
 mod commands;
 mod restart;
 mod support;
+mod tls;
 mod trivy;

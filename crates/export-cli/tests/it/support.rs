@@ -76,6 +76,8 @@ pub(crate) struct ServerOptions {
     pub(crate) config: Option<String>,
     /// Generate the Ed25519 key `kms://tenant-default/signer` in the tenant's keyring.
     pub(crate) signing_key: bool,
+    /// `server.public_base_url`, for a server behind a TLS terminator.
+    pub(crate) public_base_url: Option<String>,
 }
 
 impl Default for ServerOptions {
@@ -88,6 +90,7 @@ impl Default for ServerOptions {
             )],
             config: None,
             signing_key: false,
+            public_base_url: None,
         }
     }
 }
@@ -194,6 +197,9 @@ impl Server {
             .env("EXPORT_CENTER_WORKERS__POLL_INTERVAL_MS", "100")
             .env("EXPORT_CENTER_LOGGING__LEVEL", "warn")
             .env_remove("RUST_LOG");
+        if let Some(url) = &self.options.public_base_url {
+            command.env("EXPORT_CENTER_SERVER__PUBLIC_BASE_URL", url);
+        }
         command
     }
 

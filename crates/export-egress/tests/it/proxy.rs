@@ -43,6 +43,7 @@ impl Listener {
 }
 
 fn through(proxy_url: &str) -> reqwest::Client {
+    export_egress::install_crypto_provider();
     reqwest::Client::builder()
         .proxy(reqwest::Proxy::all(proxy_url).unwrap())
         .build()

@@ -59,6 +59,8 @@ pub(crate) fn command(data: &Path) -> Command {
 /// take one in between and answer in the server's place); a server that cannot start
 /// fails the test with what it wrote.
 pub(crate) async fn start(mut command: Command, serve_args: &[&str]) -> Server {
+    // The tests' own HTTP clients need the process's rustls provider.
+    export_egress::install_crypto_provider();
     let mut child = command
         .arg("serve")
         .args(serve_args)
