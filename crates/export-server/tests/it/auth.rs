@@ -585,7 +585,7 @@ fn the_dev_mode_token_command_mints_a_token_the_server_accepts() {
         let shutdown = tokio_util::sync::CancellationToken::new();
         tokio::spawn(app.serve(listeners, export_server::Role::Api, shutdown.clone()));
         let client = export_auth::http::DpopClient::new(
-            reqwest::Client::new(),
+            crate::helpers::http_client(),
             minted["accessToken"].as_str().unwrap(),
             key,
         );
@@ -641,7 +641,7 @@ async fn the_dpop_client_answers_a_nonce_challenge_by_retrying_once() {
     // The shared client retries with it and gets through.
     let key = DpopKey::generate(Alg::EdDSA);
     let token = acme.token(&key, &["export:read"]);
-    let client = export_auth::http::DpopClient::new(reqwest::Client::new(), token, key);
+    let client = export_auth::http::DpopClient::new(crate::helpers::http_client(), token, key);
     let url = app.url("/export-center/profiles");
     let response = client
         .send(Method::GET, &url, |r| r.header("X-StellaOps-Tenant", "acme"))

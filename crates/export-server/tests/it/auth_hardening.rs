@@ -12,7 +12,7 @@ use crate::processes::{command, mint, start};
 
 /// `GET url` with the token and `proof`, as tenant-default.
 async fn send(url: &str, token: &str, proof: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    crate::helpers::http_client()
         .get(url)
         .header("X-StellaOps-Tenant", "tenant-default")
         .header("Authorization", format!("DPoP {token}"))
@@ -73,7 +73,7 @@ async fn a_proof_accepted_before_a_restart_is_refused_after_it() {
     nonce_challenge(replayed).await;
 
     // The shared client answers the challenge at once and gets through.
-    let client = DpopClient::new(reqwest::Client::new(), &token, key);
+    let client = DpopClient::new(crate::helpers::http_client(), &token, key);
     let response = client
         .send(Method::GET, &url, |r| {
             r.header("X-StellaOps-Tenant", "tenant-default")

@@ -105,7 +105,7 @@ impl TestApp {
             admin_base,
             app,
             clock,
-            http: reqwest::Client::new(),
+            http: http_client(),
             data_dir: dir.path().to_owned(),
             issuer,
             shutdown,
@@ -395,3 +395,11 @@ targets = ["advisory", "vex"]
 /// The identity of the fixed test recipient in the `sealed-off` profile.
 pub(crate) const TEST_AGE_IDENTITY: &str =
     "AGE-SECRET-KEY-1D5D70GYFGY0LWHUP3D8C48STWMFS9TQ7QRG8CW2WVNTV9KRG75NSZLYD8J";
+
+/// A plain HTTP client. reqwest brings no TLS crypto provider of its own here (SPEC §17:
+/// one provider, ring, installed per process), so every client a test builds comes
+/// from this function, which installs it first.
+pub(crate) fn http_client() -> reqwest::Client {
+    export_egress::install_crypto_provider();
+    reqwest::Client::new()
+}

@@ -67,7 +67,7 @@ async fn an_object_run_is_uploaded_and_its_presigned_links_serve_the_same_bytes(
 
     // Every artifact, fetched with a plain HTTP client from the S3 server itself.
     let ours = download_all(&app, &done).await;
-    let plain = reqwest::Client::new();
+    let plain = crate::helpers::http_client();
     let artifacts = body["artifacts"].as_array().unwrap();
     assert_eq!(artifacts.len(), ours.len());
     for artifact in artifacts {

@@ -132,7 +132,7 @@ fn read_log(
 /// A DPoP client of `tenant-default`, with a token `command` mints.
 pub(crate) fn client(command: Command) -> DpopClient {
     let (access_token, key) = mint(command);
-    DpopClient::new(reqwest::Client::new(), &access_token, key)
+    DpopClient::new(crate::helpers::http_client(), &access_token, key)
 }
 
 /// An access token of `tenant-default` and its DPoP key, as `command` mints them.

@@ -151,7 +151,7 @@ async fn a_proof_replayed_to_another_replica_is_refused() {
     let url = format!("{public}/export-center/profiles");
     let proof = key.proof("GET", &url, Some(&access_token), None);
     let send = |server: &Server, proof: &str| {
-        reqwest::Client::new()
+        crate::helpers::http_client()
             .get(format!("{}/export-center/profiles", server.base()))
             .header("Authorization", format!("DPoP {access_token}"))
             .header("DPoP", proof)
