@@ -147,16 +147,7 @@ pub async fn execute_export(
             if !encrypted {
                 record_output(ctx, run, &output).await?;
             }
-            items.push(ManifestItem {
-                kind: output.kind,
-                id: output.id,
-                format: output.format,
-                path: output.path,
-                sha256: output.sha256,
-                bytes: output.bytes,
-                records: files.records,
-                media_type: output.media_type,
-            });
+            items.push(manifest_item(output));
         }
     }
     // 1b. The Trivy database of the advisory targets.
@@ -168,16 +159,7 @@ pub async fn execute_export(
             record_output(ctx, run, &output).await?;
         }
         warnings.extend(left_out);
-        items.push(ManifestItem {
-            kind: output.kind,
-            id: output.id,
-            format: output.format,
-            path: output.path,
-            sha256: output.sha256,
-            bytes: output.bytes,
-            records: output.records.unwrap_or_default(),
-            media_type: output.media_type,
-        });
+        items.push(manifest_item(output));
     }
     progress.flush().await?;
 
@@ -269,6 +251,20 @@ pub async fn execute_export(
         warnings,
         published_ref,
     })
+}
+
+/// The manifest's item for a data output.
+fn manifest_item(output: RunOutput) -> ManifestItem {
+    ManifestItem {
+        kind: output.kind,
+        id: output.id,
+        format: output.format,
+        path: output.path,
+        sha256: output.sha256,
+        bytes: output.bytes,
+        records: output.records.unwrap_or_default(),
+        media_type: output.media_type,
+    }
 }
 
 /// The run's signing key and, when it is encrypted, its age recipients.
