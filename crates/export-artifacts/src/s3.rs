@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use export_core::Secret;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::ClientOptions;
 use serde::{Deserialize, Serialize};
@@ -38,8 +39,9 @@ pub struct S3Settings {
     pub region: String,
     /// The access key id of the credentials.
     pub access_key_id: String,
-    /// The secret access key of the credentials.
-    pub secret_access_key: String,
+    /// The secret access key of the credentials (never serialized, printed redacted).
+    #[serde(skip_serializing)]
+    pub secret_access_key: Secret,
     /// Accept a plain `http://` endpoint. Off by default, so that credentials, data and
     /// presigned links only travel over TLS; meant for loopback test servers.
     #[serde(default)]
@@ -125,7 +127,7 @@ impl S3Settings {
             .with_bucket_name(bucket)
             .with_region(&self.region)
             .with_access_key_id(&self.access_key_id)
-            .with_secret_access_key(&self.secret_access_key)
+            .with_secret_access_key(self.secret_access_key.expose())
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &self.endpoint {
             builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
@@ -287,7 +289,7 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9000".to_owned()),
             region: DEFAULT_S3_REGION.to_owned(),
             access_key_id: "AKID".to_owned(),
-            secret_access_key: "hunter2".to_owned(),
+            secret_access_key: Secret::new("hunter2"),
             allow_http: true,
         }
     }
@@ -383,7 +385,7 @@ mod tests {
             let bad = S3Settings {
                 region: region.to_owned(),
                 access_key_id: access_key_id.to_owned(),
-                secret_access_key: secret_access_key.to_owned(),
+                secret_access_key: Secret::new(secret_access_key),
                 ..settings()
             };
             assert!(bad.validate().is_err(), "{bad:?} should be refused");

@@ -48,7 +48,7 @@ pub(crate) async fn pull(
         RegistrySettings {
             insecure,
             username,
-            password,
+            password: password.map(export_core::Secret::new),
             ..RegistrySettings::default()
         },
     );

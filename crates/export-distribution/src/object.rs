@@ -149,7 +149,7 @@ impl ObjectPublisher {
             region: settings.region.clone(),
             credentials: Credentials::new(
                 &settings.access_key_id,
-                &settings.secret_access_key,
+                settings.secret_access_key.expose(),
                 None,
                 None,
                 CREDENTIALS_PROVIDER,

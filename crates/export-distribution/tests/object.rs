@@ -152,7 +152,7 @@ fn presigned_urls_are_identical_within_a_link_window() {
         endpoint: Some("https://s3.example.internal".to_owned()),
         region: "eu-west-1".to_owned(),
         access_key_id: "AKIDEXAMPLE".to_owned(),
-        secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".to_owned(),
+        secret_access_key: export_core::Secret::new("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
         allow_http: false,
     };
     let publisher = ObjectPublisher::new(&settings, "exports", "daily").unwrap();
@@ -281,7 +281,7 @@ async fn check_needs_the_bucket_and_the_credentials() {
     );
 
     let settings = export_artifacts::S3Settings {
-        secret_access_key: "not-the-secret".to_owned(),
+        secret_access_key: export_core::Secret::new("not-the-secret"),
         ..server.settings()
     };
     let wrong_secret = ObjectPublisher::new(&settings, S3Server::BUCKET, "").unwrap();

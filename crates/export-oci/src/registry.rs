@@ -344,7 +344,7 @@ impl Session {
             });
         }
         let password = match (&registry_settings.password, &registry_settings.password_file) {
-            (Some(password), _) => Some(password.clone()),
+            (Some(password), _) => Some(password.expose().to_owned()),
             (None, Some(file)) => Some(
                 std::fs::read_to_string(file)
                     .map_err(|err| {

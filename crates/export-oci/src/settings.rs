@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use export_core::{RepositoryPrefix, RepositoryPrefixes};
+use export_core::{RepositoryPrefix, RepositoryPrefixes, Secret};
 use serde::{Deserialize, Serialize};
 
 /// How runs are pushed to OCI registries.
@@ -59,7 +59,9 @@ pub struct RegistrySettings {
     pub insecure: bool,
     /// HTTP Basic credentials (the registry's token service is used when it asks).
     pub username: Option<String>,
-    pub password: Option<String>,
+    /// Never serialized, printed redacted.
+    #[serde(default, skip_serializing)]
+    pub password: Option<Secret>,
     /// The password read from a file (first line), instead of `password`.
     pub password_file: Option<PathBuf>,
     /// Extra PEM root certificates trusted for this registry.

@@ -351,7 +351,7 @@ async fn per_registry_credentials_are_used_and_wrong_ones_refused() {
         let mut settings = registry.settings();
         let entry = settings.registries.get_mut(&registry.address).unwrap();
         entry.username = username.map(str::to_owned);
-        entry.password = password.map(str::to_owned);
+        entry.password = password.map(export_core::Secret::new);
         settings
     };
 

@@ -89,7 +89,7 @@ impl S3Server {
             endpoint: Some(self.endpoint.clone()),
             region: DEFAULT_S3_REGION.to_owned(),
             access_key_id: Self::ACCESS_KEY_ID.to_owned(),
-            secret_access_key: Self::SECRET_ACCESS_KEY.to_owned(),
+            secret_access_key: export_core::Secret::new(Self::SECRET_ACCESS_KEY),
             allow_http: true,
         }
     }

@@ -122,7 +122,7 @@ async fn abort_aborts_the_multipart_upload() {
 async fn wrong_credentials_are_refused() {
     let server = S3Server::start();
     let settings = S3Settings {
-        secret_access_key: "not-the-secret".to_owned(),
+        secret_access_key: export_core::Secret::new("not-the-secret"),
         ..server.settings()
     };
     let location = S3Location::new(S3Server::BUCKET, "").unwrap();
@@ -147,7 +147,7 @@ fn settings_read_as_the_configuration_spells_them() {
             endpoint: Some("https://s3.example.internal".to_owned()),
             region: "us-east-1".to_owned(),
             access_key_id: "AKID".to_owned(),
-            secret_access_key: "hunter2".to_owned(),
+            secret_access_key: export_core::Secret::new("hunter2"),
             allow_http: false,
         }
     );
@@ -182,7 +182,7 @@ fn invalid_settings_are_refused_before_any_request() {
         endpoint: Some("http://127.0.0.1:9".to_owned()),
         region: "us-east-1".to_owned(),
         access_key_id: "AKID".to_owned(),
-        secret_access_key: "hunter2".to_owned(),
+        secret_access_key: export_core::Secret::new("hunter2"),
         allow_http: false,
     };
     let err = ArtifactStore::from_url_with_s3("s3://exports", Some(&settings)).unwrap_err();

@@ -226,12 +226,32 @@ fn modes_are_one_of_their_names_and_a_wrong_one_names_the_key_and_the_choices() 
 fn configured_secrets_are_read_but_never_printed() {
     let secret = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==";
     let config = load_toml(&format!(
-        "[[url_signing.keys]]\nkid = \"k1\"\nsecret = \"{secret}\"\n"
+        "[[url_signing.keys]]\nkid = \"k1\"\nsecret = \"{secret}\"\n\
+         [artifacts]\nurl = \"s3://bucket\"\n\
+         [artifacts.s3]\nendpoint = \"http://127.0.0.1:9000\"\naccess_key_id = \"id\"\n\
+         secret_access_key = \"s3-secret-key\"\nallow_http = true\n\
+         [distribution.oci.registries.\"r.local\"]\nusername = \"u\"\npassword = \"registry-password\"\n"
     ))
     .unwrap();
     let key = &config.url_signing.keys[0];
     assert_eq!(key.secret.as_ref().map(Secret::expose), Some(secret));
+    let s3 = config.artifacts.s3.as_ref().expect("artifacts.s3");
+    assert_eq!(s3.secret_access_key.expose(), "s3-secret-key");
+    let registry = &config.distribution.oci.registries["r.local"];
+    assert_eq!(
+        registry.password.as_ref().map(Secret::expose),
+        Some("registry-password")
+    );
     let printed = format!("{config:?}");
-    assert!(!printed.contains(secret), "the secret is printed: {printed}");
+    for secret in [secret, "s3-secret-key", "registry-password"] {
+        assert!(!printed.contains(secret), "`{secret}` is printed: {printed}");
+    }
     assert!(printed.contains("<redacted>"), "{printed}");
+    let serialized = serde_json::to_string(&config).unwrap();
+    for secret in [secret, "s3-secret-key", "registry-password"] {
+        assert!(
+            !serialized.contains(secret),
+            "`{secret}` is serialized: {serialized}"
+        );
+    }
 }
