@@ -9,8 +9,8 @@ use export_api_types::{
     DistributionArtifact, DistributionLink, DistributionResponse, DsseReference, Problem,
 };
 use export_core::{
-    canonical_json, format_timestamp, DistributionId, DistributionType, ErrorCode, RunStatus, Sha256Digest,
-    MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    canonical_json, format_timestamp, DistributionId, DistributionType, ErrorCode, OutputKind, RunStatus,
+    Sha256Digest, MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use export_store::{Run, RunOutput};
 
@@ -156,7 +156,7 @@ fn distribution_links(
             expires_at: None,
         });
     }
-    if let Some(bundle) = outputs.iter().find(|o| o.kind == "bundle") {
+    if let Some(bundle) = outputs.iter().find(|o| o.kind == OutputKind::Bundle) {
         links.push(DistributionLink {
             rel: "bundle".to_owned(),
             href: window.url(&bundle.path),
@@ -176,7 +176,7 @@ fn artifacts(window: &LinkWindow<'_>, outputs: &[RunOutput]) -> Vec<Distribution
         .iter()
         .filter(|o| o.path != MANIFEST_DSSE_PATH)
         .map(|o| DistributionArtifact {
-            kind: o.kind.clone(),
+            kind: o.kind.to_string(),
             id: o.id.clone(),
             format: o.format.clone(),
             url: window.url(&o.path),

@@ -6,7 +6,7 @@ use export_api_types::{
 };
 // The manifest's DSSE envelope is shown as the manifest's `dsseUrl` rather than as an
 // output of its own.
-use export_core::{format_timestamp, RunId, RunStatus, MANIFEST_DSSE_PATH};
+use export_core::{format_timestamp, OutputKind, RunId, RunStatus, MANIFEST_DSSE_PATH};
 use export_store::Run;
 
 use crate::links::{LinkWindow, Links};
@@ -93,13 +93,15 @@ fn outputs(links: &LinkWindow<'_>, run: &Run) -> Vec<OutputResponse> {
         .iter()
         .filter(|output| output.path != MANIFEST_DSSE_PATH)
         .map(|output| OutputResponse {
-            kind: output.kind.clone(),
+            kind: output.kind.to_string(),
             id: output.id.clone(),
             format: output.format.clone(),
             url: links.url(&output.path),
             sha256: output.sha256.to_string(),
             bytes: output.bytes,
-            dsse_url: (output.kind == "manifest").then(|| dsse_url.clone()).flatten(),
+            dsse_url: (output.kind == OutputKind::Manifest)
+                .then(|| dsse_url.clone())
+                .flatten(),
             expires_at: expires_at.clone(),
         })
         .collect();

@@ -11,6 +11,7 @@ pub mod error_code;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
+pub mod output;
 pub mod plan;
 pub mod profile;
 pub mod record;
@@ -31,6 +32,7 @@ pub use manifest::{
     checksums_txt, rerun_hash, Manifest, ManifestItem, ManifestProfile, Snapshot, CHECKSUMS_PATH,
     MANIFEST_DSSE_PATH, MANIFEST_PATH, MANIFEST_SCHEMA, PROVENANCE_PATH,
 };
+pub use output::OutputKind;
 pub use plan::{
     DistributionRequest, EncryptionRequest, PlanError, PlanErrorKind, PlannedDistribution, PlannedEncryption,
     PlannedSigning, RunPlan, RunRequest, SigningRequest,

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use export_artifacts::{ArtifactKey, Written};
 use export_bundle::BundleWriter;
-use export_core::{BundleFormat, ErrorCode, Format, Target};
+use export_core::{BundleFormat, ErrorCode, Format, OutputKind, Target};
 use export_store::{Run, RunOutput};
 use futures::{StreamExt, TryStreamExt};
 use tokio_util::io::{StreamReader, SyncIoBridge};
@@ -121,7 +121,7 @@ pub(crate) async fn write_bundle(
     let written = writer.finish().await.map_err(internal)?;
     metrics::counter!("export_bytes_total").increment(written.bytes);
     let output = RunOutput {
-        kind: "bundle".to_owned(),
+        kind: OutputKind::Bundle,
         id: "bundle".to_owned(),
         format: path.trim_start_matches("bundle.").to_owned(),
         path: path.clone(),

@@ -16,8 +16,8 @@ use chrono::Utc;
 use export_artifacts::{ArtifactKey, ArtifactStore, ArtifactWriter, Written};
 use export_core::{
     checksums_txt, json_file_head, json_file_tail, ErrorCode, Format, Manifest, ManifestItem,
-    ManifestProfile, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_DSSE_PATH, MANIFEST_PATH,
-    PROVENANCE_PATH,
+    ManifestProfile, OutputKind, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_DSSE_PATH,
+    MANIFEST_PATH, PROVENANCE_PATH,
 };
 use export_distribution::ObjectPublisher;
 use export_oci::OciPublisher;
@@ -135,7 +135,7 @@ pub async fn execute_export(
         }
         for (format, written) in files.written {
             let output = RunOutput {
-                kind: target.kind.to_string(),
+                kind: OutputKind::Data(target.kind),
                 id: target.to_string(),
                 format: format.to_string(),
                 path: target.file_name(format),
@@ -256,7 +256,7 @@ pub async fn execute_export(
 /// The manifest's item for a data output.
 fn manifest_item(output: RunOutput) -> ManifestItem {
     ManifestItem {
-        kind: output.kind,
+        kind: output.kind.to_string(),
         id: output.id,
         format: output.format,
         path: output.path,
@@ -487,7 +487,7 @@ impl<'a> Renderer<'a> {
 
 /// An output that is not a data file: its type, id, format, path and media type are fixed.
 struct FixedOutput {
-    kind: &'static str,
+    kind: OutputKind,
     id: &'static str,
     format: &'static str,
     path: &'static str,
@@ -495,28 +495,28 @@ struct FixedOutput {
 }
 
 const MANIFEST: FixedOutput = FixedOutput {
-    kind: "manifest",
+    kind: OutputKind::Manifest,
     id: "manifest",
     format: "json",
     path: MANIFEST_PATH,
     media_type: "application/json",
 };
 const MANIFEST_DSSE: FixedOutput = FixedOutput {
-    kind: "manifest",
+    kind: OutputKind::Manifest,
     id: "manifest.dsse",
     format: "dsse",
     path: MANIFEST_DSSE_PATH,
     media_type: "application/vnd.dsse+json",
 };
 const CHECKSUMS: FixedOutput = FixedOutput {
-    kind: "checksums",
+    kind: OutputKind::Checksums,
     id: "checksums",
     format: "txt",
     path: CHECKSUMS_PATH,
     media_type: "text/plain; charset=utf-8",
 };
 const PROVENANCE: FixedOutput = FixedOutput {
-    kind: "provenance",
+    kind: OutputKind::Provenance,
     id: "provenance",
     format: "dsse",
     path: PROVENANCE_PATH,
@@ -534,7 +534,7 @@ async fn publish_fixed(
     let written = ctx.artifacts.put(&key, bytes.into()).await.map_err(internal)?;
     metrics::counter!("export_bytes_total").increment(written.bytes);
     let output = RunOutput {
-        kind: fixed.kind.to_owned(),
+        kind: fixed.kind,
         id: fixed.id.to_owned(),
         format: fixed.format.to_owned(),
         path: fixed.path.to_owned(),

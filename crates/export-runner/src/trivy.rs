@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use export_artifacts::ArtifactKey;
-use export_core::Format;
+use export_core::{Format, OutputKind};
 use export_store::{Run, RunOutput, RunWarning};
 use export_trivy::{TrivyDbBuilder, TrivyDbOptions, TRIVY_DB_MEDIA_TYPE, TRIVY_DB_PATH};
 use futures::StreamExt as _;
@@ -54,7 +54,7 @@ pub(crate) async fn write_trivy_db(
     let written = writer.finish().await.map_err(internal)?;
     metrics::counter!("export_bytes_total").increment(written.bytes);
     let output = RunOutput {
-        kind: Format::TrivyDb.to_string(),
+        kind: OutputKind::TrivyDb,
         id: Format::TrivyDb.to_string(),
         format: Format::TrivyDb.to_string(),
         path: TRIVY_DB_PATH.to_owned(),

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
-    DocumentFormat, ErrorCode, Kind, Priority, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest,
-    SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    DocumentFormat, ErrorCode, Kind, OutputKind, Priority, ProfileId, ProjectId, RunId, RunPlan, RunStatus,
+    Sha256Digest, SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,9 +108,10 @@ pub struct RunWarning {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RunOutput {
-    /// The target kind for data files, else `manifest`, `checksums`, `provenance`, `bundle`.
+    /// The target kind for data files, else `trivy-db`, `manifest`, `checksums`,
+    /// `provenance`, `bundle`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: OutputKind,
     /// The target (`advisory:osv-go`) or the output's name.
     pub id: String,
     pub format: String,

@@ -30,8 +30,8 @@ pub use dialect::{Dialect, Snapshot};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
-    DocumentFormat, EvidenceRecord, Kind, ProfileId, ProjectId, RunId, RunStatus, Sha256Digest, SourceName,
-    TenantId,
+    DocumentFormat, EvidenceRecord, Kind, OutputKind, ProfileId, ProjectId, RunId, RunStatus, Sha256Digest,
+    SourceName, TenantId,
 };
 
 use crate::{Run, RunOutput, StoreError};
@@ -175,7 +175,9 @@ pub fn output(row: &impl Columns) -> Result<RunOutput, StoreError> {
         .map(|records| u64::try_from(records).map_err(|err| StoreError::corrupt("records", err)))
         .transpose()?;
     Ok(RunOutput {
-        kind: row.text("kind")?,
+        kind: parsed(row, "kind", |text| {
+            OutputKind::parse(text).ok_or("unknown output type")
+        })?,
         id: row.text("output_id")?,
         format: row.text("format")?,
         path: row.text("path")?,

@@ -267,7 +267,7 @@ fn claim_for(key: &str, body: &str) -> IdempotencyClaim {
 
 fn output(kind: &str, id: &str, format: &str, path: &str, content: &str) -> RunOutput {
     RunOutput {
-        kind: kind.to_owned(),
+        kind: export_core::OutputKind::parse(kind).expect("a known output type"),
         id: id.to_owned(),
         format: format.to_owned(),
         path: path.to_owned(),

@@ -404,7 +404,7 @@ pub(crate) async fn add_output<D: Dialect>(
     .bind(tenant.as_str())
     .bind(key)
     .bind(&output.path)
-    .bind(&output.kind)
+    .bind(output.kind.as_str())
     .bind(&output.id)
     .bind(&output.format)
     .bind(output.sha256.to_string())
