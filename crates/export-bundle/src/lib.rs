@@ -5,4 +5,4 @@ mod error;
 mod writer;
 
 pub use error::BundleError;
-pub use writer::{write_bundle, BundleEntry, BundleWriter, ENTRY_MODE};
+pub use writer::{tar_header, write_bundle, BundleEntry, BundleWriter, ENTRY_MODE};

@@ -158,21 +158,12 @@ impl<W: Write> BundleWriter<W> {
     }
 }
 
-/// Writes one ustar header and the entry's bytes; returns how many bytes the reader gave.
-fn append_tar<W: Write>(
-    builder: &mut tar::Builder<W>,
-    path: &str,
-    size: u64,
-    mtime: u64,
-    data: &mut FullReads<io::Take<impl Read>>,
-) -> Result<u64, BundleError> {
+/// The reproducible ustar header of a regular file: mode `ENTRY_MODE`, owner 0:0 without
+/// names, the given mtime. `set_path` splits long paths into ustar's prefix and name; a path
+/// that does not fit is an error rather than a GNU long-name entry, to stay plain POSIX.
+pub fn tar_header(path: &str, size: u64, mtime: u64) -> std::io::Result<tar::Header> {
     let mut header = tar::Header::new_ustar();
-    // `set_path` splits long paths into ustar's prefix and name; a path that does not fit is
-    // refused rather than written with a GNU long-name entry, to stay plain POSIX.
-    header.set_path(path).map_err(|err| BundleError::InvalidPath {
-        path: path.into(),
-        reason: err.to_string(),
-    })?;
+    header.set_path(path)?;
     header.set_entry_type(tar::EntryType::Regular);
     header.set_mode(ENTRY_MODE);
     header.set_uid(0);
@@ -181,6 +172,21 @@ fn append_tar<W: Write>(
     header.set_size(size);
     // The user and group names stay empty (all NUL), as `new_ustar` leaves them.
     header.set_cksum();
+    Ok(header)
+}
+
+/// Writes one ustar header and the entry's bytes; returns how many bytes the reader gave.
+fn append_tar<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &str,
+    size: u64,
+    mtime: u64,
+    data: &mut FullReads<io::Take<impl Read>>,
+) -> Result<u64, BundleError> {
+    let header = tar_header(path, size, mtime).map_err(|err| BundleError::InvalidPath {
+        path: path.into(),
+        reason: err.to_string(),
+    })?;
     builder.append(&header, &mut *data)?;
     Ok(size - data.0.limit())
 }

@@ -155,9 +155,8 @@ pub async fn execute_export(
         let counted = data_targets.is_empty();
         let (output, left_out) =
             crate::trivy::write_trivy_db(ctx, run, counted.then_some(&mut progress), cancel).await?;
-        if !encrypted {
-            record_output(ctx, run, &output).await?;
-        }
+        // Never encrypted: the plan refuses `trivy-db` with encryption.
+        record_output(ctx, run, &output).await?;
         warnings.extend(left_out);
         items.push(manifest_item(output));
     }

@@ -4,12 +4,11 @@
 use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use export_bundle::tar_header;
 use flate2::{Compression, GzBuilder};
 
 /// zlib's default level, fixed here so that a change of flate2's default cannot change bytes.
 const DEFLATE_LEVEL: u32 = 6;
-/// Trivy opens `trivy.db` read-write, so the files are writable by their owner.
-const ENTRY_MODE: u32 = 0o644;
 
 /// trivy-db's `metadata.json` (`pkg/metadata/metadata.go`), in its Go field order, written
 /// as Go's `json.Encoder` does (one line and a newline).
@@ -46,7 +45,7 @@ pub(crate) fn write_tarball<W: Write, E: From<io::Error>>(
     assert_eq!(db_size % 512, 0, "trivy.db is whole pages");
     builder
         .get_mut()
-        .write_all(header("trivy.db", db_size, mtime)?.as_bytes())?;
+        .write_all(tar_header("trivy.db", db_size, mtime)?.as_bytes())?;
     let mut counted = CountingWriter {
         inner: builder.get_mut(),
         bytes: 0,
@@ -56,22 +55,11 @@ pub(crate) fn write_tarball<W: Write, E: From<io::Error>>(
         let message = format!("trivy.db is {} bytes, not the {db_size} announced", counted.bytes);
         return Err(io::Error::other(message).into());
     }
-    builder.append(&header("metadata.json", metadata.len() as u64, mtime)?, metadata)?;
+    builder.append(
+        &tar_header("metadata.json", metadata.len() as u64, mtime)?,
+        metadata,
+    )?;
     Ok(builder.into_inner()?.finish()?)
-}
-
-fn header(path: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
-    let mut header = tar::Header::new_ustar();
-    header.set_path(path)?;
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(ENTRY_MODE);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(mtime);
-    header.set_size(size);
-    // The user and group names stay empty (all NUL), as `new_ustar` leaves them.
-    header.set_cksum();
-    Ok(header)
 }
 
 /// Counts what goes through, so that a size mismatch is an error, not a corrupt archive.
