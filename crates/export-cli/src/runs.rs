@@ -38,7 +38,8 @@ pub(crate) enum RunsCommand {
         #[arg(long, value_parser = ["http", "oci", "object"])]
         distribution: Option<String>,
         /// For `--distribution oci`: `host[:port]/repository[:tag]` (the tag defaults to
-        /// the run's sequence number).
+        /// the run's sequence number, or to `2`, the tag Trivy pulls, for a run with a
+        /// `trivy-db` output).
         #[arg(long = "ref", value_name = "REF")]
         reference: Option<String>,
         /// Makes the request safe to retry: the same key and body give the same run.

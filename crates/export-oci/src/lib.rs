@@ -4,6 +4,10 @@
 //! through the Referrers API where the registry has one and through the tag-schema
 //! fallback (`sha256-<hex>`) where it does not.
 //!
+//! A run with a Trivy database (SPEC §14) publishes Trivy's own artifact shape at the
+//! tag — Trivy's config media type and the database as the one layer — so that `trivy
+//! --db-repository` pulls it; the run artifact is then a referrer of that artifact.
+//!
 //! The manifests are pure functions of the run ([`manifest`]); the registry protocol
 //! is the `oci-client` crate's ([`registry`]).
 
@@ -14,8 +18,9 @@ pub mod settings;
 pub mod testing;
 
 pub use manifest::{
-    artifact_manifest, referrer_manifest, Descriptor, Layer, RunArtifact, DSSE_ARTIFACT_TYPE,
+    artifact_manifest, referrer_manifest, trivy_manifest, Descriptor, Layer, RunArtifact, DSSE_ARTIFACT_TYPE,
     EMPTY_CONFIG_MEDIA_TYPE, IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE, RUN_ARTIFACT_TYPE,
+    TRIVY_CONFIG_MEDIA_TYPE, TRIVY_DB_LAYER_MEDIA_TYPE, TRIVY_DB_LAYER_TITLE, TRIVY_DB_TAG,
 };
 pub use registry::{BlobOpener, BlobStream, OciError, OciPublisher, PulledFile, Pushed};
 pub use settings::{OciSettings, RegistrySettings};

@@ -15,6 +15,14 @@ pub const IMAGE_INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+jso
 /// The empty config of an artifact (OCI image-spec 1.1): the two bytes `{}`.
 pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 pub const EMPTY_CONFIG: &[u8] = b"{}";
+/// The config media type of a Trivy database artifact (its config is the empty `{}`).
+pub const TRIVY_CONFIG_MEDIA_TYPE: &str = "application/vnd.aquasec.trivy.config.v1+json";
+/// The media type of a Trivy database artifact's one layer.
+pub const TRIVY_DB_LAYER_MEDIA_TYPE: &str = "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip";
+/// The title Trivy wants on that layer: the file name it downloads and unpacks.
+pub const TRIVY_DB_LAYER_TITLE: &str = "db.tar.gz";
+/// The tag Trivy pulls when `--db-repository` names none: its database schema version.
+pub const TRIVY_DB_TAG: &str = "2";
 
 pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 pub const CREATED_ANNOTATION: &str = "org.opencontainers.image.created";
@@ -112,9 +120,47 @@ pub struct RunArtifact {
     pub layers: Vec<Layer>,
     /// The run's `manifest.dsse.json`, pushed again as the referrer's one layer.
     pub dsse: Option<Layer>,
+    /// The run's Trivy database (one of `layers`), when it has one: then the tag names
+    /// an artifact of Trivy's own shape ([`trivy_manifest`]), which `trivy
+    /// --db-repository` pulls, and the run artifact is attached to it as a referrer.
+    pub trivy_db: Option<Layer>,
 }
 
-/// The artifact manifest of a run, canonical JSON.
+impl RunArtifact {
+    /// The bytes of the manifest that the tag names: the Trivy artifact when the run has
+    /// a Trivy database, else the run artifact itself.
+    pub fn published_manifest(&self) -> Vec<u8> {
+        match &self.trivy_db {
+            Some(db) => trivy_manifest(db, self.created),
+            None => artifact_manifest(self),
+        }
+    }
+}
+
+/// A Trivy database artifact, exactly as Trivy pulls one: Trivy's config media type
+/// (the empty `{}`), and one layer, the database tarball, titled `db.tar.gz`.
+pub fn trivy_manifest(db: &Layer, created: DateTime<Utc>) -> Vec<u8> {
+    let manifest = ImageManifest {
+        schema_version: 2,
+        media_type: IMAGE_MANIFEST_MEDIA_TYPE.to_owned(),
+        artifact_type: None,
+        config: Descriptor::of(TRIVY_CONFIG_MEDIA_TYPE, EMPTY_CONFIG),
+        layers: vec![Descriptor {
+            media_type: TRIVY_DB_LAYER_MEDIA_TYPE.to_owned(),
+            annotations: BTreeMap::from([(TITLE_ANNOTATION.to_owned(), TRIVY_DB_LAYER_TITLE.to_owned())]),
+            ..db.descriptor()
+        }],
+        subject: None,
+        annotations: BTreeMap::from([(
+            CREATED_ANNOTATION.to_owned(),
+            created.to_rfc3339_opts(SecondsFormat::Secs, true),
+        )]),
+    };
+    canonical_json(&manifest)
+}
+
+/// The artifact manifest of a run, canonical JSON; a run with a Trivy database names
+/// the Trivy artifact as its `subject`.
 pub fn artifact_manifest(artifact: &RunArtifact) -> Vec<u8> {
     let mut layers: Vec<&Layer> = artifact.layers.iter().collect();
     layers.sort_by(|a, b| a.path.cmp(&b.path));
@@ -124,7 +170,10 @@ pub fn artifact_manifest(artifact: &RunArtifact) -> Vec<u8> {
         artifact_type: Some(RUN_ARTIFACT_TYPE.to_owned()),
         config: Descriptor::of(EMPTY_CONFIG_MEDIA_TYPE, EMPTY_CONFIG),
         layers: layers.into_iter().map(Layer::descriptor).collect(),
-        subject: None,
+        subject: artifact
+            .trivy_db
+            .as_ref()
+            .map(|db| Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &trivy_manifest(db, artifact.created))),
         annotations: BTreeMap::from([
             (
                 CREATED_ANNOTATION.to_owned(),
@@ -203,7 +252,43 @@ mod tests {
             created: "2025-12-06T10:00:00Z".parse().unwrap(),
             layers: vec![layer("vex.json", b"[]"), layer("manifest.json", b"manifest")],
             dsse: Some(layer("manifest.dsse.json", b"{}")),
+            trivy_db: None,
         }
+    }
+
+    #[test]
+    fn a_run_with_a_trivy_database_publishes_trivys_shape_with_the_run_as_its_referrer() {
+        let db = Layer {
+            media_type: "application/vnd.aquasec.trivy.db.layer.v1.tar+gzip".to_owned(),
+            ..layer("trivy-db.tar.gz", b"database")
+        };
+        let mut run = artifact();
+        run.layers.push(db.clone());
+        run.trivy_db = Some(db);
+
+        let published = run.published_manifest();
+        let trivy: ImageManifest = serde_json::from_slice(&published).unwrap();
+        assert_eq!(trivy.config.media_type, TRIVY_CONFIG_MEDIA_TYPE);
+        assert_eq!(
+            trivy.layers.len(),
+            1,
+            "Trivy refuses an artifact of more than one layer"
+        );
+        assert_eq!(trivy.layers[0].media_type, TRIVY_DB_LAYER_MEDIA_TYPE);
+        assert_eq!(trivy.layers[0].title(), Some("db.tar.gz"));
+        assert_eq!(trivy.layers[0].digest, Sha256Digest::of(b"database").to_string());
+        assert_eq!(trivy.artifact_type, None);
+
+        let referrer: ImageManifest = serde_json::from_slice(&artifact_manifest(&run)).unwrap();
+        assert_eq!(referrer.artifact_type.as_deref(), Some(RUN_ARTIFACT_TYPE));
+        let subject = referrer.subject.expect("the run names the Trivy artifact");
+        assert_eq!(subject.digest, Sha256Digest::of(&published).to_string());
+        let titles: Vec<_> = referrer.layers.iter().map(|l| l.title().unwrap()).collect();
+        assert_eq!(titles, ["manifest.json", "trivy-db.tar.gz", "vex.json"]);
+        assert_eq!(published, run.published_manifest(), "deterministic");
+
+        // Without a database the tag names the run artifact, which has no subject.
+        assert_eq!(artifact().published_manifest(), artifact_manifest(&artifact()));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Pushing a run to a registry and pulling it back, with `oci-client`.
 //!
-//! A push never leaves a half-published tag: blobs first, then the artifact manifest by
-//! digest, then the DSSE referrer (and its fallback index), and only at the very end the
-//! artifact manifest under its tag. A push that fails is retried from the start with
+//! A push never leaves a half-published tag: blobs first, then the manifests by digest
+//! (a run with a Trivy database: Trivy's artifact, then the run artifact as its
+//! referrer), then the DSSE referrer (and the fallback indexes), and only at the very end
+//! the published manifest under its tag. A push that fails is retried from the start with
 //! backoff; blobs and manifests are content-addressed, so a retry repeats nothing that
 //! already landed.
 
@@ -27,7 +28,7 @@ use tokio::io::AsyncWriteExt;
 use crate::manifest::{
     artifact_manifest, fallback_tag, index_with, referrer_manifest, Descriptor, ImageIndex, ImageManifest,
     RunArtifact, DSSE_ARTIFACT_TYPE, EMPTY_CONFIG, IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    RUN_ARTIFACT_TYPE,
+    RUN_ARTIFACT_TYPE, TRIVY_CONFIG_MEDIA_TYPE,
 };
 use crate::settings::{OciSettings, RegistrySettings};
 
@@ -156,14 +157,29 @@ impl OciPublisher {
             session.push_output(&layer.path, &layer.digest, open).await?;
         }
 
-        // 2. The artifact manifest, by digest only: no tag points at it yet.
+        // 2. The manifests, by digest only: no tag points at them yet. A run with a Trivy
+        // database publishes Trivy's artifact, and the run artifact refers to it.
         let manifest = artifact_manifest(artifact);
         let digest = Sha256Digest::of(&manifest).to_string();
+        let published = artifact.published_manifest();
+        let published_digest = Sha256Digest::of(&published).to_string();
+        if published_digest != digest {
+            session
+                .put_manifest(&published_digest, published.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
+                .await?;
+        }
         session
             .put_manifest(&digest, manifest.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
             .await?;
+        if published_digest != digest {
+            let descriptor = Descriptor {
+                artifact_type: Some(RUN_ARTIFACT_TYPE.to_owned()),
+                ..Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &manifest)
+            };
+            session.attach(&published_digest, descriptor).await?;
+        }
 
-        // 3. The DSSE envelope as a referrer of the artifact manifest.
+        // 3. The DSSE envelope as a referrer of the run artifact.
         let referrer = match &artifact.dsse {
             None => None,
             Some(dsse) => {
@@ -177,9 +193,7 @@ impl OciPublisher {
                     artifact_type: Some(DSSE_ARTIFACT_TYPE.to_owned()),
                     ..Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &referrer)
                 };
-                if !session.referrers_api_lists(&digest, &referrer_digest).await {
-                    session.add_to_fallback_index(&digest, descriptor).await?;
-                }
+                session.attach(&digest, descriptor).await?;
                 Some(referrer_digest)
             }
         };
@@ -187,18 +201,18 @@ impl OciPublisher {
         // 4. Publish: the tag, last.
         let tag = target.tag.clone().unwrap_or_else(|| default_tag.to_owned());
         session
-            .put_manifest(&tag, manifest, IMAGE_MANIFEST_MEDIA_TYPE)
+            .put_manifest(&tag, published, IMAGE_MANIFEST_MEDIA_TYPE)
             .await?;
         Ok(Pushed {
-            reference: format!("{}/{}@{digest}", target.registry, target.repository),
+            reference: format!("{}/{}@{published_digest}", target.registry, target.repository),
             tag,
-            digest,
+            digest: published_digest,
             referrer,
         })
     }
 
-    /// Pulls the run artifact at `reference` (`host/repo:tag` or `host/repo@sha256:…`)
-    /// into `dir`, one file per layer named by its title, each checked against its
+    /// Pulls the run artifact at `reference` (`host/repo:tag` or `host/repo@sha256:…`;
+    /// for a Trivy database there, the run attached to it) into `dir`, one file per layer named by its title, each checked against its
     /// digest and written under a temporary name first. Returns the files in layer order.
     pub async fn pull(&self, reference: &str, dir: &Path) -> Result<Vec<PulledFile>, OciError> {
         let (registry, repository, tag_or_digest) = split_reference(reference)?;
@@ -207,10 +221,30 @@ impl OciPublisher {
         let (bytes, _) = session
             .get_manifest(&tag_or_digest, &[IMAGE_MANIFEST_MEDIA_TYPE])
             .await?;
-        let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(|err| OciError::Artifact {
-            reference: reference.to_owned(),
-            message: format!("not an OCI image manifest: {err}"),
-        })?;
+        let parse = |bytes: &[u8]| -> Result<ImageManifest, OciError> {
+            serde_json::from_slice(bytes).map_err(|err| OciError::Artifact {
+                reference: reference.to_owned(),
+                message: format!("not an OCI image manifest: {err}"),
+            })
+        };
+        let mut manifest = parse(&bytes)?;
+        if manifest.config.media_type == TRIVY_CONFIG_MEDIA_TYPE {
+            // A Trivy database: the run is the referrer of type RUN_ARTIFACT_TYPE.
+            let subject = Sha256Digest::of(&bytes).to_string();
+            let run = session
+                .referrers(&subject)
+                .await?
+                .into_iter()
+                .find(|r| r.artifact_type.as_deref() == Some(RUN_ARTIFACT_TYPE))
+                .ok_or_else(|| OciError::Artifact {
+                    reference: reference.to_owned(),
+                    message: "a Trivy database with no Export Center run attached to it".to_owned(),
+                })?;
+            let (bytes, _) = session
+                .get_manifest(&run.digest, &[IMAGE_MANIFEST_MEDIA_TYPE])
+                .await?;
+            manifest = parse(&bytes)?;
+        }
         if manifest.artifact_type.as_deref() != Some(RUN_ARTIFACT_TYPE) {
             return Err(OciError::Artifact {
                 reference: reference.to_owned(),
@@ -251,21 +285,7 @@ impl OciPublisher {
     ) -> Result<Vec<Descriptor>, OciError> {
         let session = Session::new(self, registry, repository)?;
         session.authenticate(RegistryOperation::Pull).await?;
-        if let Ok(index) = session
-            .client
-            .pull_referrers(&session.reference(digest), None)
-            .await
-        {
-            let index: ImageIndex =
-                serde_json::from_value(serde_json::to_value(index).unwrap_or_default())
-                    .map_err(|err| session.error(format!("unreadable referrers index: {err}")))?;
-            return Ok(index.manifests);
-        }
-        Ok(session
-            .fallback_index(digest)
-            .await?
-            .map(|i| i.manifests)
-            .unwrap_or_default())
+        session.referrers(digest).await
     }
 }
 
@@ -488,6 +508,31 @@ impl Session {
             return Err(self.error(format!("manifest `{tag_or_digest}` does not match its digest")));
         }
         Ok((bytes, digest))
+    }
+
+    /// The referrers of the manifest `subject`: from the Referrers API when the registry
+    /// has it, else from the tag-schema fallback index.
+    async fn referrers(&self, subject: &str) -> Result<Vec<Descriptor>, OciError> {
+        if let Ok(index) = self.client.pull_referrers(&self.reference(subject), None).await {
+            let index: ImageIndex =
+                serde_json::from_value(serde_json::to_value(index).unwrap_or_default())
+                    .map_err(|err| self.error(format!("unreadable referrers index: {err}")))?;
+            return Ok(index.manifests);
+        }
+        Ok(self
+            .fallback_index(subject)
+            .await?
+            .map(|i| i.manifests)
+            .unwrap_or_default())
+    }
+
+    /// Makes `referrer` (already pushed) findable as a referrer of `subject`: through the
+    /// Referrers API when the registry lists it by itself, else the fallback index.
+    async fn attach(&self, subject: &str, referrer: Descriptor) -> Result<(), OciError> {
+        if !self.referrers_api_lists(subject, &referrer.digest).await {
+            self.add_to_fallback_index(subject, referrer).await?;
+        }
+        Ok(())
     }
 
     /// Whether the registry has the Referrers API and it lists `referrer` for `subject`.

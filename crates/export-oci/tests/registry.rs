@@ -11,6 +11,7 @@ use export_core::{OciReference, Sha256Digest};
 use export_oci::testing::RegistryServer;
 use export_oci::{
     BlobOpener, Layer, OciError, OciPublisher, RunArtifact, DSSE_ARTIFACT_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
+    RUN_ARTIFACT_TYPE, TRIVY_CONFIG_MEDIA_TYPE, TRIVY_DB_LAYER_MEDIA_TYPE,
 };
 use futures::FutureExt;
 
@@ -50,6 +51,7 @@ fn artifact(files: &BTreeMap<String, Vec<u8>>) -> RunArtifact {
         created: "2025-12-06T10:00:00Z".parse().unwrap(),
         layers: files.iter().map(|(path, bytes)| layer(path, bytes)).collect(),
         dsse: Some(layer("manifest.dsse.json", &files["manifest.dsse.json"])),
+        trivy_db: None,
     }
 }
 
@@ -218,6 +220,102 @@ async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
     assert_eq!(again, pushed);
     let referrers = publisher
         .referrers(&registry.address, "exports/daily", &pushed.digest)
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 1);
+}
+
+#[tokio::test]
+async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole() {
+    let registry = RegistryServer::start();
+    let publisher = OciPublisher::new(registry.settings()).unwrap();
+    let mut files = files();
+    files.insert("trivy-db.tar.gz".to_owned(), b"\x1f\x8b a database".to_vec());
+    let mut artifact = artifact(&files);
+    artifact.trivy_db = Some(Layer {
+        media_type: TRIVY_DB_LAYER_MEDIA_TYPE.to_owned(),
+        ..layer("trivy-db.tar.gz", &files["trivy-db.tar.gz"])
+    });
+    let pushed = publisher
+        .push(
+            &target(&registry, "acme/trivy"),
+            "2",
+            &artifact,
+            &opener(files.clone(), None),
+        )
+        .await
+        .expect("push");
+    assert_eq!(pushed.tag, "2");
+
+    // The tag names Trivy's shape: its config type and the database as the one layer.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--quiet"])
+        .arg(format!("docker://{}/acme/trivy:2", registry.address))
+        .arg(format!("dir:{}", dir.path().display()))
+        .status()
+        .expect("skopeo is installed");
+    assert!(status.success(), "skopeo copy failed");
+    let manifest_bytes = std::fs::read(dir.path().join("manifest.json")).unwrap();
+    assert_eq!(Sha256Digest::of(&manifest_bytes).to_string(), pushed.digest);
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    assert_eq!(manifest["config"]["mediaType"], TRIVY_CONFIG_MEDIA_TYPE);
+    let layers = manifest["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1);
+    assert_eq!(layers[0]["mediaType"], TRIVY_DB_LAYER_MEDIA_TYPE);
+    assert_eq!(
+        layers[0]["annotations"]["org.opencontainers.image.title"],
+        "db.tar.gz"
+    );
+    let hex = layers[0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:");
+    assert_eq!(
+        std::fs::read(dir.path().join(hex)).unwrap(),
+        files["trivy-db.tar.gz"]
+    );
+
+    // The run is its referrer; pulling the tag pulls the whole run.
+    let referrers = publisher
+        .referrers(&registry.address, "acme/trivy", &pushed.digest)
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 1);
+    assert_eq!(referrers[0].artifact_type.as_deref(), Some(RUN_ARTIFACT_TYPE));
+    let out = tempfile::tempdir().unwrap();
+    let pulled = publisher
+        .pull(&format!("{}/acme/trivy:2", registry.address), out.path())
+        .await
+        .expect("pull");
+    assert_eq!(pulled.len(), files.len());
+    for (path, bytes) in &files {
+        assert_eq!(&std::fs::read(out.path().join(path)).unwrap(), bytes, "{path}");
+    }
+    // The run artifact keeps its own DSSE referrer.
+    let run_referrers = publisher
+        .referrers(&registry.address, "acme/trivy", &referrers[0].digest)
+        .await
+        .unwrap();
+    assert_eq!(run_referrers.len(), 1);
+    assert_eq!(
+        run_referrers[0].artifact_type.as_deref(),
+        Some(DSSE_ARTIFACT_TYPE)
+    );
+
+    // Pushing again changes nothing.
+    let again = publisher
+        .push(
+            &target(&registry, "acme/trivy"),
+            "2",
+            &artifact,
+            &opener(files, None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, pushed);
+    let referrers = publisher
+        .referrers(&registry.address, "acme/trivy", &pushed.digest)
         .await
         .unwrap();
     assert_eq!(referrers.len(), 1);

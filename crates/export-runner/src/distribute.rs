@@ -5,9 +5,11 @@
 use std::sync::Arc;
 
 use export_artifacts::ArtifactKey;
-use export_core::{DistributionType, ErrorCode, PlannedDistribution, MANIFEST_DSSE_PATH, MANIFEST_PATH};
+use export_core::{
+    DistributionType, ErrorCode, OutputKind, PlannedDistribution, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+};
 use export_distribution::ObjectError;
-use export_oci::{BlobOpener, Layer, OciError, RunArtifact};
+use export_oci::{BlobOpener, Layer, OciError, RunArtifact, TRIVY_DB_TAG};
 use export_store::{Run, RunOutput};
 use futures::{StreamExt, TryStreamExt};
 
@@ -87,6 +89,12 @@ pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<
                 created: run.snapshot_at.unwrap_or(run.created_at),
                 layers: outputs.iter().map(layer).collect(),
                 dsse: outputs.iter().find(|o| o.path == MANIFEST_DSSE_PATH).map(layer),
+                trivy_db: outputs.iter().find(|o| o.kind == OutputKind::TrivyDb).map(layer),
+            };
+            // Trivy pulls `:2` from a `--db-repository` that names no tag.
+            let default_tag = match artifact.trivy_db {
+                Some(_) => TRIVY_DB_TAG.to_owned(),
+                None => format!("{:04}", run.id.seq),
             };
             let artifacts = ctx.artifacts.clone();
             let run_id = run.id.clone();
@@ -101,7 +109,7 @@ pub(crate) async fn distribute(ctx: &ExportContext, run: &Run) -> Result<Option<
             });
             let pushed = ctx
                 .oci
-                .push(target, &format!("{:04}", run.id.seq), &artifact, &open)
+                .push(target, &default_tag, &artifact, &open)
                 .await
                 .map_err(|err| oci_failed(&target.to_string(), err))?;
             tracing::info!(

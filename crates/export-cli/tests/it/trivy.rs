@@ -2,8 +2,13 @@
 //! trivy-db`, download, unpack into a Trivy cache, and scan offline with the real Trivy
 //! (`TEST_TRIVY_BIN`, installed by `scripts/test`).
 
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use export_oci::testing::RegistryServer;
 
 use crate::support::{Server, ServerOptions};
 
@@ -43,9 +48,48 @@ fn export_trivy_db(server: &Server, out: &Path) -> Vec<u8> {
     std::fs::read(out.join("trivy-db.tar.gz")).expect("reading the downloaded database")
 }
 
+/// Where Trivy takes its database from.
+enum Db<'a> {
+    /// Unpacked into `<cache>/db` already: no network at all.
+    Unpacked,
+    /// Pulled from this registry reference (`--db-repository … --insecure`): only
+    /// loopback, and every other connection goes to `refusing_proxy`, which counts it.
+    Registry {
+        reference: &'a str,
+        refusing_proxy: &'a RefusingProxy,
+    },
+}
+
+/// A proxy that accepts connections, counts them and closes them: a Trivy that tries to
+/// reach anything but the loopback registry gets nowhere, and the test sees it.
+struct RefusingProxy {
+    address: String,
+    attempts: Arc<AtomicUsize>,
+}
+
+impl RefusingProxy {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let counter = attempts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                counter.fetch_add(1, Ordering::SeqCst);
+                drop(stream);
+            }
+        });
+        Self { address, attempts }
+    }
+
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
 /// Trivy's findings (vulnerability ids) for a go.mod requiring `module` at `version`,
-/// scanned offline with the database unpacked into `cache/db`.
-fn scan_go_module(cache: &Path, module: &str, version: &str) -> Vec<String> {
+/// with its database from `db`.
+fn scan_go_module(cache: &Path, db: &Db<'_>, module: &str, version: &str) -> Vec<String> {
     let project = cache.join(format!("project-{version}"));
     std::fs::create_dir_all(&project).unwrap();
     std::fs::write(
@@ -59,20 +103,37 @@ fn scan_go_module(cache: &Path, module: &str, version: &str) -> Vec<String> {
         .args(["-n", "true"])
         .status()
         .is_ok_and(|s| s.success());
-    let mut command = if offline {
-        let mut command = Command::new("unshare");
-        command.arg("-n").arg(trivy_bin());
-        command
-    } else {
-        Command::new(trivy_bin())
+    let mut command = match db {
+        Db::Unpacked if offline => {
+            let mut command = Command::new("unshare");
+            command.arg("-n").arg(trivy_bin());
+            command
+        }
+        _ => Command::new(trivy_bin()),
     };
+    command.args(["fs", "--cache-dir"]).arg(cache);
+    match db {
+        Db::Unpacked => {
+            command
+                .args(["--skip-db-update", "--offline-scan"])
+                .env("HTTPS_PROXY", "http://127.0.0.1:9")
+                .env("HTTP_PROXY", "http://127.0.0.1:9");
+        }
+        Db::Registry {
+            reference,
+            refusing_proxy,
+        } => {
+            // Go never proxies loopback, so the registry is reached directly.
+            let proxy = format!("http://{}", refusing_proxy.address);
+            command
+                .args(["--db-repository", reference, "--insecure"])
+                .env("HTTPS_PROXY", &proxy)
+                .env("HTTP_PROXY", &proxy);
+        }
+    }
     let output = command
-        .args(["fs", "--cache-dir"])
-        .arg(cache)
         .args([
-            "--skip-db-update",
             "--skip-java-db-update",
-            "--offline-scan",
             "--scanners",
             "vuln",
             "--format",
@@ -82,8 +143,6 @@ fn scan_go_module(cache: &Path, module: &str, version: &str) -> Vec<String> {
         ])
         .arg(&report)
         .arg(&project)
-        .env("HTTPS_PROXY", "http://127.0.0.1:9")
-        .env("HTTP_PROXY", "http://127.0.0.1:9")
         .output()
         .expect("running trivy");
     assert!(
@@ -133,14 +192,118 @@ fn a_trivy_db_run_is_deterministic_and_feeds_the_real_trivy_offline() {
     assert_eq!(entries, ["metadata.json", "trivy.db"]);
 
     // GO-2020-0001 (CVE-2020-36567): github.com/gin-gonic/gin before 1.6.0.
-    let vulnerable = scan_go_module(&cache, "github.com/gin-gonic/gin", "v1.5.0");
+    let vulnerable = scan_go_module(&cache, &Db::Unpacked, "github.com/gin-gonic/gin", "v1.5.0");
     assert!(
         vulnerable.iter().any(|id| id == "CVE-2020-36567"),
         "gin v1.5.0 is not reported vulnerable: {vulnerable:?}"
     );
-    let fixed = scan_go_module(&cache, "github.com/gin-gonic/gin", "v1.6.0");
+    let fixed = scan_go_module(&cache, &Db::Unpacked, "github.com/gin-gonic/gin", "v1.6.0");
     assert!(
         !fixed.iter().any(|id| id == "CVE-2020-36567"),
         "gin v1.6.0 is reported vulnerable: {fixed:?}"
+    );
+}
+
+#[test]
+fn a_trivy_db_run_pushed_to_a_registry_is_pulled_by_trivy_and_verifies() {
+    let registry = RegistryServer::start();
+    let server = Server::start_with(ServerOptions {
+        config: Some(format!(
+            r#"
+egress_allowlist = ["{address}"]
+
+[distribution.oci.registries."{address}"]
+insecure = true
+
+[tenants.tenant-default.profiles.scanner-feed]
+targets = ["advisory"]
+formats = ["trivy-db"]
+distributions = ["oci"]
+signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
+"#,
+            address = registry.address
+        )),
+        signing_key: true,
+        ..ServerOptions::default()
+    });
+    // No tag: the run is published under `:2`, the tag Trivy asks for.
+    let repository = format!("{}/tenant-default/trivy-db", registry.address);
+    let created = server.run(&[
+        "runs",
+        "create",
+        "--profile",
+        "scanner-feed",
+        "--distribution",
+        "oci",
+        "--ref",
+        &repository,
+        "--follow",
+        "--json",
+    ]);
+    created.success();
+    let first: serde_json::Value = serde_json::from_str(created.stdout.lines().next().unwrap_or_default())
+        .unwrap_or_else(|err| panic!("{err}: {created}"));
+    let run_id = first["runId"].as_str().expect("runId").to_owned();
+
+    // Trivy pulls the database from the registry and finds what the advisories say.
+    let proxy = RefusingProxy::start();
+    let reference = format!("{repository}:2");
+    let db = Db::Registry {
+        reference: &reference,
+        refusing_proxy: &proxy,
+    };
+    let cache = server.data_dir().join("trivy-registry-cache");
+    let vulnerable = scan_go_module(&cache, &db, "github.com/gin-gonic/gin", "v1.5.0");
+    assert!(
+        vulnerable.iter().any(|id| id == "CVE-2020-36567"),
+        "gin v1.5.0 is not reported vulnerable: {vulnerable:?}"
+    );
+    let fixed = scan_go_module(&cache, &db, "github.com/gin-gonic/gin", "v1.6.0");
+    assert!(!fixed.iter().any(|id| id == "CVE-2020-36567"), "{fixed:?}");
+    assert_eq!(
+        proxy.attempts(),
+        0,
+        "Trivy tried to reach something other than the registry"
+    );
+
+    // The run attached to Trivy's artifact pulls back whole and verifies with the key,
+    // and its database is the one Trivy downloaded.
+    let out = server.data_dir().join("pulled");
+    let pulled = server.run(&[
+        "runs",
+        "pull",
+        &run_id,
+        "--insecure",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    pulled.success();
+    let verify = server
+        .command("verify")
+        .arg(&out)
+        .arg("--key")
+        .arg(server.signing_keyring().join("signer.pub.pem"))
+        .output()
+        .expect("running export-center verify");
+    assert!(
+        verify.status.success(),
+        "export-center verify failed:\n{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    let unpacked = server.data_dir().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(out.join("trivy-db.tar.gz"))
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .expect("running tar");
+    assert!(status.success());
+    assert!(
+        std::fs::read(unpacked.join("trivy.db")).unwrap()
+            == std::fs::read(cache.join("db/trivy.db")).unwrap(),
+        "Trivy's database is not the run's"
     );
 }

@@ -1,6 +1,6 @@
 //! Crash recovery with a real process: a server killed mid-run loses its lease, the
 //! restarted server takes the run over, and the outputs are byte-identical to those of
-//! an undisturbed run.
+//! an undisturbed run — plain data files, and a Trivy database.
 
 use std::process::Stdio;
 
@@ -12,6 +12,34 @@ use crate::processes::{call, client, command, download, start, wait_for};
 
 #[tokio::test]
 async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_bytes() {
+    let request = json!({ "profileId": "export-profile::tenant-default::default" });
+    kill_mid_run_then_compare_with_an_undisturbed_run(request, None).await;
+}
+
+#[tokio::test]
+async fn a_trivy_db_run_interrupted_by_kill_9_gives_the_same_database_after_restart() {
+    let config = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        config.path(),
+        "[tenants.tenant-default.profiles.scanners]\ntargets = [\"advisory\"]\nformats = [\"trivy-db\"]\n",
+    )
+    .unwrap();
+    let request = json!({ "profileId": "export-profile::tenant-default::scanners", "formats": ["trivy-db"] });
+    let outputs = kill_mid_run_then_compare_with_an_undisturbed_run(request, Some(config.path())).await;
+    assert!(outputs.contains(&"trivy-db.tar.gz".to_owned()), "{outputs:?}");
+}
+
+/// Kills the server (SIGKILL) while `request`'s run is going, restarts it, and checks that
+/// the run completes with outputs byte-identical to an undisturbed run of the same
+/// request; returns the outputs' names.
+async fn kill_mid_run_then_compare_with_an_undisturbed_run(
+    request: serde_json::Value,
+    config: Option<&std::path::Path>,
+) -> Vec<String> {
+    let config_args: Vec<&str> = match config {
+        Some(path) => vec!["--config", path.to_str().unwrap()],
+        None => Vec::new(),
+    };
     let data = tempfile::tempdir().unwrap();
     // Enough evidence that the run is still going when it is killed.
     for source in ["osv-a", "osv-b", "osv-c"] {
@@ -24,9 +52,8 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
         assert!(status.success());
     }
     let api = client(command(data.path()));
-    let request = json!({ "profileId": "export-profile::tenant-default::default" });
 
-    let server = start(command(data.path()), &[]).await;
+    let server = start(command(data.path()), &config_args).await;
     let (address, origin) = (server.address, server.base());
     let base = format!("{origin}/export-center");
     let accepted = call(&api, Method::POST, &format!("{base}/runs"), Some(request.clone())).await;
@@ -47,7 +74,7 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
     // On the same address: the run's links and output URLs name it.
     let mut restart = command(data.path());
     restart.env("EXPORT_CENTER_SERVER__LISTEN", address.to_string());
-    let _server = start(restart, &[]).await;
+    let _server = start(restart, &config_args).await;
     let recovered = wait_for(&api, &status_url, |s| {
         s["status"] != "running" && s["status"] != "queued"
     })
@@ -67,4 +94,5 @@ async fn a_run_interrupted_by_kill_9_completes_after_restart_with_identical_byte
     for ((name, x), (_, y)) in a.iter().zip(&b) {
         assert!(x == y, "{name} differs after recovery");
     }
+    a.into_iter().map(|(name, _)| name).collect()
 }
