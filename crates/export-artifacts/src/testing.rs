@@ -262,7 +262,8 @@ pub async fn aborted_writes_leave_nothing(store: &ArtifactStore) {
 /// refuses to publish afterwards.
 pub async fn a_cancelled_write_is_never_published(store: &ArtifactStore) {
     let key = key(&run_id("acme", 1), "advisory.ndjson");
-    // Completing a part hands it to the store and the hasher, which usually takes longer
+    // Completing a second part first waits for the hash of the first (it runs on the
+    // blocking pool while the second fills) and for the store, which usually takes longer
     // than one poll: dropping the future there is a cancellation in the middle of a part.
     // A fast store may finish a part in one poll now and then, so try a few writers.
     let part = pseudo_random_bytes(9, 8 * 1024 * 1024);
@@ -270,6 +271,7 @@ pub async fn a_cancelled_write_is_never_published(store: &ArtifactStore) {
     for _ in 0..20 {
         let mut writer = store.writer(&key).await.unwrap();
         writer.write(b"head").await.unwrap();
+        writer.write(&part).await.unwrap();
         if writer.write(&part).now_or_never().is_none() {
             cancelled = Some(writer);
             break;

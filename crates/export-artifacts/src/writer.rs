@@ -45,7 +45,9 @@ pub struct ArtifactWriter {
     buffer: Vec<u8>,
     /// Started when the first full part is ready.
     upload: Option<WriteMultipart>,
-    hasher: Sha256,
+    /// The hash of every byte handed to the store, the last part's perhaps still running
+    /// on the blocking pool while the next one fills.
+    hashing: Hashing,
     bytes: u64,
     /// Set while a part is on its way to the store, and left set if that fails or the
     /// `write` future is dropped midway.
@@ -59,7 +61,7 @@ impl ArtifactWriter {
             key,
             buffer: Vec::new(),
             upload: None,
-            hasher: Sha256::new(),
+            hashing: Hashing::Done(Sha256::new()),
             bytes: 0,
             broken: false,
         }
@@ -108,7 +110,7 @@ impl ArtifactWriter {
             return Err(err);
         }
         let rest = Bytes::from(mem::take(&mut self.buffer));
-        let hashing = Hashing::start(self.hasher.clone(), rest.clone());
+        let hashing = Hashing::start(self.take_hasher().await?, rest.clone());
         match self.upload.take() {
             None => {
                 self.store
@@ -142,11 +144,19 @@ impl ArtifactWriter {
         }
     }
 
-    /// Hands the full buffer to the store as one part, hashing it meanwhile.
+    /// The hasher of every byte so far, once the last part's hashing is done.
+    async fn take_hasher(&mut self) -> Result<Sha256, ArtifactError> {
+        mem::replace(&mut self.hashing, Hashing::Done(Sha256::new()))
+            .wait()
+            .await
+    }
+
+    /// Hands the full buffer to the store as one part, and starts hashing it: the hash
+    /// runs while the next part fills (`write` is called again) and the store uploads.
     async fn send_part(&mut self) -> Result<(), ArtifactError> {
         // The full buffer now belongs to the upload; the next part gets a fresh one.
         let part = Bytes::from(mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE)));
-        let hashing = Hashing::start(self.hasher.clone(), part.clone());
+        self.hashing = Hashing::start(self.take_hasher().await?, part.clone());
         let upload = match &mut self.upload {
             Some(upload) => upload,
             None => {
@@ -165,7 +175,6 @@ impl ArtifactWriter {
             .map_err(ArtifactError::Backend)?;
         // A part of exactly `PART_SIZE` bytes is uploaded at once, without a copy.
         upload.put(part);
-        self.hasher = hashing.wait().await?;
         Ok(())
     }
 }

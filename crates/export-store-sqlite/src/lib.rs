@@ -33,6 +33,11 @@ static MIGRATOR: Migrator = sqlx::migrate!();
 /// How long a statement waits for another connection's write lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Rows the connection's worker thread may read ahead of a streaming query's consumer
+/// (sqlx's default is 50): an export streams 100,000s of rows, and a deeper buffer lets
+/// the worker run ahead instead of waiting for the consumer row by row.
+const ROW_BUFFER: usize = 1024;
+
 /// Connections per pool: enough for a few concurrent streams beside the API and workers.
 const MAX_CONNECTIONS: u32 = 8;
 
@@ -74,7 +79,8 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .row_buffer_size(ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .connect_with(options)
