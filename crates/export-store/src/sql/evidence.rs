@@ -1,18 +1,26 @@
-//! Evidence: versioned documents and the snapshots runs read.
+//! Evidence: versioned documents, their removals, and the snapshots runs read.
 //!
 //! Every version of an item is a row. It records the ingestion sequence that created it
 //! and the one that superseded it (NULL while it is current), so the snapshot at a
 //! watermark W is every row with `seq <= W` not superseded by W.
+//!
+//! A removal is a row of `tombstones` with a sequence of its own, which is also the
+//! sequence that supersedes the removed version: the snapshot rule stays as it is (from
+//! the tombstone on, no version of the item is visible), and the item, left without a
+//! current version, is new when it is ingested again.
 
-use export_core::{EvidenceRecord, Target, TenantId};
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use export_core::{EvidenceRecord, Kind, SourceName, Target, TenantId};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::Transaction;
 
-use crate::ingest_plan::Plan;
+use crate::ingest_plan::{new_seq, Plan};
 use crate::sql::database::{query, SqlDatabase, Value};
 use crate::sql::dialect::{begin_write, Dialect};
-use crate::sql::{self, int, optional_timestamp_column, Columns};
-use crate::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
+use crate::sql::{self, int, optional_timestamp_column, parsed, timestamp, Columns};
+use crate::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError, Tombstone};
 
 /// The tenant's ingestion sequence in the counters table.
 const EVIDENCE_COUNTER: &str = "evidence";
@@ -71,11 +79,101 @@ async fn take_sequences<DB: SqlDatabase>(
     Ok(last - n_new + 1)
 }
 
+/// The current version of every item of a source (`$2`), in `evidence_current`.
+const CURRENT_OF_SOURCE: &str = "SELECT seq, kind, id FROM evidence \
+     WHERE tenant = $1 AND source = $2 AND superseded_seq IS NULL ORDER BY id";
+
+/// Tombstones per insert statement: three variables each, far below SQLite's and
+/// PostgreSQL's limits.
+const TOMBSTONES_PER_STATEMENT: usize = 1_000;
+
+/// Writes a tombstone for each current item of `source` that `present` lacks, in one
+/// transaction after the dialect's ingest lock (so no batch of the tenant changes the
+/// current versions in between): the tombstones take sequences in the order of their
+/// ids, and each supersedes the version it removes.
+pub(crate) async fn remove_absent<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    source: &SourceName,
+    present: &BTreeSet<String>,
+    removed_at: DateTime<Utc>,
+) -> Result<Vec<Tombstone>, StoreError> {
+    let mut tx = begin_write(store).await?;
+    if let Some(lock) = D::LOCK_INGEST {
+        query(lock).bind(tenant.as_str()).execute(&mut tx).await?;
+    }
+    let current = query(CURRENT_OF_SOURCE)
+        .bind(tenant.as_str())
+        .bind(source.as_str())
+        .fetch_all(&mut tx)
+        .await?;
+    // Each absent item: the sequence of its current version, and its tombstone.
+    let mut absent = Vec::new();
+    for row in &current {
+        let row = D::Db::columns(row);
+        let id = row.text("id")?;
+        if !present.contains(&id) {
+            let kind = parsed(&row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?;
+            let tombstone = Tombstone {
+                id,
+                kind,
+                source: source.clone(),
+            };
+            absent.push((row.integer("seq")?, tombstone));
+        }
+    }
+    if absent.is_empty() {
+        tx.rollback().await.map_err(sql::db)?;
+        return Ok(Vec::new());
+    }
+    let first_seq = take_sequences(&mut tx, tenant, absent.len()).await?;
+    let superseded: Vec<(i64, usize)> = absent
+        .iter()
+        .enumerate()
+        .map(|(new, (stored, _))| (*stored, new))
+        .collect();
+    store
+        .supersede_stored(&mut tx, tenant, &superseded, first_seq)
+        .await?;
+    for (chunk_idx, chunk) in absent.chunks(TOMBSTONES_PER_STATEMENT).enumerate() {
+        let mut insert = query("INSERT INTO tombstones (tenant, seq, kind, source, id, removed_at) VALUES ")
+            .bind(tenant.as_str())
+            .bind(source.as_str())
+            .bind(timestamp(removed_at));
+        for (idx, (_, tombstone)) in chunk.iter().enumerate() {
+            insert.push(if idx == 0 { "($1, " } else { ", ($1, " });
+            insert
+                .push_bind(new_seq(first_seq, chunk_idx * TOMBSTONES_PER_STATEMENT + idx))
+                .push(", ")
+                .push_bind(tombstone.kind.as_str())
+                .push(", $2, ")
+                .push_bind(tombstone.id.as_str())
+                .push(", $3)");
+        }
+        insert.execute(&mut tx).await?;
+    }
+    tx.commit().await.map_err(sql::db)?;
+    Ok(absent.into_iter().map(|(_, tombstone)| tombstone).collect())
+}
+
+/// The tenant's newest change: the newer of its newest version and its newest removal,
+/// each the last entry of its table's primary key `(tenant, seq)`.
+const NEWEST_CHANGE: &str = "SELECT seq, changed_at FROM \
+     (SELECT seq, ingested_at AS changed_at FROM evidence WHERE tenant = $1 ORDER BY seq DESC LIMIT 1) \
+     AS newest_version \
+     UNION ALL SELECT seq, changed_at FROM \
+     (SELECT seq, removed_at AS changed_at FROM tombstones WHERE tenant = $1 ORDER BY seq DESC LIMIT 1) \
+     AS newest_removal \
+     ORDER BY seq DESC LIMIT 1";
+
+/// The snapshot point is the tenant's newest change, a version or a removal: a run
+/// planned after a removal reads a snapshot without the removed item, and its snapshot
+/// time is when the removal was made.
 pub(crate) async fn snapshot_point<D: Dialect>(
     store: &D,
     tenant: &TenantId,
 ) -> Result<SnapshotPoint, StoreError> {
-    let row = query("SELECT seq, ingested_at FROM evidence WHERE tenant = $1 ORDER BY seq DESC LIMIT 1")
+    let row = query(NEWEST_CHANGE)
         .bind(tenant.as_str())
         .fetch_optional(store.pool())
         .await?;
@@ -88,7 +186,7 @@ pub(crate) async fn snapshot_point<D: Dialect>(
             let row = D::Db::columns(&row);
             Ok(SnapshotPoint {
                 watermark: row.integer("seq")?,
-                at: optional_timestamp_column(&row, "ingested_at")?,
+                at: optional_timestamp_column(&row, "changed_at")?,
             })
         }
     }

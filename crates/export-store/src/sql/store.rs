@@ -1,11 +1,12 @@
 //! Every [`Dialect`] is a [`Store`]: the trait's methods, each the one implementation of
 //! its logic in `export_store::sql`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
+use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId};
 use futures::stream::BoxStream;
 
 use crate::sql::database::query;
@@ -14,7 +15,7 @@ use crate::sql::{events, evidence, idempotency, proofs, runs};
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
     NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
-    TerminalEvent,
+    TerminalEvent, Tombstone,
 };
 
 #[async_trait]
@@ -30,6 +31,16 @@ impl<D: Dialect> Store for D {
         items: &[NewEvidence],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         evidence::ingest(self, tenant, items).await
+    }
+
+    async fn remove_absent(
+        &self,
+        tenant: &TenantId,
+        source: &SourceName,
+        present: &BTreeSet<String>,
+        removed_at: DateTime<Utc>,
+    ) -> Result<Vec<Tombstone>, StoreError> {
+        evidence::remove_absent(self, tenant, source, present, removed_at).await
     }
 
     async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError> {
