@@ -94,6 +94,35 @@ pub trait Store: Send + Sync + 'static {
         target: &'a Target,
     ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
 
+    /// The items of `target` added or changed after `after_watermark` that the snapshot
+    /// at `up_to_watermark` holds: those whose version there was ingested in the interval
+    /// (`after_watermark`, `up_to_watermark`], an item that came back after a removal
+    /// included. The items of a delta mirror bundle (SPEC §15); the same order and
+    /// records as `stream_items`.
+    fn stream_changes<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
+
+    /// The items of `target` removed in the interval (`after_watermark`,
+    /// `up_to_watermark`] that the snapshot at `up_to_watermark` does not hold: the
+    /// tombstones of a delta mirror bundle (SPEC §15), each item once, with the kind its
+    /// last removal removed, sorted by (id, kind, source) bytewise. An item that came
+    /// back after its removal and is there at `up_to_watermark` is not listed (it is
+    /// among `stream_changes`); one added and removed within the interval is (removing
+    /// what is not there changes nothing). An item is its (source, id), whatever the kind
+    /// of its versions.
+    fn stream_removals<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<Tombstone, StoreError>>;
+
     // --- idempotency ----------------------------------------------------------------
 
     /// Claims an idempotency key before a run is created, for `lease`: until then a

@@ -49,6 +49,7 @@ macro_rules! conformance_tests {
             a_removed_item_leaves_later_snapshots_and_stays_in_earlier_ones,
             an_item_ingested_again_after_its_removal_comes_back_at_a_new_sequence,
             removals_touch_only_their_tenant_and_source,
+            changes_and_removals_are_read_per_interval,
             tenants_never_see_each_others_data,
             run_ids_are_numbered_per_tenant_per_utc_day,
             get_run_returns_every_field_as_created,
@@ -702,6 +703,36 @@ fn tombstone(id: &str, kind: Kind, source: &str) -> Tombstone {
     }
 }
 
+async fn changes(
+    store: &dyn Store,
+    tenant: &TenantId,
+    after: i64,
+    up_to: i64,
+    target: &str,
+) -> Vec<EvidenceRecord> {
+    let target = self::target(target);
+    store
+        .stream_changes(tenant, after, up_to, &target)
+        .try_collect()
+        .await
+        .expect("stream changes")
+}
+
+async fn removals(
+    store: &dyn Store,
+    tenant: &TenantId,
+    after: i64,
+    up_to: i64,
+    target: &str,
+) -> Vec<Tombstone> {
+    let target = self::target(target);
+    store
+        .stream_removals(tenant, after, up_to, &target)
+        .try_collect()
+        .await
+        .expect("stream removals")
+}
+
 /// The items of a source that a sync no longer names, of every kind, get tombstones at
 /// new sequences: snapshots from a tombstone on lack its item, earlier ones still hold
 /// it, and the snapshot point is the newest removal.
@@ -855,6 +886,8 @@ pub async fn removals_touch_only_their_tenant_and_source(store: &dyn Store) {
         stream(store, &globex, 2, "advisory").await,
         theirs.iter().map(record).collect::<Vec<_>>()
     );
+    assert_eq!(changes(store, &globex, 0, 5, "advisory").await.len(), 2);
+    assert_eq!(removals(store, &globex, 0, 5, "advisory").await, []);
     assert_eq!(
         remove(store, &globex, "osv-pypi", &[], at(60)).await,
         [],
@@ -865,6 +898,146 @@ pub async fn removals_touch_only_their_tenant_and_source(store: &dyn Store) {
         [IngestOutcome::Inserted { seq: 3 }]
     );
     assert_eq!(stream(store, &acme, 5, "advisory").await, [record(&pypi)]);
+    assert_eq!(
+        removals(store, &acme, 0, 5, "advisory").await,
+        [
+            tombstone("GO-1", Kind::Advisory, "osv-go"),
+            tombstone("GO-2", Kind::Advisory, "osv-go"),
+        ]
+    );
+}
+
+/// What a delta carries from one watermark to a later one: the items added or changed in
+/// between that are there at its end, in the snapshot's order, and the items removed in
+/// between that are not, once each, sorted by (id, kind, source). Applied to the snapshot
+/// at the start, they give the snapshot at the end, for every interval.
+pub async fn changes_and_removals_are_read_per_interval(store: &dyn Store) {
+    let acme = tenant("acme");
+    let go = |id: &str, revision| advisory(id, revision);
+    let vex = |revision| document("osv-go", Kind::Vex, "VEX-1", revision);
+    let pypi = document("osv-pypi", Kind::Advisory, "GO-C", 1);
+    // 1-7: everything, in one batch.
+    ingest(
+        store,
+        &acme,
+        &[
+            go("GO-A", 1),
+            go("GO-B", 1),
+            go("GO-C", 1),
+            go("GO-D", 1),
+            go("GO-E", 1),
+            pypi,
+            vex(1),
+        ],
+    )
+    .await;
+    // 8: GO-E removed; the interval starts after it.
+    remove(
+        store,
+        &acme,
+        "osv-go",
+        &["GO-A", "GO-B", "GO-C", "GO-D", "VEX-1"],
+        at(10),
+    )
+    .await;
+    let after = 8;
+    // 9-12: GO-B and VEX-1 changed, GO-F and GO-G added.
+    ingest(
+        store,
+        &acme,
+        &[go("GO-B", 2), vex(2), go("GO-F", 1), go("GO-G", 1)],
+    )
+    .await;
+    // 13, 14: GO-C and GO-G (added in the interval) removed; 15: osv-pypi's GO-C removed.
+    let kept = ["GO-A", "GO-B", "GO-D", "GO-F", "VEX-1"];
+    remove(store, &acme, "osv-go", &kept, at(20)).await;
+    remove(store, &acme, "osv-pypi", &[], at(20)).await;
+    // 16, 17: GO-D removed and ingested again.
+    remove(store, &acme, "osv-go", &["GO-A", "GO-B", "GO-F", "VEX-1"], at(30)).await;
+    ingest(store, &acme, &[go("GO-D", 1)]).await;
+    let up_to = 17;
+    // 18, 19: after the interval, GO-B removed and GO-H added.
+    remove(store, &acme, "osv-go", &["GO-A", "GO-D", "GO-F", "VEX-1"], at(40)).await;
+    ingest(store, &acme, &[go("GO-H", 1)]).await;
+    assert_eq!(store.snapshot_point(&acme).await.expect("snapshot").watermark, 19);
+
+    assert_eq!(
+        changes(store, &acme, after, up_to, "advisory").await,
+        [
+            record(&go("GO-B", 2)),
+            record(&go("GO-D", 1)),
+            record(&go("GO-F", 1))
+        ]
+    );
+    assert_eq!(
+        changes(store, &acme, after, up_to, "vex").await,
+        [record(&vex(2))]
+    );
+    assert_eq!(changes(store, &acme, after, up_to, "advisory:osv-pypi").await, []);
+    assert_eq!(
+        removals(store, &acme, after, up_to, "advisory").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-C", Kind::Advisory, "osv-pypi"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ]
+    );
+    assert_eq!(
+        removals(store, &acme, after, up_to, "advisory:osv-pypi").await,
+        [tombstone("GO-C", Kind::Advisory, "osv-pypi")]
+    );
+    assert_eq!(removals(store, &acme, after, up_to, "vex").await, []);
+    assert_eq!(
+        removals(store, &acme, after - 1, up_to, "advisory:osv-go").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-E", Kind::Advisory, "osv-go"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ],
+        "an interval that holds GO-E's removal"
+    );
+    assert_eq!(
+        removals(store, &acme, after, 16, "advisory:osv-go").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-D", Kind::Advisory, "osv-go"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ],
+        "an interval that ends before GO-D came back"
+    );
+    assert_eq!(changes(store, &acme, up_to, up_to, "advisory").await, []);
+    assert_eq!(removals(store, &acme, up_to, up_to, "advisory").await, []);
+
+    // The start's snapshot, less the removals, with the changes, is the end's.
+    for target in ["advisory", "advisory:osv-go", "advisory:osv-pypi", "vex"] {
+        for start in 0..=19 {
+            for end in start..=19 {
+                let key = |record: &EvidenceRecord| (record.source.to_string(), record.id.clone());
+                let mut applied: std::collections::BTreeMap<_, _> = stream(store, &acme, start, target)
+                    .await
+                    .into_iter()
+                    .map(|record| (key(&record), record))
+                    .collect();
+                for removal in removals(store, &acme, start, end, target).await {
+                    let removed = applied.remove(&(removal.source.to_string(), removal.id.clone()));
+                    assert!(
+                        removed.is_none_or(|record| record.kind == removal.kind),
+                        "{target} ({start}, {end}]: {removal:?}"
+                    );
+                }
+                for record in changes(store, &acme, start, end, target).await {
+                    applied.insert(key(&record), record);
+                }
+                let mut applied: Vec<EvidenceRecord> = applied.into_values().collect();
+                applied.sort_by(|a, b| (&a.id, &a.source).cmp(&(&b.id, &b.source)));
+                assert_eq!(
+                    applied,
+                    stream(store, &acme, end, target).await,
+                    "{target} ({start}, {end}]"
+                );
+            }
+        }
+    }
 }
 
 // --- tenancy ----------------------------------------------------------------------------
@@ -1952,6 +2125,12 @@ pub async fn concurrent_removals_of_one_tenant_remove_each_item_once(store: Arc<
     expected_live.extend((0..6).map(|task| format!("NEW-{task}")));
     expected_live.sort();
     assert_eq!(live, expected_live);
+    assert_eq!(
+        removals(&*store, &acme, 0, point.watermark, "advisory")
+            .await
+            .len(),
+        10
+    );
 }
 
 // --- heartbeat, cancel, progress, outputs, finish ----------------------------------------

@@ -10,6 +10,7 @@
 //! current version, is new when it is ingested again.
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use export_core::{EvidenceRecord, Kind, SourceName, Target, TenantId};
@@ -238,5 +239,85 @@ pub(crate) fn stream_items<'a, D: Dialect>(
     };
     D::Db::fetch(store.pool(), sql, snapshot_args(tenant, watermark, target))
         .map(|row| row.and_then(|row| sql::record(&D::Db::columns(&row))))
+        .boxed()
+}
+
+/// The items of the snapshot at `up_to` whose version is newer than `after`, off the
+/// same index walk as `stream_items`.
+pub(crate) fn stream_changes<'a, D: Dialect>(
+    store: &'a D,
+    tenant: &'a TenantId,
+    after: i64,
+    up_to: i64,
+    target: &'a Target,
+) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+    let sql = match &target.source {
+        None => D::SNAPSHOT.changes_kind,
+        Some(_) => D::SNAPSHOT.changes_kind_source,
+    };
+    let mut args = snapshot_args(tenant, up_to, target);
+    args.push(Value::from(after));
+    D::Db::fetch(store.pool(), sql, args)
+        .map(|row| row.and_then(|row| sql::record(&D::Db::columns(&row))))
+        .boxed()
+}
+
+/// The removals of a target in an interval whose item the snapshot at the interval's
+/// end does not hold, with the arguments of a snapshot statement (`$1` the end, `$2` the
+/// tenant, `$3` the kind, `$4` the source of a narrowed target) and the interval's start
+/// last.
+///
+/// A tombstone is listed when no version of its item was ingested after it up to the
+/// end: then it is the item's newest change there, so the item is not in that snapshot,
+/// and no other tombstone of the item is listed (an earlier one was followed by the
+/// version the later one removed). An item is its source and id, whatever the kind of
+/// its versions, so they are looked up in `evidence_by_kind_source` once per kind; the
+/// unary `+` on their sequence keeps SQLite's planner from reading the versions of the
+/// whole interval through the primary key `(tenant, seq)` instead (PostgreSQL reads
+/// `+e.seq` as `e.seq`).
+fn removals(narrowed: bool) -> String {
+    let kinds: Vec<String> = Kind::ALL
+        .iter()
+        .map(|kind| format!("'{}'", kind.as_str()))
+        .collect();
+    let (source, after) = if narrowed {
+        (" AND t.source = $4", "$5")
+    } else {
+        ("", "$4")
+    };
+    format!(
+        "SELECT t.id AS id, t.kind AS kind, t.source AS source FROM tombstones AS t \
+         WHERE t.tenant = $2 AND t.kind = $3{source} AND t.seq > {after} AND t.seq <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM evidence AS e WHERE e.tenant = t.tenant AND e.kind IN ({}) \
+         AND e.source = t.source AND e.id = t.id AND +e.seq > t.seq AND +e.seq <= $1) \
+         ORDER BY t.id, t.kind, t.source",
+        kinds.join(", ")
+    )
+}
+
+static REMOVALS_KIND: LazyLock<String> = LazyLock::new(|| removals(false));
+static REMOVALS_KIND_SOURCE: LazyLock<String> = LazyLock::new(|| removals(true));
+
+/// The statement that reads the removals of `target` (`Store::stream_removals`): public
+/// so that a backend can check how its database plans it.
+pub fn removals_statement(target: &Target) -> &'static str {
+    match &target.source {
+        None => REMOVALS_KIND.as_str(),
+        Some(_) => REMOVALS_KIND_SOURCE.as_str(),
+    }
+}
+
+pub(crate) fn stream_removals<'a, D: Dialect>(
+    store: &'a D,
+    tenant: &'a TenantId,
+    after: i64,
+    up_to: i64,
+    target: &'a Target,
+) -> BoxStream<'a, Result<Tombstone, StoreError>> {
+    let sql = removals_statement(target);
+    let mut args = snapshot_args(tenant, up_to, target);
+    args.push(Value::from(after));
+    D::Db::fetch(store.pool(), sql, args)
+        .map(|row| row.and_then(|row| sql::tombstone(&D::Db::columns(&row))))
         .boxed()
 }

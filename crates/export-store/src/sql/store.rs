@@ -65,6 +65,26 @@ impl<D: Dialect> Store for D {
         evidence::stream_items(self, tenant, watermark, target)
     }
 
+    fn stream_changes<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+        evidence::stream_changes(self, tenant, after_watermark, up_to_watermark, target)
+    }
+
+    fn stream_removals<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<Tombstone, StoreError>> {
+        evidence::stream_removals(self, tenant, after_watermark, up_to_watermark, target)
+    }
+
     async fn begin_idempotency(
         &self,
         tenant: &TenantId,
