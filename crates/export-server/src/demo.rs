@@ -83,8 +83,15 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
             .to_owned();
         let source =
             SourceName::parse(&name).with_context(|| format!("source name from {}", dir.display()))?;
-        let report =
-            ingest::ingest_paths(app.state.store.as_ref(), &SystemClock, &tenant, &source, &[dir]).await?;
+        let report = ingest::ingest_paths(
+            app.state.store.as_ref(),
+            &SystemClock,
+            &tenant,
+            &source,
+            &[dir],
+            ingest::IngestMode::Add,
+        )
+        .await?;
         println!(
             "   {name:<14} {:>3} documents",
             report.inserted + report.replaced + report.unchanged

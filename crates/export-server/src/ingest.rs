@@ -1,7 +1,10 @@
 //! `export-center ingest`: reads evidence files and directories, parses each document,
 //! and stores the good ones in batches. A rejected file is reported with its path, the
-//! reason and the JSON pointer, and leaves nothing behind.
+//! reason and the JSON pointer, and leaves nothing behind. With `--sync`, the files are
+//! the source's whole current state, and the source's documents they lack are removed
+//! once every file is stored.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -13,12 +16,27 @@ use tokio::sync::mpsc::Sender;
 /// Documents stored per transaction.
 const BATCH: usize = 500;
 
+/// What an ingestion does with the documents of the source that the given paths lack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    /// They stay: the paths add and change documents.
+    Add,
+    /// They are removed (`--sync`): the paths are the source's complete current state.
+    /// Each document of the source (of this tenant) that they do not hold gets a
+    /// tombstone, in one transaction after all of theirs are stored, and only when
+    /// every file was read: a rejected file removes nothing, so that a partial read
+    /// never deletes the rest of the source.
+    Sync,
+}
+
 /// What one ingestion did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct IngestReport {
     pub inserted: u64,
     pub replaced: u64,
     pub unchanged: u64,
+    /// Documents of the source removed because the paths lack them (`IngestMode::Sync`).
+    pub removed: u64,
     pub rejected: Vec<Rejection>,
     /// Files in the given directories that are not `.json`, `.yaml` or `.yml`.
     pub skipped: Vec<PathBuf>,
@@ -66,12 +84,16 @@ const CHUNKS_AHEAD: usize = 2 * BATCH / CHUNK;
 /// so that parsing one batch overlaps with storing the one before (on SQLite, in the
 /// driver's own thread). The files keep their order, and with it their sequences and
 /// the order of the report.
+///
+/// With `IngestMode::Sync`, the source's documents the paths lack are then removed,
+/// unless a file was rejected (`IngestMode`).
 pub async fn ingest_paths(
     store: &dyn Store,
     clock: &dyn Clock,
     tenant: &TenantId,
     source: &SourceName,
     paths: &[PathBuf],
+    mode: IngestMode,
 ) -> anyhow::Result<IngestReport> {
     let (sender, mut receiver) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
     let paths = paths.to_vec();
@@ -80,10 +102,17 @@ pub async fn ingest_paths(
 
     let mut report = IngestReport::default();
     let mut batch = Vec::with_capacity(BATCH);
+    // The ids of every document read, when the source's other documents are removed.
+    let mut present = BTreeSet::new();
     while let Some(chunk) = receiver.recv().await {
         for read in chunk? {
             match read {
-                Read::Document(parsed) => batch.push(new_evidence(parsed, source, clock)),
+                Read::Document(parsed) => {
+                    if mode == IngestMode::Sync {
+                        present.insert(parsed.id.clone());
+                    }
+                    batch.push(new_evidence(parsed, source, clock));
+                }
                 Read::Rejected(rejection) => report.rejected.push(rejection),
                 Read::Skipped(path) => report.skipped.push(path),
             }
@@ -94,6 +123,13 @@ pub async fn ingest_paths(
     }
     reader.await.context("reading evidence files")?;
     store_batch(store, tenant, &mut batch, &mut report).await?;
+    if mode == IngestMode::Sync && report.rejected.is_empty() {
+        let removed = store
+            .remove_absent(tenant, source, &present, clock.now())
+            .await
+            .context("removing the documents the paths lack")?;
+        report.removed = removed.len() as u64;
+    }
     Ok(report)
 }
 
@@ -263,7 +299,8 @@ mod tests {
         let store = SqliteStore::open(&dir.path().join("ingest.db")).await.unwrap();
         let tenant = TenantId::parse("acme").unwrap();
         let source = SourceName::parse("osv-go").unwrap();
-        let report = ingest_paths(&store, &SystemClock, &tenant, &source, &[first, missing, second])
+        let paths = [first, missing, second];
+        let report = ingest_paths(&store, &SystemClock, &tenant, &source, &paths, IngestMode::Add)
             .await
             .unwrap();
 
@@ -285,5 +322,48 @@ mod tests {
             expected.sort();
             assert_eq!(ids_at(&store, &tenant, watermark as i64).await, expected);
         }
+    }
+
+    /// A sync whose files span several batches removes exactly the documents that no
+    /// batch held, after storing them all.
+    #[tokio::test]
+    async fn a_sync_across_batches_removes_only_what_no_batch_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ingest.db")).await.unwrap();
+        let tenant = TenantId::parse("acme").unwrap();
+        let source = SourceName::parse("osv-go").unwrap();
+        let (old, new) = (dir.path().join("old"), dir.path().join("new"));
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        let n_files = 2 * BATCH + 1;
+        for idx in 0..n_files {
+            let id = format!("GO-{idx:05}");
+            std::fs::write(old.join(format!("{id}.json")), osv(&id)).unwrap();
+            // The new state drops every tenth document and adds one.
+            if idx % 10 != 0 {
+                std::fs::write(new.join(format!("{id}.json")), osv(&id)).unwrap();
+            }
+        }
+        std::fs::write(new.join("GO-99999.json"), osv("GO-99999")).unwrap();
+        ingest_paths(&store, &SystemClock, &tenant, &source, &[old], IngestMode::Add)
+            .await
+            .unwrap();
+
+        let report = ingest_paths(&store, &SystemClock, &tenant, &source, &[new], IngestMode::Sync)
+            .await
+            .unwrap();
+        let dropped = n_files.div_ceil(10) as u64;
+        assert_eq!(
+            (report.inserted, report.unchanged, report.removed),
+            (1, n_files as u64 - dropped, dropped)
+        );
+        let watermark = store.snapshot_point(&tenant).await.unwrap().watermark;
+        assert_eq!(watermark, n_files as i64 + 1 + dropped as i64);
+        let mut expected: Vec<String> = (0..n_files)
+            .filter(|idx| idx % 10 != 0)
+            .map(|idx| format!("GO-{idx:05}"))
+            .collect();
+        expected.push("GO-99999".to_owned());
+        assert_eq!(ids_at(&store, &tenant, watermark).await, expected);
     }
 }

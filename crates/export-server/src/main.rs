@@ -47,6 +47,11 @@ enum Command {
         /// Files and directories (read recursively: *.json, *.yaml, *.yml).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// The paths are the source's complete current state: once they are stored, every
+        /// document of the source (of this tenant) that they lack is removed from later
+        /// snapshots (a tombstone each). Nothing is removed when a file is rejected.
+        #[arg(long)]
+        sync: bool,
     },
     /// Mints a DPoP-bound access token from the dev issuer (auth.mode = "dev") and prints
     /// it as JSON with the proof key the client must sign its DPoP proofs with.
@@ -192,20 +197,41 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             source,
             paths,
+            sync,
         } => {
             let tenant = TenantId::parse(&tenant).context("--tenant")?;
             let source = SourceName::parse(&source).context("--source")?;
             let config = Config::load(config.as_deref())?;
             telemetry::init(&config.logging);
             let app = App::build(config).await?;
-            let report =
-                ingest::ingest_paths(app.state.store.as_ref(), &SystemClock, &tenant, &source, &paths)
-                    .await?;
+            let mode = if sync {
+                ingest::IngestMode::Sync
+            } else {
+                ingest::IngestMode::Add
+            };
+            let store = app.state.store.as_ref();
+            let report = ingest::ingest_paths(store, &SystemClock, &tenant, &source, &paths, mode).await?;
             for rejection in &report.rejected {
                 eprintln!("rejected {rejection}");
             }
+            if sync && !report.rejected.is_empty() {
+                eprintln!(
+                    "--sync removed nothing from {tenant}/{source}: it removes documents only when every file is read, and {} rejected; fix or drop them and sync again",
+                    match report.rejected.len() {
+                        1 => "1 file was".to_owned(),
+                        n => format!("{n} files were"),
+                    }
+                );
+            }
+            // Only a sync removes, so only its summary counts removals: the line of a plain
+            // ingest stays as scripts read it.
+            let removed = if sync {
+                format!(" {} removed,", report.removed)
+            } else {
+                String::new()
+            };
             println!(
-                "ingested into {tenant}/{source}: {} new, {} replaced, {} unchanged, {} rejected, {} skipped (not .json/.yaml/.yml)",
+                "ingested into {tenant}/{source}: {} new, {} replaced, {} unchanged,{removed} {} rejected, {} skipped (not .json/.yaml/.yml)",
                 report.inserted,
                 report.replaced,
                 report.unchanged,

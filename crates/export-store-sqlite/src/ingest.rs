@@ -174,8 +174,9 @@ mod tests {
 
     const SNAPSHOT: export_store::sql::Snapshot = <SqliteStore as Dialect>::SNAPSHOT;
 
-    /// However many items a snapshot holds, streaming it walks an index in order (no
-    /// temporary sort), and counting it reads an index alone (no documents).
+    /// However many items a snapshot holds, streaming it (or its changes since a
+    /// watermark) walks an index in order (no temporary sort), and counting it reads an
+    /// index alone (no documents).
     #[tokio::test]
     async fn snapshot_queries_walk_an_index_in_order() {
         let dir = tempfile::tempdir().expect("creating a temporary directory");
@@ -193,14 +194,22 @@ mod tests {
                 SNAPSHOT.count_kind_source,
                 "SEARCH evidence USING COVERING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
             ),
+            (SNAPSHOT.changes_kind, "SEARCH evidence USING INDEX evidence_by_kind (tenant=? AND kind=?)"),
+            (
+                SNAPSHOT.changes_kind_source,
+                "SEARCH evidence USING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
+            ),
         ] {
             let explain = format!("EXPLAIN QUERY PLAN {sql}");
             let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
                 .bind(10_i64)
                 .bind("acme")
                 .bind("advisory");
-            if sql.contains("$4") {
+            if sql.contains("source = $4") {
                 query = query.bind("osv-go");
+            }
+            if sql.contains("+seq > $") {
+                query = query.bind(5_i64);
             }
             let plan: Vec<String> = query
                 .fetch_all(&store.pool)
@@ -212,6 +221,47 @@ mod tests {
             assert!(
                 plan.len() == 1 && plan[0].starts_with(expected),
                 "{sql}: {plan:?}"
+            );
+        }
+    }
+
+    /// However long the interval, the removals of a delta read the interval's tombstones
+    /// of the target's kind, and look each item's later versions up by its source and id,
+    /// never by reading the interval's versions through the primary key.
+    #[tokio::test]
+    async fn removals_look_each_item_up_by_source_and_id() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = fresh_store(&dir, "plan.db").await;
+        for target in ["advisory", "advisory:osv-go"] {
+            let sql = export_store::sql::removals_statement(&Target::parse(target).unwrap());
+            let explain = format!("EXPLAIN QUERY PLAN {sql}");
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
+                .bind(10_i64)
+                .bind("acme")
+                .bind("advisory");
+            if target.contains(':') {
+                query = query.bind("osv-go");
+            }
+            let plan: Vec<String> = query
+                .bind(5_i64)
+                .fetch_all(&store.pool)
+                .await
+                .expect("explain")
+                .into_iter()
+                .map(|(_, _, _, detail)| detail)
+                .collect();
+            let searches: Vec<&str> = plan
+                .iter()
+                .map(String::as_str)
+                .filter(|line| line.starts_with("SEARCH") || line.starts_with("SCAN"))
+                .collect();
+            assert_eq!(
+                searches,
+                [
+                    "SEARCH t USING INDEX tombstones_by_kind (tenant=? AND kind=? AND seq>? AND seq<?)",
+                    "SEARCH e USING COVERING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=? AND id=?)",
+                ],
+                "{target}: {plan:?}"
             );
         }
     }

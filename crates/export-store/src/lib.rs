@@ -16,11 +16,12 @@ pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
+use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId};
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
@@ -39,18 +40,41 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     // --- evidence -------------------------------------------------------------------
+    //
+    // Every change of a tenant's evidence (a new version of an item, or the removal of
+    // one) takes the tenant's next ingestion sequence. The snapshot at a watermark W
+    // holds each item (a source and id) in its newest version at or below W, unless its
+    // newest change at or below W is its removal: versions changed or removed after W
+    // stay readable to a run that reads at W.
 
     /// Stores a batch of documents in one transaction. Each new or changed document gets
     /// the tenant's next ingestion sequence; an identical one is left alone; a changed
     /// one supersedes the previous version of the same (source, id) for later snapshots.
+    /// A document removed earlier comes back as new (`IngestOutcome::Inserted`).
     async fn ingest(
         &self,
         tenant: &TenantId,
         items: &[NewEvidence],
     ) -> Result<Vec<IngestOutcome>, StoreError>;
 
-    /// The tenant's current snapshot point: the highest ingestion sequence (0 when the
-    /// tenant has no evidence) and when that item was ingested.
+    /// Removes the items of `source` that `present` does not name: each current item of
+    /// the source (of any kind) whose id is not in `present` gets a tombstone with the
+    /// tenant's next ingestion sequence, in bytewise order of their ids, all in one
+    /// transaction. Snapshots at or after a tombstone's sequence no longer hold its item;
+    /// earlier ones still do. `ingest --sync` calls it once all the given documents are
+    /// stored, with their ids. Returns the tombstones in the order of their sequences
+    /// (none: no sequence is taken).
+    async fn remove_absent(
+        &self,
+        tenant: &TenantId,
+        source: &SourceName,
+        present: &BTreeSet<String>,
+        removed_at: DateTime<Utc>,
+    ) -> Result<Vec<Tombstone>, StoreError>;
+
+    /// The tenant's current snapshot point: the sequence of its newest change (0 when
+    /// the tenant has no evidence) and when that change was ingested (for a removal, when
+    /// it was made).
     async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError>;
 
     /// How many items of `target` the snapshot at `watermark` holds.
@@ -69,6 +93,35 @@ pub trait Store: Send + Sync + 'static {
         watermark: i64,
         target: &'a Target,
     ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
+
+    /// The items of `target` added or changed after `after_watermark` that the snapshot
+    /// at `up_to_watermark` holds: those whose version there was ingested in the interval
+    /// (`after_watermark`, `up_to_watermark`], an item that came back after a removal
+    /// included. The items of a delta mirror bundle (SPEC §15); the same order and
+    /// records as `stream_items`.
+    fn stream_changes<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
+
+    /// The items of `target` removed in the interval (`after_watermark`,
+    /// `up_to_watermark`] that the snapshot at `up_to_watermark` does not hold: the
+    /// tombstones of a delta mirror bundle (SPEC §15), each item once, with the kind its
+    /// last removal removed, sorted by (id, kind, source) bytewise. An item that came
+    /// back after its removal and is there at `up_to_watermark` is not listed (it is
+    /// among `stream_changes`); one added and removed within the interval is (removing
+    /// what is not there changes nothing). An item is its (source, id), whatever the kind
+    /// of its versions.
+    fn stream_removals<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<Tombstone, StoreError>>;
 
     // --- idempotency ----------------------------------------------------------------
 

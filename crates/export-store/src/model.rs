@@ -25,7 +25,8 @@ pub struct NewEvidence {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestOutcome {
-    /// A new (source, id), stored with this ingestion sequence.
+    /// A (source, id) without a current version (new, or removed earlier), stored with
+    /// this ingestion sequence.
     Inserted { seq: i64 },
     /// A new version of an existing (source, id).
     Replaced { seq: i64 },
@@ -33,12 +34,22 @@ pub enum IngestOutcome {
     Unchanged { seq: i64 },
 }
 
+/// An item removed from a tenant's evidence (`Store::remove_absent`), as a delta mirror
+/// bundle lists it (SPEC §15): the kind of the version it removed, its source and id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tombstone {
+    pub id: String,
+    pub kind: Kind,
+    pub source: SourceName,
+}
+
 /// The point a run's snapshot is taken at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPoint {
-    /// Highest ingestion sequence of the tenant, 0 when it has no evidence.
+    /// The tenant's newest change (a stored version or a removal): its ingestion
+    /// sequence, 0 when the tenant has no evidence.
     pub watermark: i64,
-    /// When the item at `watermark` was ingested.
+    /// When the change at `watermark` was ingested (a removal: when it was made).
     pub at: Option<DateTime<Utc>>,
 }
 

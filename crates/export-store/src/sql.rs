@@ -27,6 +27,8 @@ pub mod testing;
 pub use database::{db, query, Executes, On, Query, SqlDatabase, Value};
 #[cfg(feature = "sql")]
 pub use dialect::{Dialect, Snapshot};
+#[cfg(feature = "sql")]
+pub use evidence::removals_statement;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
@@ -34,7 +36,7 @@ use export_core::{
     SourceName, TenantId,
 };
 
-use crate::{Run, RunOutput, StoreError};
+use crate::{Run, RunOutput, StoreError, Tombstone};
 
 /// A row of a SQL backend, read by column name. A column that is missing, or of another
 /// type, is `StoreError::Corrupt` naming it.
@@ -205,5 +207,14 @@ pub fn record(row: &impl Columns) -> Result<EvidenceRecord, StoreError> {
             Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
         })?,
         document: row.bytes("document")?,
+    })
+}
+
+/// A tombstone row as a delta reads it: `id`, `kind`, `source`.
+pub fn tombstone(row: &impl Columns) -> Result<Tombstone, StoreError> {
+    Ok(Tombstone {
+        id: row.text("id")?,
+        kind: parsed(row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?,
+        source: parsed(row, "source", SourceName::parse)?,
     })
 }

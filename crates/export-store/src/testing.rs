@@ -27,7 +27,7 @@ use futures::TryStreamExt;
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
     NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError,
-    TerminalEvent, IDEMPOTENCY_TTL,
+    TerminalEvent, Tombstone, IDEMPOTENCY_TTL,
 };
 
 /// Expands into one `#[test]` per conformance function, each running on a fresh store
@@ -46,6 +46,10 @@ macro_rules! conformance_tests {
             items_are_counted_and_streamed_per_target,
             items_stream_in_bytewise_id_source_digest_order,
             a_large_batch_ingests_in_one_call,
+            a_removed_item_leaves_later_snapshots_and_stays_in_earlier_ones,
+            an_item_ingested_again_after_its_removal_comes_back_at_a_new_sequence,
+            removals_touch_only_their_tenant_and_source,
+            changes_and_removals_are_read_per_interval,
             tenants_never_see_each_others_data,
             run_ids_are_numbered_per_tenant_per_utc_day,
             get_run_returns_every_field_as_created,
@@ -95,6 +99,7 @@ macro_rules! conformance_tests {
             concurrent_appends_number_a_runs_events_without_gaps,
             concurrent_run_creation_numbers_a_days_runs_once_each,
             concurrent_ingests_of_one_tenant_store_every_version_once,
+            concurrent_removals_of_one_tenant_remove_each_item_once,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
         );
     };
@@ -667,6 +672,372 @@ pub async fn a_large_batch_ingests_in_one_call(store: &dyn Store) {
     let mut sorted: Vec<EvidenceRecord> = items.iter().map(record).collect();
     sorted.sort_by(|a, b| a.id.cmp(&b.id));
     assert!(records == sorted, "the batch streams back complete and sorted");
+}
+
+// --- removals -----------------------------------------------------------------------------
+
+fn source(name: &str) -> SourceName {
+    SourceName::parse(name).expect("valid source name")
+}
+
+/// `remove_absent` of `source` with the ids of `present`.
+async fn remove(
+    store: &dyn Store,
+    tenant: &TenantId,
+    source: &str,
+    present: &[&str],
+    now: DateTime<Utc>,
+) -> Vec<Tombstone> {
+    let present: BTreeSet<String> = present.iter().map(|id| (*id).to_owned()).collect();
+    store
+        .remove_absent(tenant, &self::source(source), &present, now)
+        .await
+        .expect("remove absent items")
+}
+
+fn tombstone(id: &str, kind: Kind, source: &str) -> Tombstone {
+    Tombstone {
+        id: id.to_owned(),
+        kind,
+        source: self::source(source),
+    }
+}
+
+async fn changes(
+    store: &dyn Store,
+    tenant: &TenantId,
+    after: i64,
+    up_to: i64,
+    target: &str,
+) -> Vec<EvidenceRecord> {
+    let target = self::target(target);
+    store
+        .stream_changes(tenant, after, up_to, &target)
+        .try_collect()
+        .await
+        .expect("stream changes")
+}
+
+async fn removals(
+    store: &dyn Store,
+    tenant: &TenantId,
+    after: i64,
+    up_to: i64,
+    target: &str,
+) -> Vec<Tombstone> {
+    let target = self::target(target);
+    store
+        .stream_removals(tenant, after, up_to, &target)
+        .try_collect()
+        .await
+        .expect("stream removals")
+}
+
+/// The items of a source that a sync no longer names, of every kind, get tombstones at
+/// new sequences: snapshots from a tombstone on lack its item, earlier ones still hold
+/// it, and the snapshot point is the newest removal.
+pub async fn a_removed_item_leaves_later_snapshots_and_stays_in_earlier_ones(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (go_1, go_2, go_3) = (advisory("GO-1", 1), advisory("GO-2", 1), advisory("GO-3", 1));
+    let vex = document("osv-go", Kind::Vex, "VEX-1", 1);
+    ingest(
+        store,
+        &acme,
+        &[go_3.clone(), go_2.clone(), go_1.clone(), vex.clone()],
+    )
+    .await;
+
+    assert_eq!(
+        remove(store, &acme, "osv-go", &["GO-2", "GO-9"], at(60)).await,
+        [
+            tombstone("GO-1", Kind::Advisory, "osv-go"),
+            tombstone("GO-3", Kind::Advisory, "osv-go"),
+            tombstone("VEX-1", Kind::Vex, "osv-go"),
+        ],
+        "every absent item of the source, in id order"
+    );
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 7,
+            at: Some(at(60))
+        },
+        "the newest change is the last removal, made at its time"
+    );
+    assert_eq!(
+        stream(store, &acme, 4, "advisory").await,
+        [record(&go_1), record(&go_2), record(&go_3)],
+        "a snapshot before the removals still holds the items"
+    );
+    assert_eq!(
+        stream(store, &acme, 5, "advisory").await,
+        [record(&go_2), record(&go_3)],
+        "GO-1's tombstone is sequence 5"
+    );
+    assert_eq!(stream(store, &acme, 7, "advisory").await, [record(&go_2)]);
+    assert_eq!(stream(store, &acme, 6, "vex").await, [record(&vex)]);
+    assert_eq!(stream(store, &acme, 7, "vex").await, []);
+    for (watermark, advisories, vexes) in [(4, 3, 1), (5, 2, 1), (6, 1, 1), (7, 1, 0)] {
+        assert_eq!(count(store, &acme, watermark, "advisory").await, advisories);
+        assert_eq!(count(store, &acme, watermark, "vex:osv-go").await, vexes);
+    }
+
+    assert_eq!(
+        remove(store, &acme, "osv-go", &["GO-2"], at(120)).await,
+        [],
+        "nothing is left to remove"
+    );
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot").watermark,
+        7,
+        "a removal of nothing takes no sequence"
+    );
+    assert_eq!(
+        ingest(store, &acme, &[advisory("GO-4", 1)]).await,
+        [IngestOutcome::Inserted { seq: 8 }],
+        "documents and removals share the tenant's sequence"
+    );
+}
+
+/// A removed document ingested again is new: it comes back at a new sequence, the
+/// snapshots in between still lack it, and it can be removed again.
+pub async fn an_item_ingested_again_after_its_removal_comes_back_at_a_new_sequence(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (go_1, go_2) = (advisory("GO-1", 1), advisory("GO-2", 1));
+    ingest(store, &acme, &[go_1.clone(), go_2.clone()]).await;
+    remove(store, &acme, "osv-go", &["GO-2"], at(60)).await;
+
+    let mut again = go_1.clone();
+    again.ingested_at = at(120);
+    assert_eq!(
+        ingest(store, &acme, &[again]).await,
+        [IngestOutcome::Inserted { seq: 4 }],
+        "the same bytes, no longer current, are stored again"
+    );
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 4,
+            at: Some(at(120))
+        }
+    );
+    assert_eq!(
+        stream(store, &acme, 2, "advisory").await,
+        [record(&go_1), record(&go_2)]
+    );
+    assert_eq!(stream(store, &acme, 3, "advisory").await, [record(&go_2)]);
+    assert_eq!(
+        stream(store, &acme, 4, "advisory").await,
+        [record(&go_1), record(&go_2)]
+    );
+
+    assert_eq!(
+        remove(store, &acme, "osv-go", &["GO-2"], at(180)).await,
+        [tombstone("GO-1", Kind::Advisory, "osv-go")]
+    );
+    let go_1_v2 = advisory("GO-1", 2);
+    assert_eq!(
+        ingest(store, &acme, std::slice::from_ref(&go_1_v2)).await,
+        [IngestOutcome::Inserted { seq: 6 }]
+    );
+    assert_eq!(stream(store, &acme, 5, "advisory").await, [record(&go_2)]);
+    assert_eq!(
+        stream(store, &acme, 6, "advisory").await,
+        [record(&go_1_v2), record(&go_2)]
+    );
+    assert_eq!(
+        stream(store, &acme, 4, "advisory").await,
+        [record(&go_1), record(&go_2)],
+        "each return is a version of its own"
+    );
+}
+
+/// A removal reaches only its own tenant's items of its own source: not the same ids
+/// under another source of the tenant, nor anything of another tenant, whose sequence
+/// does not move.
+pub async fn removals_touch_only_their_tenant_and_source(store: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let pypi = document("osv-pypi", Kind::Advisory, "GO-1", 1);
+    ingest(
+        store,
+        &acme,
+        &[advisory("GO-1", 1), advisory("GO-2", 1), pypi.clone()],
+    )
+    .await;
+    let theirs = [advisory("GO-1", 1), advisory("GO-2", 1)];
+    ingest(store, &globex, &theirs).await;
+
+    assert_eq!(
+        remove(store, &acme, "osv-go", &[], at(60)).await,
+        [
+            tombstone("GO-1", Kind::Advisory, "osv-go"),
+            tombstone("GO-2", Kind::Advisory, "osv-go"),
+        ]
+    );
+    assert_eq!(stream(store, &acme, 5, "advisory").await, [record(&pypi)]);
+    assert_eq!(
+        store.snapshot_point(&globex).await.expect("snapshot"),
+        SnapshotPoint {
+            watermark: 2,
+            at: Some(at(0))
+        }
+    );
+    assert_eq!(
+        stream(store, &globex, 2, "advisory").await,
+        theirs.iter().map(record).collect::<Vec<_>>()
+    );
+    assert_eq!(changes(store, &globex, 0, 5, "advisory").await.len(), 2);
+    assert_eq!(removals(store, &globex, 0, 5, "advisory").await, []);
+    assert_eq!(
+        remove(store, &globex, "osv-pypi", &[], at(60)).await,
+        [],
+        "the other tenant has nothing of that source"
+    );
+    assert_eq!(
+        ingest(store, &globex, &[advisory("GO-3", 1)]).await,
+        [IngestOutcome::Inserted { seq: 3 }]
+    );
+    assert_eq!(stream(store, &acme, 5, "advisory").await, [record(&pypi)]);
+    assert_eq!(
+        removals(store, &acme, 0, 5, "advisory").await,
+        [
+            tombstone("GO-1", Kind::Advisory, "osv-go"),
+            tombstone("GO-2", Kind::Advisory, "osv-go"),
+        ]
+    );
+}
+
+/// What a delta carries from one watermark to a later one: the items added or changed in
+/// between that are there at its end, in the snapshot's order, and the items removed in
+/// between that are not, once each, sorted by (id, kind, source). Applied to the snapshot
+/// at the start, they give the snapshot at the end, for every interval.
+pub async fn changes_and_removals_are_read_per_interval(store: &dyn Store) {
+    let acme = tenant("acme");
+    let go = |id: &str, revision| advisory(id, revision);
+    let vex = |revision| document("osv-go", Kind::Vex, "VEX-1", revision);
+    let pypi = document("osv-pypi", Kind::Advisory, "GO-C", 1);
+    // 1-7: everything, in one batch.
+    ingest(
+        store,
+        &acme,
+        &[
+            go("GO-A", 1),
+            go("GO-B", 1),
+            go("GO-C", 1),
+            go("GO-D", 1),
+            go("GO-E", 1),
+            pypi,
+            vex(1),
+        ],
+    )
+    .await;
+    // 8: GO-E removed; the interval starts after it.
+    remove(
+        store,
+        &acme,
+        "osv-go",
+        &["GO-A", "GO-B", "GO-C", "GO-D", "VEX-1"],
+        at(10),
+    )
+    .await;
+    let after = 8;
+    // 9-12: GO-B and VEX-1 changed, GO-F and GO-G added.
+    ingest(
+        store,
+        &acme,
+        &[go("GO-B", 2), vex(2), go("GO-F", 1), go("GO-G", 1)],
+    )
+    .await;
+    // 13, 14: GO-C and GO-G (added in the interval) removed; 15: osv-pypi's GO-C removed.
+    let kept = ["GO-A", "GO-B", "GO-D", "GO-F", "VEX-1"];
+    remove(store, &acme, "osv-go", &kept, at(20)).await;
+    remove(store, &acme, "osv-pypi", &[], at(20)).await;
+    // 16, 17: GO-D removed and ingested again.
+    remove(store, &acme, "osv-go", &["GO-A", "GO-B", "GO-F", "VEX-1"], at(30)).await;
+    ingest(store, &acme, &[go("GO-D", 1)]).await;
+    let up_to = 17;
+    // 18, 19: after the interval, GO-B removed and GO-H added.
+    remove(store, &acme, "osv-go", &["GO-A", "GO-D", "GO-F", "VEX-1"], at(40)).await;
+    ingest(store, &acme, &[go("GO-H", 1)]).await;
+    assert_eq!(store.snapshot_point(&acme).await.expect("snapshot").watermark, 19);
+
+    assert_eq!(
+        changes(store, &acme, after, up_to, "advisory").await,
+        [
+            record(&go("GO-B", 2)),
+            record(&go("GO-D", 1)),
+            record(&go("GO-F", 1))
+        ]
+    );
+    assert_eq!(
+        changes(store, &acme, after, up_to, "vex").await,
+        [record(&vex(2))]
+    );
+    assert_eq!(changes(store, &acme, after, up_to, "advisory:osv-pypi").await, []);
+    assert_eq!(
+        removals(store, &acme, after, up_to, "advisory").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-C", Kind::Advisory, "osv-pypi"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ]
+    );
+    assert_eq!(
+        removals(store, &acme, after, up_to, "advisory:osv-pypi").await,
+        [tombstone("GO-C", Kind::Advisory, "osv-pypi")]
+    );
+    assert_eq!(removals(store, &acme, after, up_to, "vex").await, []);
+    assert_eq!(
+        removals(store, &acme, after - 1, up_to, "advisory:osv-go").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-E", Kind::Advisory, "osv-go"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ],
+        "an interval that holds GO-E's removal"
+    );
+    assert_eq!(
+        removals(store, &acme, after, 16, "advisory:osv-go").await,
+        [
+            tombstone("GO-C", Kind::Advisory, "osv-go"),
+            tombstone("GO-D", Kind::Advisory, "osv-go"),
+            tombstone("GO-G", Kind::Advisory, "osv-go"),
+        ],
+        "an interval that ends before GO-D came back"
+    );
+    assert_eq!(changes(store, &acme, up_to, up_to, "advisory").await, []);
+    assert_eq!(removals(store, &acme, up_to, up_to, "advisory").await, []);
+
+    // The start's snapshot, less the removals, with the changes, is the end's.
+    for target in ["advisory", "advisory:osv-go", "advisory:osv-pypi", "vex"] {
+        for start in 0..=19 {
+            for end in start..=19 {
+                let key = |record: &EvidenceRecord| (record.source.to_string(), record.id.clone());
+                let mut applied: std::collections::BTreeMap<_, _> = stream(store, &acme, start, target)
+                    .await
+                    .into_iter()
+                    .map(|record| (key(&record), record))
+                    .collect();
+                for removal in removals(store, &acme, start, end, target).await {
+                    let removed = applied.remove(&(removal.source.to_string(), removal.id.clone()));
+                    assert!(
+                        removed.is_none_or(|record| record.kind == removal.kind),
+                        "{target} ({start}, {end}]: {removal:?}"
+                    );
+                }
+                for record in changes(store, &acme, start, end, target).await {
+                    applied.insert(key(&record), record);
+                }
+                let mut applied: Vec<EvidenceRecord> = applied.into_values().collect();
+                applied.sort_by(|a, b| (&a.id, &a.source).cmp(&(&b.id, &b.source)));
+                assert_eq!(
+                    applied,
+                    stream(store, &acme, end, target).await,
+                    "{target} ({start}, {end}]"
+                );
+            }
+        }
+    }
 }
 
 // --- tenancy ----------------------------------------------------------------------------
@@ -1710,6 +2081,56 @@ pub async fn concurrent_ingests_of_one_tenant_store_every_version_once(store: Ar
     let ids: Vec<&str> = items.iter().map(|item| item.id.as_str()).collect();
     let expected_ids: Vec<String> = (0..20).map(|idx| format!("GO-{idx:02}")).collect();
     assert_eq!(ids, expected_ids);
+}
+
+/// Removals of one tenant made at once from many connections, beside ingests of other
+/// documents of the source, remove each absent item once: one tombstone each, every
+/// change numbered once without gaps.
+pub async fn concurrent_removals_of_one_tenant_remove_each_item_once(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let ids: Vec<String> = (0..20).map(|idx| format!("GO-{idx:02}")).collect();
+    let items: Vec<NewEvidence> = ids.iter().map(|id| advisory(id, 1)).collect();
+    ingest(&*store, &acme, &items).await;
+    let kept: Vec<&str> = ids.iter().step_by(2).map(String::as_str).collect();
+    let tasks: Vec<_> = (0..6u32)
+        .map(|task| {
+            let (store, acme) = (Arc::clone(&store), acme.clone());
+            let mut present: Vec<String> = kept.iter().map(|id| (*id).to_owned()).collect();
+            present.extend((0..6).map(|writer| format!("NEW-{writer}")));
+            tokio::spawn(async move {
+                let new = [advisory(&format!("NEW-{task}"), 1)];
+                let ingested = ingest(&*store, &acme, &new).await;
+                let present: Vec<&str> = present.iter().map(String::as_str).collect();
+                (ingested, remove(&*store, &acme, "osv-go", &present, at(60)).await)
+            })
+        })
+        .collect();
+    let mut removed = Vec::new();
+    for task in tasks {
+        let (ingested, tombstones) = task.await.expect("removing task");
+        assert!(matches!(ingested[..], [IngestOutcome::Inserted { .. }]));
+        removed.extend(tombstones.into_iter().map(|tombstone| tombstone.id));
+    }
+    removed.sort();
+    let expected: Vec<String> = ids.iter().skip(1).step_by(2).cloned().collect();
+    assert_eq!(removed, expected, "each absent item removed once");
+    let point = store.snapshot_point(&acme).await.expect("snapshot point");
+    assert_eq!(point.watermark, 20 + 6 + 10, "every change numbered once");
+    let live: Vec<String> = stream(&*store, &acme, point.watermark, "advisory")
+        .await
+        .into_iter()
+        .map(|record| record.id)
+        .collect();
+    let mut expected_live: Vec<String> = kept.iter().map(|id| (*id).to_owned()).collect();
+    expected_live.extend((0..6).map(|task| format!("NEW-{task}")));
+    expected_live.sort();
+    assert_eq!(live, expected_live);
+    assert_eq!(
+        removals(&*store, &acme, 0, point.watermark, "advisory")
+            .await
+            .len(),
+        10
+    );
 }
 
 // --- heartbeat, cancel, progress, outputs, finish ----------------------------------------

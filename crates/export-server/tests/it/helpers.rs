@@ -162,6 +162,7 @@ impl TestApp {
             &TenantId::parse(tenant).unwrap(),
             &SourceName::parse(source).unwrap(),
             paths,
+            ingest::IngestMode::Add,
         )
         .await
         .unwrap()

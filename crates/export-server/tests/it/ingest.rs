@@ -1,6 +1,10 @@
 //! Ingestion through the real `export-center ingest` command and the store.
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use export_api_types::RunStatusResponse;
+use export_store_postgres::testing::{fresh_schema, url_for};
 
 use crate::helpers::{fixtures, shared_data, TestApp};
 
@@ -68,8 +72,8 @@ fn the_ingest_command_reports_each_rejected_file_and_loads_the_rest() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("1 new") && stdout.contains("2 rejected") && stdout.contains("1 skipped"),
-        "{stdout}"
+        stdout.contains("1 new, 0 replaced, 0 unchanged, 2 rejected, 1 skipped"),
+        "without --sync, nothing is removed or counted as such: {stdout}"
     );
 
     // Running it again on the good file alone succeeds and changes nothing.
@@ -85,6 +89,127 @@ fn the_ingest_command_reports_each_rejected_file_and_loads_the_rest() {
         String::from_utf8_lossy(&again.stderr)
     );
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 new, 0 replaced, 1 unchanged"));
+}
+
+/// Whether the advisory data files of a finished run hold `id`.
+async fn advisories_hold(app: &TestApp, status: &RunStatusResponse, id: &str) -> bool {
+    assert_eq!(status.status, "succeeded", "{status:?}");
+    let mut found = false;
+    for output in status.outputs.iter().filter(|output| output.kind == "advisory") {
+        let bytes = app.get(&output.url).await.bytes().await.unwrap();
+        found |= String::from_utf8_lossy(&bytes).contains(id);
+    }
+    found
+}
+
+/// `export-center ingest --sync`, run beside a server on the same database: a rejected
+/// file makes it remove nothing (and fail); a complete read removes the source's
+/// documents the files lack from the runs planned afterwards, but not from a run
+/// planned before, nor from another source or tenant; a removed document ingested again
+/// is back.
+async fn ingest_sync_removes_what_the_files_lack(database_url: Option<String>) {
+    let app = TestApp::spawn_with(|config| config.database.url = database_url.clone()).await;
+    let ingest = |args: &[&str], paths: &[&Path]| -> Output {
+        let mut command = binary();
+        command
+            .args(["ingest", "--tenant"])
+            .args(args)
+            .args(paths)
+            .env("EXPORT_CENTER_SERVER__DATA_DIR", &app.data_dir);
+        if let Some(url) = &database_url {
+            command.env("EXPORT_CENTER_DATABASE__URL", url);
+        }
+        command.output().unwrap()
+    };
+    let input = tempfile::tempdir().unwrap();
+    let (all, kept) = (input.path().join("all"), input.path().join("kept"));
+    for (dir, ids) in [
+        (&all, &["GO-2020-0001", "GO-2020-0025", "GO-2020-0050"][..]),
+        (&kept, &["GO-2020-0001", "GO-2020-0025"][..]),
+    ] {
+        std::fs::create_dir_all(dir).unwrap();
+        for id in ids {
+            std::fs::copy(
+                fixtures().join(format!("osv-go/{id}.json")),
+                dir.join(format!("{id}.json")),
+            )
+            .unwrap();
+        }
+    }
+    for args in [
+        ["acme", "--source", "osv-go"],
+        ["acme", "--source", "osv-mirror"],
+        ["globex", "--source", "osv-go"],
+    ] {
+        let output = ingest(&args, &[&all]);
+        assert!(output.status.success(), "{output:?}");
+    }
+    let (acme, globex) = (app.tenant("acme"), app.tenant("globex"));
+
+    std::fs::write(kept.join("broken.json"), "{\"id\": ").unwrap();
+    let sync = ["acme", "--source", "osv-go", "--sync"];
+    let rejected = ingest(&sync, &[&kept]);
+    let stderr = String::from_utf8_lossy(&rejected.stderr);
+    let stdout = String::from_utf8_lossy(&rejected.stdout);
+    assert_eq!(rejected.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("broken.json") && stderr.contains("--sync removed nothing from acme/osv-go"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("2 unchanged, 0 removed, 1 rejected"), "{stdout}");
+    // Planned now, executed only after the next sync.
+    let before = acme
+        .create_run(serde_json::json!({ "profileId": acme.profile_id("daily") }))
+        .await;
+    assert_eq!(
+        acme.run(&before.run_id).await.progress.items_total,
+        6,
+        "a sync with a rejected file removes nothing"
+    );
+
+    std::fs::remove_file(kept.join("broken.json")).unwrap();
+    let synced = ingest(&sync, &[&kept]);
+    let stdout = String::from_utf8_lossy(&synced.stdout);
+    assert!(synced.status.success(), "{synced:?}");
+    assert!(
+        stdout.contains("ingested into acme/osv-go: 0 new, 0 replaced, 2 unchanged, 1 removed, 0 rejected"),
+        "{stdout}"
+    );
+
+    let after = acme.export("daily", serde_json::json!({})).await;
+    assert_eq!(
+        after.progress.items_total, 5,
+        "osv-go's GO-2020-0050 is gone, osv-mirror's stays"
+    );
+    let before = acme.run(&before.run_id).await;
+    assert_eq!(
+        before.progress.items_total, 6,
+        "a run planned before the sync, executed after it, keeps it"
+    );
+    assert!(advisories_hold(&app, &before, "GO-2020-0050").await);
+    let osv_go = acme.export("osv-only", serde_json::json!({})).await;
+    assert_eq!(osv_go.progress.items_total, 2);
+    assert!(!advisories_hold(&app, &osv_go, "GO-2020-0050").await);
+    assert!(advisories_hold(&app, &osv_go, "GO-2020-0025").await);
+    let theirs = globex.export("daily", serde_json::json!({})).await;
+    assert_eq!(theirs.progress.items_total, 3, "another tenant's documents stay");
+    assert!(advisories_hold(&app, &theirs, "GO-2020-0050").await);
+
+    let again = ingest(&sync, &[&all]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("1 new, 0 replaced, 2 unchanged, 0 removed"));
+    let back = acme.export("osv-only", serde_json::json!({})).await;
+    assert_eq!(back.progress.items_total, 3);
+    assert!(advisories_hold(&app, &back, "GO-2020-0050").await);
+}
+
+#[tokio::test]
+async fn ingest_sync_removes_what_the_files_lack_on_sqlite() {
+    ingest_sync_removes_what_the_files_lack(None).await;
+}
+
+#[tokio::test]
+async fn ingest_sync_removes_what_the_files_lack_on_postgres() {
+    ingest_sync_removes_what_the_files_lack(Some(url_for(&fresh_schema().await))).await;
 }
 
 #[test]

@@ -16,21 +16,27 @@ use crate::sql::database::{db, SqlDatabase};
 use crate::{NewEvidence, StoreError};
 
 /// The statements that read a snapshot: the watermark is `$1`, the tenant `$2`, the kind
-/// `$3` and the source `$4`. Built by [`snapshot_statements!`](crate::snapshot_statements)
-/// from the one text, with the dialect's spelling of the sequence column.
+/// `$3` and the source `$4`; the `changes` statements read the items of the snapshot
+/// whose version is newer than the watermark after them (`$4`, or `$5` after the
+/// source). Built by [`snapshot_statements!`](crate::snapshot_statements) from the one
+/// text, with the dialect's spelling of the sequence column.
 #[derive(Debug, Clone, Copy)]
 pub struct Snapshot {
     pub count_kind: &'static str,
     pub count_kind_source: &'static str,
     pub stream_kind: &'static str,
     pub stream_kind_source: &'static str,
+    pub changes_kind: &'static str,
+    pub changes_kind_source: &'static str,
 }
 
 /// The [`Snapshot`] statements with the sequence column written as `$seq` (`"seq"`, or
 /// SQLite's `"+seq"`, which keeps its planner off the primary key `(tenant, seq)`).
 ///
 /// Both orders match an index (`evidence_by_kind`, `evidence_by_kind_source`, whose text
-/// sorts bytewise), so rows come off the index already sorted.
+/// sorts bytewise), so rows come off the index already sorted. The `changes` statements
+/// walk the same index: a delta reads every index entry of its target, but only the
+/// documents it returns, and needs no sort.
 #[macro_export]
 macro_rules! snapshot_statements {
     ($seq:literal) => {
@@ -56,6 +62,22 @@ macro_rules! snapshot_statements {
                 "WHERE tenant = $2 AND kind = $3 AND source = $4 AND ",
                 $seq,
                 " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) ORDER BY id, source, digest"
+            ),
+            changes_kind: concat!(
+                "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
+                "WHERE tenant = $2 AND kind = $3 AND ",
+                $seq,
+                " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) AND ",
+                $seq,
+                " > $4 ORDER BY id, source, digest"
+            ),
+            changes_kind_source: concat!(
+                "SELECT kind, source, format, id, modified, digest, document FROM evidence ",
+                "WHERE tenant = $2 AND kind = $3 AND source = $4 AND ",
+                $seq,
+                " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) AND ",
+                $seq,
+                " > $5 ORDER BY id, source, digest"
             ),
         }
     };

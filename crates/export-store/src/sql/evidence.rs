@@ -1,18 +1,27 @@
-//! Evidence: versioned documents and the snapshots runs read.
+//! Evidence: versioned documents, their removals, and the snapshots runs read.
 //!
 //! Every version of an item is a row. It records the ingestion sequence that created it
 //! and the one that superseded it (NULL while it is current), so the snapshot at a
 //! watermark W is every row with `seq <= W` not superseded by W.
+//!
+//! A removal is a row of `tombstones` with a sequence of its own, which is also the
+//! sequence that supersedes the removed version: the snapshot rule stays as it is (from
+//! the tombstone on, no version of the item is visible), and the item, left without a
+//! current version, is new when it is ingested again.
 
-use export_core::{EvidenceRecord, Target, TenantId};
+use std::collections::BTreeSet;
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use export_core::{EvidenceRecord, Kind, SourceName, Target, TenantId};
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::Transaction;
 
-use crate::ingest_plan::Plan;
+use crate::ingest_plan::{new_seq, Plan};
 use crate::sql::database::{query, SqlDatabase, Value};
 use crate::sql::dialect::{begin_write, Dialect};
-use crate::sql::{self, int, optional_timestamp_column, Columns};
-use crate::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError};
+use crate::sql::{self, int, optional_timestamp_column, parsed, timestamp, Columns};
+use crate::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError, Tombstone};
 
 /// The tenant's ingestion sequence in the counters table.
 const EVIDENCE_COUNTER: &str = "evidence";
@@ -71,11 +80,101 @@ async fn take_sequences<DB: SqlDatabase>(
     Ok(last - n_new + 1)
 }
 
+/// The current version of every item of a source (`$2`), in `evidence_current`.
+const CURRENT_OF_SOURCE: &str = "SELECT seq, kind, id FROM evidence \
+     WHERE tenant = $1 AND source = $2 AND superseded_seq IS NULL ORDER BY id";
+
+/// Tombstones per insert statement: three variables each, far below SQLite's and
+/// PostgreSQL's limits.
+const TOMBSTONES_PER_STATEMENT: usize = 1_000;
+
+/// Writes a tombstone for each current item of `source` that `present` lacks, in one
+/// transaction after the dialect's ingest lock (so no batch of the tenant changes the
+/// current versions in between): the tombstones take sequences in the order of their
+/// ids, and each supersedes the version it removes.
+pub(crate) async fn remove_absent<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    source: &SourceName,
+    present: &BTreeSet<String>,
+    removed_at: DateTime<Utc>,
+) -> Result<Vec<Tombstone>, StoreError> {
+    let mut tx = begin_write(store).await?;
+    if let Some(lock) = D::LOCK_INGEST {
+        query(lock).bind(tenant.as_str()).execute(&mut tx).await?;
+    }
+    let current = query(CURRENT_OF_SOURCE)
+        .bind(tenant.as_str())
+        .bind(source.as_str())
+        .fetch_all(&mut tx)
+        .await?;
+    // Each absent item: the sequence of its current version, and its tombstone.
+    let mut absent = Vec::new();
+    for row in &current {
+        let row = D::Db::columns(row);
+        let id = row.text("id")?;
+        if !present.contains(&id) {
+            let kind = parsed(&row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?;
+            let tombstone = Tombstone {
+                id,
+                kind,
+                source: source.clone(),
+            };
+            absent.push((row.integer("seq")?, tombstone));
+        }
+    }
+    if absent.is_empty() {
+        tx.rollback().await.map_err(sql::db)?;
+        return Ok(Vec::new());
+    }
+    let first_seq = take_sequences(&mut tx, tenant, absent.len()).await?;
+    let superseded: Vec<(i64, usize)> = absent
+        .iter()
+        .enumerate()
+        .map(|(new, (stored, _))| (*stored, new))
+        .collect();
+    store
+        .supersede_stored(&mut tx, tenant, &superseded, first_seq)
+        .await?;
+    for (chunk_idx, chunk) in absent.chunks(TOMBSTONES_PER_STATEMENT).enumerate() {
+        let mut insert = query("INSERT INTO tombstones (tenant, seq, kind, source, id, removed_at) VALUES ")
+            .bind(tenant.as_str())
+            .bind(source.as_str())
+            .bind(timestamp(removed_at));
+        for (idx, (_, tombstone)) in chunk.iter().enumerate() {
+            insert.push(if idx == 0 { "($1, " } else { ", ($1, " });
+            insert
+                .push_bind(new_seq(first_seq, chunk_idx * TOMBSTONES_PER_STATEMENT + idx))
+                .push(", ")
+                .push_bind(tombstone.kind.as_str())
+                .push(", $2, ")
+                .push_bind(tombstone.id.as_str())
+                .push(", $3)");
+        }
+        insert.execute(&mut tx).await?;
+    }
+    tx.commit().await.map_err(sql::db)?;
+    Ok(absent.into_iter().map(|(_, tombstone)| tombstone).collect())
+}
+
+/// The tenant's newest change: the newer of its newest version and its newest removal,
+/// each the last entry of its table's primary key `(tenant, seq)`.
+const NEWEST_CHANGE: &str = "SELECT seq, changed_at FROM \
+     (SELECT seq, ingested_at AS changed_at FROM evidence WHERE tenant = $1 ORDER BY seq DESC LIMIT 1) \
+     AS newest_version \
+     UNION ALL SELECT seq, changed_at FROM \
+     (SELECT seq, removed_at AS changed_at FROM tombstones WHERE tenant = $1 ORDER BY seq DESC LIMIT 1) \
+     AS newest_removal \
+     ORDER BY seq DESC LIMIT 1";
+
+/// The snapshot point is the tenant's newest change, a version or a removal: a run
+/// planned after a removal reads a snapshot without the removed item, and its snapshot
+/// time is when the removal was made.
 pub(crate) async fn snapshot_point<D: Dialect>(
     store: &D,
     tenant: &TenantId,
 ) -> Result<SnapshotPoint, StoreError> {
-    let row = query("SELECT seq, ingested_at FROM evidence WHERE tenant = $1 ORDER BY seq DESC LIMIT 1")
+    let row = query(NEWEST_CHANGE)
         .bind(tenant.as_str())
         .fetch_optional(store.pool())
         .await?;
@@ -88,7 +187,7 @@ pub(crate) async fn snapshot_point<D: Dialect>(
             let row = D::Db::columns(&row);
             Ok(SnapshotPoint {
                 watermark: row.integer("seq")?,
-                at: optional_timestamp_column(&row, "ingested_at")?,
+                at: optional_timestamp_column(&row, "changed_at")?,
             })
         }
     }
@@ -140,5 +239,85 @@ pub(crate) fn stream_items<'a, D: Dialect>(
     };
     D::Db::fetch(store.pool(), sql, snapshot_args(tenant, watermark, target))
         .map(|row| row.and_then(|row| sql::record(&D::Db::columns(&row))))
+        .boxed()
+}
+
+/// The items of the snapshot at `up_to` whose version is newer than `after`, off the
+/// same index walk as `stream_items`.
+pub(crate) fn stream_changes<'a, D: Dialect>(
+    store: &'a D,
+    tenant: &'a TenantId,
+    after: i64,
+    up_to: i64,
+    target: &'a Target,
+) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+    let sql = match &target.source {
+        None => D::SNAPSHOT.changes_kind,
+        Some(_) => D::SNAPSHOT.changes_kind_source,
+    };
+    let mut args = snapshot_args(tenant, up_to, target);
+    args.push(Value::from(after));
+    D::Db::fetch(store.pool(), sql, args)
+        .map(|row| row.and_then(|row| sql::record(&D::Db::columns(&row))))
+        .boxed()
+}
+
+/// The removals of a target in an interval whose item the snapshot at the interval's
+/// end does not hold, with the arguments of a snapshot statement (`$1` the end, `$2` the
+/// tenant, `$3` the kind, `$4` the source of a narrowed target) and the interval's start
+/// last.
+///
+/// A tombstone is listed when no version of its item was ingested after it up to the
+/// end: then it is the item's newest change there, so the item is not in that snapshot,
+/// and no other tombstone of the item is listed (an earlier one was followed by the
+/// version the later one removed). An item is its source and id, whatever the kind of
+/// its versions, so they are looked up in `evidence_by_kind_source` once per kind; the
+/// unary `+` on their sequence keeps SQLite's planner from reading the versions of the
+/// whole interval through the primary key `(tenant, seq)` instead (PostgreSQL reads
+/// `+e.seq` as `e.seq`).
+fn removals(narrowed: bool) -> String {
+    let kinds: Vec<String> = Kind::ALL
+        .iter()
+        .map(|kind| format!("'{}'", kind.as_str()))
+        .collect();
+    let (source, after) = if narrowed {
+        (" AND t.source = $4", "$5")
+    } else {
+        ("", "$4")
+    };
+    format!(
+        "SELECT t.id AS id, t.kind AS kind, t.source AS source FROM tombstones AS t \
+         WHERE t.tenant = $2 AND t.kind = $3{source} AND t.seq > {after} AND t.seq <= $1 \
+         AND NOT EXISTS (SELECT 1 FROM evidence AS e WHERE e.tenant = t.tenant AND e.kind IN ({}) \
+         AND e.source = t.source AND e.id = t.id AND +e.seq > t.seq AND +e.seq <= $1) \
+         ORDER BY t.id, t.kind, t.source",
+        kinds.join(", ")
+    )
+}
+
+static REMOVALS_KIND: LazyLock<String> = LazyLock::new(|| removals(false));
+static REMOVALS_KIND_SOURCE: LazyLock<String> = LazyLock::new(|| removals(true));
+
+/// The statement that reads the removals of `target` (`Store::stream_removals`): public
+/// so that a backend can check how its database plans it.
+pub fn removals_statement(target: &Target) -> &'static str {
+    match &target.source {
+        None => REMOVALS_KIND.as_str(),
+        Some(_) => REMOVALS_KIND_SOURCE.as_str(),
+    }
+}
+
+pub(crate) fn stream_removals<'a, D: Dialect>(
+    store: &'a D,
+    tenant: &'a TenantId,
+    after: i64,
+    up_to: i64,
+    target: &'a Target,
+) -> BoxStream<'a, Result<Tombstone, StoreError>> {
+    let sql = removals_statement(target);
+    let mut args = snapshot_args(tenant, up_to, target);
+    args.push(Value::from(after));
+    D::Db::fetch(store.pool(), sql, args)
+        .map(|row| row.and_then(|row| sql::tombstone(&D::Db::columns(&row))))
         .boxed()
 }

@@ -1,11 +1,12 @@
 //! Every [`Dialect`] is a [`Store`]: the trait's methods, each the one implementation of
 //! its logic in `export_store::sql`.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, Target, TenantId};
+use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId};
 use futures::stream::BoxStream;
 
 use crate::sql::database::query;
@@ -14,7 +15,7 @@ use crate::sql::{events, evidence, idempotency, proofs, runs};
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
     NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
-    TerminalEvent,
+    TerminalEvent, Tombstone,
 };
 
 #[async_trait]
@@ -30,6 +31,16 @@ impl<D: Dialect> Store for D {
         items: &[NewEvidence],
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         evidence::ingest(self, tenant, items).await
+    }
+
+    async fn remove_absent(
+        &self,
+        tenant: &TenantId,
+        source: &SourceName,
+        present: &BTreeSet<String>,
+        removed_at: DateTime<Utc>,
+    ) -> Result<Vec<Tombstone>, StoreError> {
+        evidence::remove_absent(self, tenant, source, present, removed_at).await
     }
 
     async fn snapshot_point(&self, tenant: &TenantId) -> Result<SnapshotPoint, StoreError> {
@@ -52,6 +63,26 @@ impl<D: Dialect> Store for D {
         target: &'a Target,
     ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
         evidence::stream_items(self, tenant, watermark, target)
+    }
+
+    fn stream_changes<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+        evidence::stream_changes(self, tenant, after_watermark, up_to_watermark, target)
+    }
+
+    fn stream_removals<'a>(
+        &'a self,
+        tenant: &'a TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &'a Target,
+    ) -> BoxStream<'a, Result<Tombstone, StoreError>> {
+        evidence::stream_removals(self, tenant, after_watermark, up_to_watermark, target)
     }
 
     async fn begin_idempotency(
