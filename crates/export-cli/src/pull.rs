@@ -54,7 +54,7 @@ pub(crate) async fn pull(
     );
     let publisher = OciPublisher::new(settings).map_err(|err| anyhow::anyhow!("{err}"))?;
     let files = publisher
-        .pull(reference, dir)
+        .pull_run(reference, Some(&distribution.run_id), dir)
         .await
         .with_context(|| format!("pulling {reference}"))?;
     Ok(files

@@ -7,6 +7,7 @@
 //! backoff; blobs and manifests are content-addressed, so a retry repeats nothing that
 //! already landed.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use tokio::io::AsyncWriteExt;
 use crate::manifest::{
     artifact_manifest, fallback_tag, index_with, referrer_manifest, Descriptor, ImageIndex, ImageManifest,
     RunArtifact, DSSE_ARTIFACT_TYPE, EMPTY_CONFIG, IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    RUN_ARTIFACT_TYPE, TRIVY_CONFIG_MEDIA_TYPE,
+    RUN_ARTIFACT_TYPE, RUN_ID_ANNOTATION, TRIVY_CONFIG_MEDIA_TYPE,
 };
 use crate::settings::{OciSettings, RegistrySettings};
 
@@ -172,8 +173,10 @@ impl OciPublisher {
             .put_manifest(&digest, manifest.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
             .await?;
         if published_digest != digest {
+            // Named by its run: several runs of one snapshot refer to one Trivy artifact.
             let descriptor = Descriptor {
                 artifact_type: Some(RUN_ARTIFACT_TYPE.to_owned()),
+                annotations: BTreeMap::from([(RUN_ID_ANNOTATION.to_owned(), artifact.run_id.clone())]),
                 ..Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &manifest)
             };
             session.attach(&published_digest, descriptor).await?;
@@ -215,6 +218,17 @@ impl OciPublisher {
     /// for a Trivy database there, the run attached to it) into `dir`, one file per layer named by its title, each checked against its
     /// digest and written under a temporary name first. Returns the files in layer order.
     pub async fn pull(&self, reference: &str, dir: &Path) -> Result<Vec<PulledFile>, OciError> {
+        self.pull_run(reference, None, dir).await
+    }
+
+    /// [`pull`](Self::pull), choosing among the runs attached to a Trivy database the one
+    /// with id `run_id` (runs of one snapshot share one database artifact).
+    pub async fn pull_run(
+        &self,
+        reference: &str,
+        run_id: Option<&str>,
+        dir: &Path,
+    ) -> Result<Vec<PulledFile>, OciError> {
         let (registry, repository, tag_or_digest) = split_reference(reference)?;
         let session = Session::new(self, &registry, &repository)?;
         session.authenticate(RegistryOperation::Pull).await?;
@@ -235,10 +249,17 @@ impl OciPublisher {
                 .referrers(&subject)
                 .await?
                 .into_iter()
-                .find(|r| r.artifact_type.as_deref() == Some(RUN_ARTIFACT_TYPE))
+                .filter(|r| r.artifact_type.as_deref() == Some(RUN_ARTIFACT_TYPE))
+                .find(|r| {
+                    run_id
+                        .is_none_or(|id| r.annotations.get(RUN_ID_ANNOTATION).map(String::as_str) == Some(id))
+                })
                 .ok_or_else(|| OciError::Artifact {
                     reference: reference.to_owned(),
-                    message: "a Trivy database with no Export Center run attached to it".to_owned(),
+                    message: match run_id {
+                        Some(id) => format!("no run `{id}` is attached to this Trivy database"),
+                        None => "a Trivy database with no Export Center run attached to it".to_owned(),
+                    },
                 })?;
             let (bytes, _) = session
                 .get_manifest(&run.digest, &[IMAGE_MANIFEST_MEDIA_TYPE])

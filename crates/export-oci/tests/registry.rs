@@ -309,7 +309,7 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
             &target(&registry, "acme/trivy"),
             "2",
             &artifact,
-            &opener(files, None),
+            &opener(files.clone(), None),
         )
         .await
         .unwrap();
@@ -319,6 +319,66 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
         .await
         .unwrap();
     assert_eq!(referrers.len(), 1);
+
+    // Another run of the same snapshot has the same database, so the same Trivy artifact:
+    // both runs are its referrers, and each pulls back by its id.
+    let mut other_files = files.clone();
+    other_files.insert(
+        "manifest.json".to_owned(),
+        b"{\"schema\":\"manifest\",\"run\":4}".to_vec(),
+    );
+    let mut other = artifact.clone();
+    other.run_id = "export-run::acme::2025-12-06::0004".to_owned();
+    other.manifest_digest = Sha256Digest::of(&other_files["manifest.json"]);
+    other.layers = other_files
+        .iter()
+        .map(|(path, bytes)| layer(path, bytes))
+        .collect();
+    if let Some(db) = other.layers.iter_mut().find(|l| l.path == "trivy-db.tar.gz") {
+        db.media_type = TRIVY_DB_LAYER_MEDIA_TYPE.to_owned();
+    }
+    let other_pushed = publisher
+        .push(
+            &target(&registry, "acme/trivy"),
+            "2",
+            &other,
+            &opener(other_files.clone(), None),
+        )
+        .await
+        .unwrap();
+    assert_eq!(other_pushed.digest, pushed.digest, "one Trivy artifact");
+    let referrers = publisher
+        .referrers(&registry.address, "acme/trivy", &pushed.digest)
+        .await
+        .unwrap();
+    assert_eq!(referrers.len(), 2);
+    for (run_id, expected) in [(&artifact.run_id, &files), (&other.run_id, &other_files)] {
+        let out = tempfile::tempdir().unwrap();
+        publisher
+            .pull_run(&pushed.reference, Some(run_id), out.path())
+            .await
+            .expect("pull by run id");
+        assert_eq!(
+            &std::fs::read(out.path().join("manifest.json")).unwrap(),
+            &expected["manifest.json"],
+            "{run_id}"
+        );
+    }
+    let out = tempfile::tempdir().unwrap();
+    let missing = publisher
+        .pull_run(
+            &pushed.reference,
+            Some("export-run::acme::2025-12-06::0009"),
+            out.path(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no run `export-run::acme::2025-12-06::0009`"),
+        "{missing}"
+    );
 }
 
 #[tokio::test]
