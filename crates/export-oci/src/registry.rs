@@ -27,9 +27,9 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use crate::manifest::{
-    artifact_manifest, fallback_tag, index_with, referrer_manifest, Descriptor, ImageIndex, ImageManifest,
-    RunArtifact, DSSE_ARTIFACT_TYPE, EMPTY_CONFIG, IMAGE_INDEX_MEDIA_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    RUN_ARTIFACT_TYPE, RUN_ID_ANNOTATION, TRIVY_CONFIG_MEDIA_TYPE,
+    artifact_manifest, fallback_tag, index_with, referrer_manifest, trivy_manifest, Descriptor, ImageIndex,
+    ImageManifest, RunArtifact, DSSE_ARTIFACT_TYPE, EMPTY_CONFIG, IMAGE_INDEX_MEDIA_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE, RUN_ARTIFACT_TYPE, RUN_ID_ANNOTATION, TRIVY_CONFIG_MEDIA_TYPE,
 };
 use crate::settings::{OciSettings, RegistrySettings};
 
@@ -162,24 +162,27 @@ impl OciPublisher {
         // database publishes Trivy's artifact, and the run artifact refers to it.
         let manifest = artifact_manifest(artifact);
         let digest = Sha256Digest::of(&manifest).to_string();
-        let published = artifact.published_manifest();
-        let published_digest = Sha256Digest::of(&published).to_string();
-        if published_digest != digest {
+        let trivy = artifact.trivy_db.as_ref().map(|db| {
+            let bytes = trivy_manifest(db, artifact.created);
+            let digest = Sha256Digest::of(&bytes).to_string();
+            (bytes, digest)
+        });
+        if let Some((bytes, trivy_digest)) = &trivy {
             session
-                .put_manifest(&published_digest, published.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
+                .put_manifest(trivy_digest, bytes.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
                 .await?;
         }
         session
             .put_manifest(&digest, manifest.clone(), IMAGE_MANIFEST_MEDIA_TYPE)
             .await?;
-        if published_digest != digest {
+        if let Some((_, trivy_digest)) = &trivy {
             // Named by its run: several runs of one snapshot refer to one Trivy artifact.
             let descriptor = Descriptor {
                 artifact_type: Some(RUN_ARTIFACT_TYPE.to_owned()),
                 annotations: BTreeMap::from([(RUN_ID_ANNOTATION.to_owned(), artifact.run_id.clone())]),
                 ..Descriptor::of(IMAGE_MANIFEST_MEDIA_TYPE, &manifest)
             };
-            session.attach(&published_digest, descriptor).await?;
+            session.attach(trivy_digest, descriptor).await?;
         }
 
         // 3. The DSSE envelope as a referrer of the run artifact.
@@ -201,7 +204,8 @@ impl OciPublisher {
             }
         };
 
-        // 4. Publish: the tag, last.
+        // 4. Publish: the tag, last; it names the Trivy artifact when there is one.
+        let (published, published_digest) = trivy.unwrap_or((manifest, digest));
         let tag = target.tag.clone().unwrap_or_else(|| default_tag.to_owned());
         session
             .put_manifest(&tag, published, IMAGE_MANIFEST_MEDIA_TYPE)

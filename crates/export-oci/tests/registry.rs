@@ -10,8 +10,8 @@ use bytes::Bytes;
 use export_core::{OciReference, Sha256Digest};
 use export_oci::testing::RegistryServer;
 use export_oci::{
-    BlobOpener, Layer, OciError, OciPublisher, RunArtifact, DSSE_ARTIFACT_TYPE, IMAGE_MANIFEST_MEDIA_TYPE,
-    RUN_ARTIFACT_TYPE, TRIVY_CONFIG_MEDIA_TYPE, TRIVY_DB_LAYER_MEDIA_TYPE,
+    BlobOpener, Layer, OciError, OciPublisher, Pushed, RunArtifact, DSSE_ARTIFACT_TYPE,
+    IMAGE_MANIFEST_MEDIA_TYPE, RUN_ARTIFACT_TYPE, TRIVY_CONFIG_MEDIA_TYPE, TRIVY_DB_LAYER_MEDIA_TYPE,
 };
 use futures::FutureExt;
 
@@ -102,19 +102,67 @@ fn skopeo_tags(registry: &RegistryServer, repository: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Pushes `artifact` to `<registry>/<rest>` (the tag defaults to `default_tag`), its
+/// outputs served from `files`.
+async fn push(
+    publisher: &OciPublisher,
+    registry: &RegistryServer,
+    rest: &str,
+    default_tag: &str,
+    artifact: &RunArtifact,
+    files: &BTreeMap<String, Vec<u8>>,
+) -> Result<Pushed, OciError> {
+    publisher
+        .push(
+            &target(registry, rest),
+            default_tag,
+            artifact,
+            &opener(files.clone(), None),
+        )
+        .await
+}
+
+/// `skopeo copy docker://<registry>/<rest> dir:<new directory>`: a manifest and its blobs,
+/// fetched by the standard tool.
+fn skopeo_copy(registry: &RegistryServer, rest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--src-tls-verify=false", "--quiet"])
+        .arg(format!("docker://{}/{rest}", registry.address))
+        .arg(format!("dir:{}", dir.path().display()))
+        .status()
+        .expect("skopeo is installed (apt-get install skopeo; scripts/test does)");
+    assert!(status.success(), "skopeo copy of {rest} failed");
+    dir
+}
+
+/// Every one of `files` is in `dir`, byte for byte.
+#[track_caller]
+fn assert_holds(dir: &std::path::Path, files: &BTreeMap<String, Vec<u8>>) {
+    for (path, bytes) in files {
+        assert_eq!(&std::fs::read(dir.join(path)).unwrap(), bytes, "{path}");
+    }
+}
+
+/// A run whose outputs `files` include a Trivy database, `trivy-db.tar.gz`.
+fn trivy_run(files: &BTreeMap<String, Vec<u8>>, run_id: &str) -> RunArtifact {
+    RunArtifact {
+        run_id: run_id.to_owned(),
+        trivy_db: Some(Layer {
+            media_type: TRIVY_DB_LAYER_MEDIA_TYPE.to_owned(),
+            ..layer("trivy-db.tar.gz", &files["trivy-db.tar.gz"])
+        }),
+        ..artifact(files)
+    }
+}
+
 #[tokio::test]
 async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
     let registry = RegistryServer::start();
     let publisher = OciPublisher::new(registry.settings()).unwrap();
     let files = files();
     let artifact = artifact(&files);
-    let pushed = publisher
-        .push(
-            &target(&registry, "exports/daily"),
-            "0003",
-            &artifact,
-            &opener(files.clone(), None),
-        )
+    let pushed = push(&publisher, &registry, "exports/daily", "0003", &artifact, &files)
         .await
         .expect("push");
     assert_eq!(pushed.tag, "0003");
@@ -123,14 +171,7 @@ async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
         .starts_with(&format!("{}/exports/daily@sha256:", registry.address)));
 
     // skopeo: the standard tool sees the tag and every layer, byte for byte.
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", "--quiet"])
-        .arg(format!("docker://{}/exports/daily:0003", registry.address))
-        .arg(format!("dir:{}", dir.path().display()))
-        .status()
-        .expect("skopeo is installed");
-    assert!(status.success(), "skopeo copy failed");
+    let dir = skopeo_copy(&registry, "exports/daily:0003");
     let manifest_bytes = std::fs::read(dir.path().join("manifest.json")).unwrap();
     assert_eq!(format!("{}", Sha256Digest::of(&manifest_bytes)), pushed.digest);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -161,9 +202,7 @@ async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
     let out = tempfile::tempdir().unwrap();
     let pulled = publisher.pull(&pushed.reference, out.path()).await.expect("pull");
     assert_eq!(pulled.len(), files.len());
-    for (path, bytes) in &files {
-        assert_eq!(&std::fs::read(out.path().join(path)).unwrap(), bytes, "{path}");
-    }
+    assert_holds(out.path(), &files);
     assert!(
         std::fs::read_dir(out.path()).unwrap().all(|e| !e
             .unwrap()
@@ -183,17 +222,7 @@ async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
     assert_eq!(referrers.len(), 1);
     assert_eq!(referrers[0].artifact_type.as_deref(), Some(DSSE_ARTIFACT_TYPE));
     assert_eq!(Some(&referrers[0].digest), pushed.referrer.as_ref());
-    let referrer_dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", "--quiet"])
-        .arg(format!(
-            "docker://{}/exports/daily@{}",
-            registry.address, referrers[0].digest
-        ))
-        .arg(format!("dir:{}", referrer_dir.path().display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let referrer_dir = skopeo_copy(&registry, &format!("exports/daily@{}", referrers[0].digest));
     let referrer: serde_json::Value =
         serde_json::from_slice(&std::fs::read(referrer_dir.path().join("manifest.json")).unwrap()).unwrap();
     assert_eq!(referrer["subject"]["digest"], pushed.digest);
@@ -208,13 +237,7 @@ async fn a_pushed_run_pulls_back_byte_for_byte_with_skopeo_and_our_client() {
     );
 
     // Pushing the same run again changes nothing: same digest, one referrer.
-    let again = publisher
-        .push(
-            &target(&registry, "exports/daily"),
-            "0003",
-            &artifact,
-            &opener(files.clone(), None),
-        )
+    let again = push(&publisher, &registry, "exports/daily", "0003", &artifact, &files)
         .await
         .unwrap();
     assert_eq!(again, pushed);
@@ -231,31 +254,14 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
     let publisher = OciPublisher::new(registry.settings()).unwrap();
     let mut files = files();
     files.insert("trivy-db.tar.gz".to_owned(), b"\x1f\x8b a database".to_vec());
-    let mut artifact = artifact(&files);
-    artifact.trivy_db = Some(Layer {
-        media_type: TRIVY_DB_LAYER_MEDIA_TYPE.to_owned(),
-        ..layer("trivy-db.tar.gz", &files["trivy-db.tar.gz"])
-    });
-    let pushed = publisher
-        .push(
-            &target(&registry, "acme/trivy"),
-            "2",
-            &artifact,
-            &opener(files.clone(), None),
-        )
+    let artifact = trivy_run(&files, "export-run::acme::2025-12-06::0003");
+    let pushed = push(&publisher, &registry, "acme/trivy", "2", &artifact, &files)
         .await
         .expect("push");
     assert_eq!(pushed.tag, "2");
 
     // The tag names Trivy's shape: its config type and the database as the one layer.
-    let dir = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("skopeo")
-        .args(["copy", "--src-tls-verify=false", "--quiet"])
-        .arg(format!("docker://{}/acme/trivy:2", registry.address))
-        .arg(format!("dir:{}", dir.path().display()))
-        .status()
-        .expect("skopeo is installed");
-    assert!(status.success(), "skopeo copy failed");
+    let dir = skopeo_copy(&registry, "acme/trivy:2");
     let manifest_bytes = std::fs::read(dir.path().join("manifest.json")).unwrap();
     assert_eq!(Sha256Digest::of(&manifest_bytes).to_string(), pushed.digest);
     let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -289,9 +295,7 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
         .await
         .expect("pull");
     assert_eq!(pulled.len(), files.len());
-    for (path, bytes) in &files {
-        assert_eq!(&std::fs::read(out.path().join(path)).unwrap(), bytes, "{path}");
-    }
+    assert_holds(out.path(), &files);
     // The run artifact keeps its own DSSE referrer.
     let run_referrers = publisher
         .referrers(&registry.address, "acme/trivy", &referrers[0].digest)
@@ -304,13 +308,7 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
     );
 
     // Pushing again changes nothing.
-    let again = publisher
-        .push(
-            &target(&registry, "acme/trivy"),
-            "2",
-            &artifact,
-            &opener(files.clone(), None),
-        )
+    let again = push(&publisher, &registry, "acme/trivy", "2", &artifact, &files)
         .await
         .unwrap();
     assert_eq!(again, pushed);
@@ -327,23 +325,8 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
         "manifest.json".to_owned(),
         b"{\"schema\":\"manifest\",\"run\":4}".to_vec(),
     );
-    let mut other = artifact.clone();
-    other.run_id = "export-run::acme::2025-12-06::0004".to_owned();
-    other.manifest_digest = Sha256Digest::of(&other_files["manifest.json"]);
-    other.layers = other_files
-        .iter()
-        .map(|(path, bytes)| layer(path, bytes))
-        .collect();
-    if let Some(db) = other.layers.iter_mut().find(|l| l.path == "trivy-db.tar.gz") {
-        db.media_type = TRIVY_DB_LAYER_MEDIA_TYPE.to_owned();
-    }
-    let other_pushed = publisher
-        .push(
-            &target(&registry, "acme/trivy"),
-            "2",
-            &other,
-            &opener(other_files.clone(), None),
-        )
+    let other = trivy_run(&other_files, "export-run::acme::2025-12-06::0004");
+    let other_pushed = push(&publisher, &registry, "acme/trivy", "2", &other, &other_files)
         .await
         .unwrap();
     assert_eq!(other_pushed.digest, pushed.digest, "one Trivy artifact");
@@ -358,11 +341,7 @@ async fn a_run_with_a_trivy_database_publishes_trivys_shape_and_pulls_back_whole
             .pull_run(&pushed.reference, Some(run_id), out.path())
             .await
             .expect("pull by run id");
-        assert_eq!(
-            &std::fs::read(out.path().join("manifest.json")).unwrap(),
-            &expected["manifest.json"],
-            "{run_id}"
-        );
+        assert_holds(out.path(), expected);
     }
     let out = tempfile::tempdir().unwrap();
     let missing = publisher
@@ -386,15 +365,16 @@ async fn an_explicit_tag_wins_over_the_default() {
     let registry = RegistryServer::start();
     let publisher = OciPublisher::new(registry.settings()).unwrap();
     let files = files();
-    let pushed = publisher
-        .push(
-            &target(&registry, "exports/weekly:latest-vex"),
-            "0001",
-            &artifact(&files),
-            &opener(files, None),
-        )
-        .await
-        .unwrap();
+    let pushed = push(
+        &publisher,
+        &registry,
+        "exports/weekly:latest-vex",
+        "0001",
+        &artifact(&files),
+        &files,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed.tag, "latest-vex");
     assert!(skopeo_tags(&registry, "exports/weekly").contains(&"latest-vex".to_owned()));
 }
@@ -429,15 +409,16 @@ async fn a_registry_that_refuses_pushes_fails_after_the_retries_with_no_tag() {
     let registry = RegistryServer::start_read_only();
     let publisher = OciPublisher::new(registry.settings()).unwrap();
     let files = files();
-    let err = publisher
-        .push(
-            &target(&registry, "exports/daily"),
-            "0003",
-            &artifact(&files),
-            &opener(files, None),
-        )
-        .await
-        .unwrap_err();
+    let err = push(
+        &publisher,
+        &registry,
+        "exports/daily",
+        "0003",
+        &artifact(&files),
+        &files,
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, OciError::Registry { .. }), "{err}");
     assert!(
         err.to_string().contains(&registry.address),
@@ -454,15 +435,16 @@ async fn a_registry_that_is_down_fails_with_its_address() {
     let publisher = OciPublisher::new(settings).unwrap();
     let files = files();
     let started = std::time::Instant::now();
-    let err = publisher
-        .push(
-            &target(&registry, "exports/daily"),
-            "0003",
-            &artifact(&files),
-            &opener(files, None),
-        )
-        .await
-        .unwrap_err();
+    let err = push(
+        &publisher,
+        &registry,
+        "exports/daily",
+        "0003",
+        &artifact(&files),
+        &files,
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains(&registry.address), "{err}");
     // Three attempts with 50 ms and 100 ms of backoff between them.
     assert!(started.elapsed() >= std::time::Duration::from_millis(150));
@@ -473,15 +455,16 @@ async fn pulling_something_that_is_not_a_run_is_refused() {
     let registry = RegistryServer::start();
     let publisher = OciPublisher::new(registry.settings()).unwrap();
     let files = files();
-    let pushed = publisher
-        .push(
-            &target(&registry, "exports/daily"),
-            "0003",
-            &artifact(&files),
-            &opener(files, None),
-        )
-        .await
-        .unwrap();
+    let pushed = push(
+        &publisher,
+        &registry,
+        "exports/daily",
+        "0003",
+        &artifact(&files),
+        &files,
+    )
+    .await
+    .unwrap();
     // The referrer manifest is an OCI manifest, but not a run.
     let referrer = format!("{}/exports/daily@{}", registry.address, pushed.referrer.unwrap());
     let err = publisher

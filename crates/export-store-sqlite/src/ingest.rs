@@ -174,6 +174,30 @@ mod tests {
 
     const SNAPSHOT: export_store::sql::Snapshot = <SqliteStore as Dialect>::SNAPSHOT;
 
+    /// SQLite's plan of a snapshot statement, one line per step, bound to watermark 10 of
+    /// `acme`'s advisories, then (when the statement has them) source `osv-go` and a
+    /// lower watermark 5.
+    async fn snapshot_plan(store: &SqliteStore, sql: &str, source: bool, after: bool) -> Vec<String> {
+        let explain = format!("EXPLAIN QUERY PLAN {sql}");
+        let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
+            .bind(10_i64)
+            .bind("acme")
+            .bind("advisory");
+        if source {
+            query = query.bind("osv-go");
+        }
+        if after {
+            query = query.bind(5_i64);
+        }
+        query
+            .fetch_all(&store.pool)
+            .await
+            .expect("explain")
+            .into_iter()
+            .map(|(_, _, _, detail)| detail)
+            .collect()
+    }
+
     /// However many items a snapshot holds, streaming it (or its changes since a
     /// watermark) walks an index in order (no temporary sort), and counting it reads an
     /// index alone (no documents).
@@ -200,24 +224,7 @@ mod tests {
                 "SEARCH evidence USING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
             ),
         ] {
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
-                .bind(10_i64)
-                .bind("acme")
-                .bind("advisory");
-            if sql.contains("source = $4") {
-                query = query.bind("osv-go");
-            }
-            if sql.contains("+seq > $") {
-                query = query.bind(5_i64);
-            }
-            let plan: Vec<String> = query
-                .fetch_all(&store.pool)
-                .await
-                .expect("explain")
-                .into_iter()
-                .map(|(_, _, _, detail)| detail)
-                .collect();
+            let plan = snapshot_plan(&store, sql, sql.contains("source = $4"), sql.contains("+seq > $")).await;
             assert!(
                 plan.len() == 1 && plan[0].starts_with(expected),
                 "{sql}: {plan:?}"
@@ -234,22 +241,7 @@ mod tests {
         let store = fresh_store(&dir, "plan.db").await;
         for target in ["advisory", "advisory:osv-go"] {
             let sql = export_store::sql::removals_statement(&Target::parse(target).unwrap());
-            let explain = format!("EXPLAIN QUERY PLAN {sql}");
-            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(&explain)
-                .bind(10_i64)
-                .bind("acme")
-                .bind("advisory");
-            if target.contains(':') {
-                query = query.bind("osv-go");
-            }
-            let plan: Vec<String> = query
-                .bind(5_i64)
-                .fetch_all(&store.pool)
-                .await
-                .expect("explain")
-                .into_iter()
-                .map(|(_, _, _, detail)| detail)
-                .collect();
+            let plan = snapshot_plan(&store, sql, target.contains(':'), true).await;
             let searches: Vec<&str> = plan
                 .iter()
                 .map(String::as_str)

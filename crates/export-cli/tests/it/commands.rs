@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{free_port, offline_token, Server, ServerOptions, TENANT};
+use crate::support::{free_port, offline_token, registry_config, Server, ServerOptions, TENANT};
 
 #[test]
 fn profiles_are_listed_as_json_and_as_a_table() {
@@ -168,12 +168,8 @@ signing = { enabled = true, keys = ["kms://tenant-default/signer"] }
     });
     let created = server.run(&["runs", "create", "--profile", "signed", "--follow", "--json"]);
     created.success();
-    let lines: Vec<serde_json::Value> = created
-        .stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {created}")))
-        .collect();
-    let run_id = lines[0]["runId"].as_str().expect("runId").to_owned();
+    let lines = created.json_lines();
+    let run_id = created.run_id();
     let completed = lines.last().expect("events");
     assert_eq!(completed["event"], "completed", "{created}");
     assert!(completed["data"]["manifestDsseUrl"].is_string(), "{created}");
@@ -204,19 +200,7 @@ signing = { enabled = true, keys = ["kms://tenant-default/signer"] }
     assert!(check.status.success(), "{listed}");
     assert!(listed.contains("manifest.dsse.json: OK"), "{listed}");
 
-    let verify = server
-        .command("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(server.signing_keyring().join("signer.pub.pem"))
-        .output()
-        .expect("running export-center verify");
-    assert!(
-        verify.status.success(),
-        "export-center verify failed:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    server.assert_verifies(&out);
 
     // exportctl verifies what it downloads with the same library: signature by the key
     // named, not only digests; another key fails the download with exit code 5.
@@ -418,21 +402,16 @@ fn sha256_hex(bytes: &[u8]) -> String {
 fn an_oci_run_shows_its_distribution_and_pulls_back_into_a_verifiable_directory() {
     let registry = export_oci::testing::RegistryServer::start();
     let server = Server::start_with(ServerOptions {
-        config: Some(format!(
-            r#"
-egress_allowlist = ["{address}"]
-
-[distribution.oci.registries."{address}"]
-insecure = true
-
+        config: Some(
+            registry_config(&registry.address)
+                + r#"
 [tenants.tenant-default.profiles.published]
 targets = ["advisory"]
 formats = ["ndjson"]
 distributions = ["oci"]
-signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
+signing = { enabled = true, keys = ["kms://tenant-default/signer"] }
 "#,
-            address = registry.address
-        )),
+        ),
         signing_key: true,
         ..ServerOptions::default()
     });
@@ -450,11 +429,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
         "--json",
     ]);
     created.success();
-    let run_id = serde_json::from_str::<serde_json::Value>(created.stdout.lines().next().unwrap()).unwrap()
-        ["runId"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let run_id = created.run_id();
 
     let shown = server.run(&["runs", "distribution", &run_id]);
     shown.success();
@@ -481,19 +456,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
     pulled.success();
     let files = pulled.json()["files"].as_array().unwrap().len();
     assert!(files >= 5, "{pulled}");
-    let verify = server
-        .command("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(server.signing_keyring().join("signer.pub.pem"))
-        .output()
-        .expect("running export-center verify");
-    assert!(
-        verify.status.success(),
-        "export-center verify failed:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    server.assert_verifies(&out);
 
     // An `http` run has nothing to pull.
     let plain = server.run(&["runs", "pull", "export-run::tenant-default::2020-01-01::0001"]);

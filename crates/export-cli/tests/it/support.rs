@@ -175,6 +175,24 @@ impl Server {
         self.data_dir.path().join("keyrings").join(TENANT)
     }
 
+    /// `export-center verify <dir> --key <signer.pub.pem>` must pass.
+    #[track_caller]
+    pub(crate) fn assert_verifies(&self, dir: &Path) {
+        let verify = self
+            .command("verify")
+            .arg(dir)
+            .arg("--key")
+            .arg(self.signing_keyring().join("signer.pub.pem"))
+            .output()
+            .expect("running export-center verify");
+        assert!(
+            verify.status.success(),
+            "export-center verify failed:\n{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+    }
+
     /// `export-center <subcommand>` with this server's environment and configuration.
     pub(crate) fn command(&self, subcommand: &str) -> Command {
         let mut command = Command::new(server_binary());
@@ -359,6 +377,35 @@ impl Run {
     pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout).unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{self}"))
     }
+
+    /// Every line of stdout as JSON (`runs create --follow --json`: the accepted run,
+    /// then one line per event).
+    pub(crate) fn json_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|err| panic!("{err}: {self}")))
+            .collect()
+    }
+
+    /// The run id of `runs create --json` (the first line).
+    pub(crate) fn run_id(&self) -> String {
+        let lines = self.json_lines();
+        let first = lines.first().unwrap_or_else(|| panic!("no output: {self}"));
+        first["runId"].as_str().expect("runId").to_owned()
+    }
+}
+
+/// The configuration that lets a server push to the test registry at `address` (plain
+/// HTTP, and the one loopback address the egress rules allow).
+pub(crate) fn registry_config(address: &str) -> String {
+    format!(
+        r#"
+egress_allowlist = ["{address}"]
+
+[distribution.oci.registries."{address}"]
+insecure = true
+"#
+    )
 }
 
 impl std::fmt::Display for Run {

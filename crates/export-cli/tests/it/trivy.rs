@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use export_oci::testing::RegistryServer;
 
-use crate::support::{Server, ServerOptions};
+use crate::support::{registry_config, Server, ServerOptions};
 
 const PROFILE: &str = r#"
 [tenants.tenant-default.profiles.scanners]
@@ -39,9 +39,7 @@ fn export_trivy_db(server: &Server, out: &Path) -> Vec<u8> {
         "--json",
     ]);
     created.success();
-    let first: serde_json::Value = serde_json::from_str(created.stdout.lines().next().unwrap_or_default())
-        .unwrap_or_else(|err| panic!("{err}: {created}"));
-    let run_id = first["runId"].as_str().expect("runId").to_owned();
+    let run_id = created.run_id();
     let downloaded = server.run(&["runs", "download", &run_id, "--out", out.to_str().unwrap()]);
     downloaded.success();
     assert!(downloaded.stdout.contains("trivy-db.tar.gz"), "{downloaded}");
@@ -161,6 +159,22 @@ fn scan_go_module(cache: &Path, db: &Db<'_>, module: &str, version: &str) -> Vec
         .collect()
 }
 
+/// GO-2020-0001 (CVE-2020-36567) affects github.com/gin-gonic/gin before 1.6.0: Trivy
+/// reports it for v1.5.0 and not for v1.6.0.
+#[track_caller]
+fn assert_gin_findings(cache: &Path, db: &Db<'_>) {
+    let vulnerable = scan_go_module(cache, db, "github.com/gin-gonic/gin", "v1.5.0");
+    assert!(
+        vulnerable.iter().any(|id| id == "CVE-2020-36567"),
+        "gin v1.5.0 is not reported vulnerable: {vulnerable:?}"
+    );
+    let fixed = scan_go_module(cache, db, "github.com/gin-gonic/gin", "v1.6.0");
+    assert!(
+        !fixed.iter().any(|id| id == "CVE-2020-36567"),
+        "gin v1.6.0 is reported vulnerable: {fixed:?}"
+    );
+}
+
 #[test]
 fn a_trivy_db_run_is_deterministic_and_feeds_the_real_trivy_offline() {
     let server = Server::start_with(ServerOptions {
@@ -191,38 +205,23 @@ fn a_trivy_db_run_is_deterministic_and_feeds_the_real_trivy_offline() {
     entries.sort();
     assert_eq!(entries, ["metadata.json", "trivy.db"]);
 
-    // GO-2020-0001 (CVE-2020-36567): github.com/gin-gonic/gin before 1.6.0.
-    let vulnerable = scan_go_module(&cache, &Db::Unpacked, "github.com/gin-gonic/gin", "v1.5.0");
-    assert!(
-        vulnerable.iter().any(|id| id == "CVE-2020-36567"),
-        "gin v1.5.0 is not reported vulnerable: {vulnerable:?}"
-    );
-    let fixed = scan_go_module(&cache, &Db::Unpacked, "github.com/gin-gonic/gin", "v1.6.0");
-    assert!(
-        !fixed.iter().any(|id| id == "CVE-2020-36567"),
-        "gin v1.6.0 is reported vulnerable: {fixed:?}"
-    );
+    assert_gin_findings(&cache, &Db::Unpacked);
 }
 
 #[test]
 fn a_trivy_db_run_pushed_to_a_registry_is_pulled_by_trivy_and_verifies() {
     let registry = RegistryServer::start();
     let server = Server::start_with(ServerOptions {
-        config: Some(format!(
-            r#"
-egress_allowlist = ["{address}"]
-
-[distribution.oci.registries."{address}"]
-insecure = true
-
+        config: Some(
+            registry_config(&registry.address)
+                + r#"
 [tenants.tenant-default.profiles.scanner-feed]
 targets = ["advisory"]
 formats = ["trivy-db"]
 distributions = ["oci"]
-signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
+signing = { enabled = true, keys = ["kms://tenant-default/signer"] }
 "#,
-            address = registry.address
-        )),
+        ),
         signing_key: true,
         ..ServerOptions::default()
     });
@@ -241,9 +240,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
         "--json",
     ]);
     created.success();
-    let first: serde_json::Value = serde_json::from_str(created.stdout.lines().next().unwrap_or_default())
-        .unwrap_or_else(|err| panic!("{err}: {created}"));
-    let run_id = first["runId"].as_str().expect("runId").to_owned();
+    let run_id = created.run_id();
 
     // Trivy pulls the database from the registry and finds what the advisories say.
     let proxy = RefusingProxy::start();
@@ -253,13 +250,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
         refusing_proxy: &proxy,
     };
     let cache = server.data_dir().join("trivy-registry-cache");
-    let vulnerable = scan_go_module(&cache, &db, "github.com/gin-gonic/gin", "v1.5.0");
-    assert!(
-        vulnerable.iter().any(|id| id == "CVE-2020-36567"),
-        "gin v1.5.0 is not reported vulnerable: {vulnerable:?}"
-    );
-    let fixed = scan_go_module(&cache, &db, "github.com/gin-gonic/gin", "v1.6.0");
-    assert!(!fixed.iter().any(|id| id == "CVE-2020-36567"), "{fixed:?}");
+    assert_gin_findings(&cache, &db);
     assert_eq!(
         proxy.attempts(),
         0,
@@ -278,19 +269,7 @@ signing = {{ enabled = true, keys = ["kms://tenant-default/signer"] }}
         out.to_str().unwrap(),
     ]);
     pulled.success();
-    let verify = server
-        .command("verify")
-        .arg(&out)
-        .arg("--key")
-        .arg(server.signing_keyring().join("signer.pub.pem"))
-        .output()
-        .expect("running export-center verify");
-    assert!(
-        verify.status.success(),
-        "export-center verify failed:\n{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    server.assert_verifies(&out);
     let unpacked = server.data_dir().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     let status = Command::new("tar")
