@@ -11,6 +11,7 @@ pub mod error_code;
 pub mod ids;
 pub mod limits;
 pub mod manifest;
+pub mod mirror;
 pub mod output;
 pub mod plan;
 pub mod profile;
@@ -31,6 +32,10 @@ pub use limits::Limits;
 pub use manifest::{
     checksums_txt, rerun_hash, Manifest, ManifestItem, ManifestProfile, Snapshot, CHECKSUMS_PATH,
     MANIFEST_DSSE_PATH, MANIFEST_PATH, MANIFEST_SCHEMA, PROVENANCE_PATH,
+};
+pub use mirror::{
+    check_chain, ChainError, ChainStep, ImportedState, MirrorBase, MirrorDocument, MirrorMode, MirrorPolicy,
+    Tombstone, MIRROR_PATH, TOMBSTONES_PATH,
 };
 pub use output::OutputKind;
 pub use plan::{

@@ -25,6 +25,7 @@ use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
+pub use export_core::Tombstone;
 pub use model::*;
 
 /// How long an idempotency record is kept (SPEC §2.2).

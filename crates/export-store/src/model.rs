@@ -34,15 +34,6 @@ pub enum IngestOutcome {
     Unchanged { seq: i64 },
 }
 
-/// An item removed from a tenant's evidence (`Store::remove_absent`), as a delta mirror
-/// bundle lists it (SPEC §15): the kind of the version it removed, its source and id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Tombstone {
-    pub id: String,
-    pub kind: Kind,
-    pub source: SourceName,
-}
-
 /// The point a run's snapshot is taken at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotPoint {
