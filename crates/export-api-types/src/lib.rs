@@ -1,7 +1,7 @@
 //! The bodies that cross the `/export-center` wire: requests, responses, events and
 //! problems. Shared by the server and its clients; only these types are public JSON.
 
-use export_core::plan::{DistributionRequest, EncryptionRequest, RunRequest, SigningRequest};
+use export_core::plan::{DistributionRequest, EncryptionRequest, MirrorRequest, RunRequest, SigningRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -18,6 +18,9 @@ pub struct CreateRunRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = json!(["json", "ndjson"]))]
     pub formats: Option<Vec<String>>,
+    /// A mirror bundle for sealed sites (profiles with `mirror` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorBody>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<DistributionBody>,
     /// 1 to the profile's `retention.maxDays`.
@@ -29,6 +32,20 @@ pub struct CreateRunRequest {
     /// `low`, `normal` (default) or `high`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<String>,
+}
+
+/// `"mirror": {"mode": "delta", "baseRunId": …}` (SPEC §15).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MirrorBody {
+    /// `full` or `delta`; the profile's mode by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// The run a delta continues from; by default the newest succeeded mirror run of the
+    /// same profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "export-run::tenant-default::2025-12-06::0001")]
+    pub base_run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -81,6 +98,10 @@ impl From<CreateRunRequest> for RunRequest {
                 kms_key: e.kms_key,
             }),
             priority: body.priority,
+            mirror: body.mirror.map(|m| MirrorRequest {
+                mode: m.mode,
+                base_run_id: m.base_run_id,
+            }),
         }
     }
 }
@@ -201,6 +222,18 @@ pub struct ProfileResponse {
     pub encryption: ProfileEncryption,
     pub retention: ProfileRetention,
     pub bundle: ProfileBundle,
+    /// Present when every run of the profile is a mirror bundle (SPEC §15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<ProfileMirror>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileMirror {
+    /// `full` or `delta`: what a run that does not say makes.
+    pub mode: String,
+    /// A bundle's `expiresAt` is its snapshot time plus this many days.
+    pub valid_days: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -5,8 +5,13 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use export_api_types::CreateRunRequest;
-use export_core::{ErrorCode, PlannedDistribution, ProfileId, RunPlan, TenantId};
-use export_store::{IdempotencyBegin, IdempotencyClaim, NewRun, Run, StoreError, IDEMPOTENCY_CLAIM};
+use export_core::{
+    ErrorCode, MirrorBase, MirrorMode, OutputKind, PlannedDistribution, ProfileId, RunPlan, RunStatus,
+    TenantId, MANIFEST_PATH,
+};
+use export_store::{
+    IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery, StoreError, IDEMPOTENCY_CLAIM,
+};
 
 use crate::context::Caller;
 use crate::error::ApiError;
@@ -31,7 +36,8 @@ pub(crate) async fn new_run(
                 format!("profile `{}` not found", request.profile_id),
             )
         })?;
-    let plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+    let mut plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+    resolve_mirror_base(app, &caller.tenant, &mut plan).await?;
     check_keys(app, &caller.tenant, &plan).await?;
     check_egress(app, &caller.tenant, &plan)?;
     plan_run(app, caller, plan).await
@@ -99,6 +105,85 @@ pub(crate) async fn create_once(
             },
         },
     )
+}
+
+/// Fixes a delta mirror run's base (SPEC §15): the run the request named, or else the
+/// newest succeeded mirror run of the profile. The base must be a mirror run of the same
+/// profile and targets that wrote a manifest; its watermark and the manifest's digest are
+/// what the sealed site recorded when it imported it. No such run is
+/// `400 ERR_EXPORT_BASE_MISSING` naming `mirror.baseRunId`.
+async fn resolve_mirror_base(app: &AppState, tenant: &TenantId, plan: &mut RunPlan) -> Result<(), ApiError> {
+    let targets = plan.targets.clone();
+    let Some(mirror) = plan
+        .mirror
+        .as_mut()
+        .filter(|mirror| mirror.mode == MirrorMode::Delta)
+    else {
+        return Ok(());
+    };
+    let base = match &mirror.base_run_id {
+        Some(run_id) => app
+            .store
+            .get_run(tenant, run_id)
+            .await?
+            .ok_or_else(|| ApiError::base_missing(format!("run `{run_id}` not found")))?,
+        None => newest_mirror_run(app, tenant, &plan.profile_id)
+            .await?
+            .ok_or_else(|| {
+                ApiError::base_missing(format!(
+                    "profile `{}` has no succeeded mirror run to continue from; make a `full` one first",
+                    plan.profile_id
+                ))
+            })?,
+    };
+    let refuse = |reason: &str| Err(ApiError::base_missing(format!("run `{}` {reason}", base.id)));
+    if !matches!(base.status, RunStatus::Succeeded | RunStatus::Expired) {
+        return refuse(&format!("is {}, not succeeded", base.status));
+    }
+    if base.profile_id != plan.profile_id || base.plan.mirror.is_none() {
+        return refuse(&format!("is no mirror run of profile `{}`", plan.profile_id));
+    }
+    if base.plan.targets != targets {
+        return refuse("mirrored other targets; a delta continues a mirror of the same targets");
+    }
+    let Some(manifest) = base
+        .outputs
+        .iter()
+        .find(|output| output.kind == OutputKind::Manifest && output.path == MANIFEST_PATH)
+    else {
+        return refuse("has no manifest to continue from");
+    };
+    mirror.base_run_id = Some(base.id.clone());
+    mirror.base = Some(MirrorBase {
+        watermark: base.watermark,
+        manifest_digest: manifest.sha256,
+    });
+    Ok(())
+}
+
+/// The newest succeeded mirror run of `profile`, looking through the profile's
+/// succeeded runs newest first.
+async fn newest_mirror_run(
+    app: &AppState,
+    tenant: &TenantId,
+    profile: &ProfileId,
+) -> Result<Option<Run>, ApiError> {
+    let mut query = RunQuery {
+        status: Some(RunStatus::Succeeded),
+        profile_id: Some(profile.clone()),
+        limit: 50,
+        ..RunQuery::default()
+    };
+    loop {
+        let page = app.store.list_runs(tenant, &query).await?;
+        if let Some(run) = page.runs.into_iter().find(|run| run.plan.mirror.is_some()) {
+            return Ok(Some(run));
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(None),
+        }
+    }
 }
 
 /// Refuses, at creation rather than as a failure later, a run whose signing or
@@ -172,8 +257,11 @@ async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewR
     let tenant = &caller.tenant;
     let snapshot = app.store.snapshot_point(tenant).await?;
     let mut items_total = 0;
-    for target in &plan.targets {
-        items_total += app.store.count_items(tenant, snapshot.watermark, target).await?;
+    // A delta's count is known once it is written (its progress counts up to it).
+    if plan.mirror_base().is_none() {
+        for target in &plan.targets {
+            items_total += app.store.count_items(tenant, snapshot.watermark, target).await?;
+        }
     }
     let throughput = app
         .store

@@ -45,20 +45,26 @@ impl ApiError {
         self
     }
 
-    /// `400 ERR_EXPORT_REQUEST_INVALID` naming one field.
+    /// `400 ERR_EXPORT_REQUEST_INVALID` naming the offending field.
     pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
-        let field = field.into();
-        let message = message.into();
-        let mut error = Self::new(ErrorCode::RequestInvalid, format!("{field}: {message}"));
-        error.errors.push(FieldError { field, message });
-        error
+        Self::field_error(ErrorCode::RequestInvalid, field, message)
     }
 
     /// `400 ERR_EXPORT_EGRESS_BLOCKED`: the egress rules (SPEC §17) refuse the destination.
     pub fn egress_blocked(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::field_error(ErrorCode::EgressBlocked, field, message)
+    }
+
+    /// `400 ERR_EXPORT_BASE_MISSING`: a mirror delta without a usable base run (SPEC §15).
+    pub fn base_missing(message: impl Into<String>) -> Self {
+        Self::field_error(ErrorCode::BaseMissing, "mirror.baseRunId", message)
+    }
+
+    /// An error of `code` whose detail and `errors` name `field`.
+    fn field_error(code: ErrorCode, field: impl Into<String>, message: impl Into<String>) -> Self {
         let field = field.into();
         let message = message.into();
-        let mut error = Self::new(ErrorCode::EgressBlocked, format!("{field}: {message}"));
+        let mut error = Self::new(code, format!("{field}: {message}"));
         error.errors.push(FieldError { field, message });
         error
     }

@@ -3,7 +3,8 @@
 use axum::extract::State;
 use axum::Json;
 use export_api_types::{
-    ProfileBundle, ProfileEncryption, ProfileList, ProfileResponse, ProfileRetention, ProfileSigning,
+    ProfileBundle, ProfileEncryption, ProfileList, ProfileMirror, ProfileResponse, ProfileRetention,
+    ProfileSigning,
 };
 use export_core::{BundleFormat, Profile};
 
@@ -62,5 +63,9 @@ fn profile_response(profile: &Profile) -> ProfileResponse {
             }
             .to_owned(),
         },
+        mirror: def.mirror.map(|mirror| ProfileMirror {
+            mode: mirror.mode.to_string(),
+            valid_days: mirror.valid_days,
+        }),
     }
 }

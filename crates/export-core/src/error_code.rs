@@ -29,6 +29,8 @@ pub enum ErrorCode {
     IdempotencyMismatch,
     #[serde(rename = "ERR_EXPORT_EGRESS_BLOCKED")]
     EgressBlocked,
+    #[serde(rename = "ERR_EXPORT_BASE_MISSING")]
+    BaseMissing,
     #[serde(rename = "ERR_EXPORT_TIMEOUT")]
     Timeout,
     #[serde(rename = "ERR_EXPORT_INTERNAL")]
@@ -44,7 +46,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         Self::RequestInvalid,
         Self::ProfileNotFound,
         Self::NotFound,
@@ -56,6 +58,7 @@ impl ErrorCode {
         Self::Conflict,
         Self::IdempotencyMismatch,
         Self::EgressBlocked,
+        Self::BaseMissing,
         Self::Timeout,
         Self::Internal,
         Self::Unauthenticated,
@@ -77,6 +80,7 @@ impl ErrorCode {
             Self::Conflict => "ERR_EXPORT_CONFLICT",
             Self::IdempotencyMismatch => "ERR_EXPORT_IDEMPOTENCY_MISMATCH",
             Self::EgressBlocked => "ERR_EXPORT_EGRESS_BLOCKED",
+            Self::BaseMissing => "ERR_EXPORT_BASE_MISSING",
             Self::Timeout => "ERR_EXPORT_TIMEOUT",
             Self::Internal => "ERR_EXPORT_INTERNAL",
             Self::Unauthenticated => "ERR_UNAUTHENTICATED",
@@ -94,7 +98,7 @@ impl ErrorCode {
     /// answer 500 if they ever reach HTTP.
     pub fn http_status(self) -> u16 {
         match self {
-            Self::RequestInvalid | Self::EgressBlocked | Self::TenantRequired => 400,
+            Self::RequestInvalid | Self::EgressBlocked | Self::BaseMissing | Self::TenantRequired => 400,
             Self::Unauthenticated => 401,
             Self::SignatureInvalid | Self::TenantMismatch | Self::ScopeMismatch => 403,
             Self::ProfileNotFound | Self::NotFound => 404,
@@ -122,6 +126,7 @@ impl ErrorCode {
             Self::Conflict => "Conflict",
             Self::IdempotencyMismatch => "Idempotency key reused with another request",
             Self::EgressBlocked => "Egress blocked",
+            Self::BaseMissing => "Mirror base missing",
             Self::Timeout => "Timed out",
             Self::Internal => "Internal error",
             Self::Unauthenticated => "Unauthenticated",

@@ -39,8 +39,8 @@ pub use mirror::{
 };
 pub use output::OutputKind;
 pub use plan::{
-    DistributionRequest, EncryptionRequest, PlanError, PlanErrorKind, PlannedDistribution, PlannedEncryption,
-    PlannedSigning, RunPlan, RunRequest, SigningRequest,
+    DistributionRequest, EncryptionRequest, MirrorRequest, PlanError, PlanErrorKind, PlannedDistribution,
+    PlannedEncryption, PlannedMirror, PlannedSigning, RunPlan, RunRequest, SigningRequest,
 };
 pub use profile::{
     BundleFormat, BundleOptions, DistributionType, EncryptionPolicy, Profile, ProfileDefinition, Retention,

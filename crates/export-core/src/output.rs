@@ -13,6 +13,10 @@ pub enum OutputKind {
     Data(Kind),
     /// `trivy-db.tar.gz` (SPEC §14).
     TrivyDb,
+    /// A mirror bundle's `mirror.json` (SPEC §15).
+    Mirror,
+    /// A delta mirror bundle's `tombstones.ndjson`.
+    Tombstones,
     Manifest,
     Checksums,
     Provenance,
@@ -24,6 +28,8 @@ impl OutputKind {
         match self {
             Self::Data(kind) => kind.as_str(),
             Self::TrivyDb => "trivy-db",
+            Self::Mirror => "mirror",
+            Self::Tombstones => "tombstones",
             Self::Manifest => "manifest",
             Self::Checksums => "checksums",
             Self::Provenance => "provenance",
@@ -34,6 +40,8 @@ impl OutputKind {
     pub fn parse(text: &str) -> Option<Self> {
         let fixed = [
             Self::TrivyDb,
+            Self::Mirror,
+            Self::Tombstones,
             Self::Manifest,
             Self::Checksums,
             Self::Provenance,
@@ -75,6 +83,8 @@ mod tests {
             OutputKind::Data(Kind::Vex),
             OutputKind::Data(Kind::Policy),
             OutputKind::TrivyDb,
+            OutputKind::Mirror,
+            OutputKind::Tombstones,
             OutputKind::Manifest,
             OutputKind::Checksums,
             OutputKind::Provenance,

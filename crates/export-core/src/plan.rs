@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::egress::OciReference;
-use crate::ids::ProfileId;
+use crate::ids::{ProfileId, RunId};
 use crate::limits::Limits;
+use crate::mirror::{MirrorBase, MirrorMode};
 use crate::profile::{BundleOptions, DistributionType, Profile, TrivyOptions};
 use crate::status::Priority;
 use crate::target::{Format, Kind, Target};
@@ -22,6 +23,14 @@ pub struct RunRequest {
     pub retention_days: Option<i64>,
     pub encryption: Option<EncryptionRequest>,
     pub priority: Option<String>,
+    pub mirror: Option<MirrorRequest>,
+}
+
+/// `"mirror": {"mode": "full" | "delta", "baseRunId": …}` (SPEC §15).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorRequest {
+    pub mode: Option<String>,
+    pub base_run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -127,6 +136,23 @@ pub struct PlannedEncryption {
     pub recipients: Vec<String>,
 }
 
+/// A mirror run's part of the plan (SPEC §15).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedMirror {
+    pub mode: MirrorMode,
+    /// `mirror.json`'s `expiresAt` is the snapshot time plus this many days.
+    pub valid_days: u32,
+    /// The delta's base run, as the request named it, or as it was found when the run was
+    /// created (the newest succeeded mirror run of the profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_run_id: Option<RunId>,
+    /// The state the delta starts from, read from its base run when the run is created;
+    /// `None` for a full bundle (and for a delta until it is resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<MirrorBase>,
+}
+
 /// Everything a worker needs to execute a run, fixed when the run is created so that a
 /// later change of configuration cannot change what a queued or retried run produces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,21 +174,42 @@ pub struct RunPlan {
     pub trivy: TrivyOptions,
     pub retention_days: u32,
     pub priority: Priority,
+    /// Set on a mirror run: its data files are the snapshot (`full`) or what changed since
+    /// its base (`delta`), beside `mirror.json` and a delta's `tombstones.ndjson`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<PlannedMirror>,
 }
 
 impl RunPlan {
     /// Validates `request` against `profile` and `limits` in the order of SPEC §2.1.
     pub fn parse(profile: &Profile, request: RunRequest, limits: &Limits) -> Result<Self, PlanError> {
-        // 4. targets, 5. formats
-        let mut targets = plan_targets(profile, request.targets, limits)?;
+        let mirror = plan_mirror(profile, &request)?;
+        // 4. targets, 5. formats (a mirror: every target of the profile, in `ndjson`)
+        let (mut targets, mut formats) = match &mirror {
+            Some(_) => (profile.definition.targets.clone(), vec![Format::Ndjson]),
+            None => {
+                let targets = plan_targets(profile, request.targets, limits)?;
+                let formats = plan_formats(profile, request.formats, &targets)?;
+                (targets, formats)
+            }
+        };
         targets.sort();
-        let mut formats = plan_formats(profile, request.formats, &targets)?;
         formats.sort();
         // 6. distribution and signing
         let distribution_request = request.distribution.unwrap_or_default();
         let distribution =
             plan_distribution(profile, distribution_request.kind, distribution_request.reference)?;
-        let signing = plan_signing(profile, distribution_request.signing.unwrap_or_default())?;
+        let mut signing_request = distribution_request.signing.unwrap_or_default();
+        if mirror.is_some() {
+            signing_request.enabled.get_or_insert(true);
+        }
+        let signing = plan_signing(profile, signing_request)?;
+        if mirror.is_some() && !signing.enabled {
+            return Err(PlanError::invalid(
+                "distribution.signing.enabled",
+                "a mirror run is always signed: the sealed site's import verifies its signature",
+            ));
+        }
         // 7. retention, encryption and priority
         let retention_days = plan_retention(profile, request.retention_days)?;
         let encryption = plan_encryption(profile, request.encryption.unwrap_or_default())?;
@@ -174,7 +221,16 @@ impl RunPlan {
                 "a run with the `trivy-db` format cannot be encrypted",
             ));
         }
+        if encryption.enabled && mirror.is_some() {
+            return Err(PlanError::invalid(
+                "encryption.enabled",
+                "a mirror run cannot be encrypted: the sealed site imports its plaintext bundle",
+            ));
+        }
         let priority = plan_priority(request.priority.as_deref())?;
+        let mut bundle = profile.definition.bundle.clone();
+        // A mirror is carried across the gap as its bundle.
+        bundle.enabled |= mirror.is_some();
         let plan = Self {
             profile_id: profile.id.clone(),
             profile_revision: profile.revision.clone(),
@@ -183,10 +239,11 @@ impl RunPlan {
             distribution,
             signing,
             encryption,
-            bundle: profile.definition.bundle.clone(),
+            bundle,
             trivy: profile.definition.trivy,
             retention_days,
             priority,
+            mirror,
         };
         // 8. planned outputs
         let planned = plan.planned_outputs();
@@ -204,7 +261,12 @@ impl RunPlan {
 
     /// Data files, Trivy database, manifest, checksums, envelopes and bundle.
     pub fn planned_outputs(&self) -> usize {
-        let data_files = self.data_files().count() + usize::from(self.trivy_db());
+        let mirror_files = match self.mirror.as_ref().map(|mirror| mirror.mode) {
+            None => 0,
+            Some(MirrorMode::Full) => 1,
+            Some(MirrorMode::Delta) => 2,
+        };
+        let data_files = self.data_files().count() + usize::from(self.trivy_db()) + mirror_files;
         let envelopes = if self.signing.enabled { 2 } else { 0 };
         let bundle = usize::from(self.bundle.enabled);
         data_files + 2 + envelopes + bundle
@@ -213,13 +275,22 @@ impl RunPlan {
     /// The request as recorded in the manifest: only what shapes the content, nothing
     /// run-specific, so equal requests give equal manifests.
     pub fn normalized_request(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut request = serde_json::json!({
             "targets": self.targets,
             "formats": self.formats,
             "distribution": { "type": self.distribution.kind() },
             "signing": { "enabled": self.signing.enabled },
             "encryption": { "enabled": self.encryption.enabled },
-        })
+        });
+        if let Some(mirror) = &self.mirror {
+            request["mirror"] = serde_json::json!({ "mode": mirror.mode });
+        }
+        request
+    }
+
+    /// The base a delta mirror run continues from, once resolved.
+    pub fn mirror_base(&self) -> Option<&MirrorBase> {
+        self.mirror.as_ref().and_then(|mirror| mirror.base.as_ref())
     }
 
     /// Every (target, format) pair with a file of its own, in output order.
@@ -241,6 +312,65 @@ impl RunPlan {
     pub fn advisory_targets(&self) -> impl Iterator<Item = &Target> + '_ {
         self.targets.iter().filter(|target| target.kind == Kind::Advisory)
     }
+}
+
+/// Before step 4, whether this is a mirror run (SPEC §15): a profile with `mirror` makes
+/// every run one, of the profile's mode unless the request names one; a mirror run takes
+/// every target of the profile in `ndjson`, so the request names neither; only a delta
+/// names a base.
+fn plan_mirror(profile: &Profile, request: &RunRequest) -> Result<Option<PlannedMirror>, PlanError> {
+    let Some(policy) = profile.definition.mirror else {
+        return match request.mirror {
+            Some(_) => Err(PlanError::invalid(
+                "mirror",
+                format!("profile `{}` makes no mirror bundles", profile.id),
+            )),
+            None => Ok(None),
+        };
+    };
+    if request.targets.is_some() {
+        return Err(PlanError::invalid(
+            "targets",
+            format!(
+                "a mirror run exports every target of profile `{}`; leave `targets` out",
+                profile.id
+            ),
+        ));
+    }
+    if request.formats.is_some() {
+        return Err(PlanError::invalid(
+            "formats",
+            "a mirror run is written in `ndjson`; leave `formats` out",
+        ));
+    }
+    let asked = request.mirror.clone().unwrap_or_default();
+    let mode = match asked.mode.as_deref() {
+        None => policy.mode,
+        Some(text) => MirrorMode::parse(text).ok_or_else(|| {
+            PlanError::invalid(
+                "mirror.mode",
+                format!("unknown mode `{text}`, expected `full` or `delta`"),
+            )
+        })?,
+    };
+    let base_run_id = match (mode, asked.base_run_id) {
+        (_, None) => None,
+        (MirrorMode::Full, Some(_)) => {
+            return Err(PlanError::invalid(
+                "mirror.baseRunId",
+                "a full mirror bundle has no base; only a `delta` names one",
+            ))
+        }
+        (MirrorMode::Delta, Some(text)) => {
+            Some(RunId::parse(&text).map_err(|err| PlanError::invalid("mirror.baseRunId", err.to_string()))?)
+        }
+    };
+    Ok(Some(PlannedMirror {
+        mode,
+        valid_days: policy.valid_days,
+        base_run_id,
+        base: None,
+    }))
 }
 
 /// Step 4: the requested targets (or the profile's), each parsed, unique and admitted
@@ -732,5 +862,92 @@ mod tests {
         request.priority = Some("high".into());
         let b = RunPlan::parse(&daily(), request, &Limits::default()).unwrap();
         assert_eq!(a.normalized_request(), b.normalized_request());
+    }
+
+    fn mirror_profile() -> Profile {
+        profile(serde_json::json!({
+            "targets": ["vex", "advisory"],
+            "formats": ["json"],
+            "signing": { "keys": ["kms://acme/signer"] },
+            "bundle": { "enabled": false },
+            "mirror": { "mode": "delta" },
+        }))
+    }
+
+    fn mirror_request(mode: Option<&str>, base: Option<&str>) -> RunRequest {
+        RunRequest {
+            mirror: Some(MirrorRequest {
+                mode: mode.map(str::to_owned),
+                base_run_id: base.map(str::to_owned),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_mirror_profile_makes_signed_bundles_of_every_target_in_ndjson() {
+        let plan = RunPlan::parse(&mirror_profile(), RunRequest::default(), &Limits::default()).unwrap();
+        let mirror = plan.mirror.as_ref().unwrap();
+        assert_eq!((mirror.mode, mirror.valid_days), (MirrorMode::Delta, 30));
+        assert_eq!(plan.formats, vec![Format::Ndjson]);
+        assert_eq!(plan.targets.len(), 2);
+        assert!(plan.bundle.enabled && plan.signing.enabled);
+        // Two data files, mirror.json, tombstones.ndjson, manifest, checksums, two
+        // envelopes and the bundle.
+        assert_eq!(plan.planned_outputs(), 9);
+        assert_eq!(
+            plan.normalized_request()["mirror"],
+            serde_json::json!({ "mode": "delta" })
+        );
+        let base = "export-run::acme::2026-12-01::0001";
+        let full = RunPlan::parse(
+            &mirror_profile(),
+            mirror_request(Some("full"), None),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(full.mirror.unwrap().mode, MirrorMode::Full);
+        let delta = RunPlan::parse(
+            &mirror_profile(),
+            mirror_request(None, Some(base)),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(delta.mirror.unwrap().base_run_id.unwrap().to_string(), base);
+    }
+
+    #[test]
+    fn a_mirror_request_that_cannot_be_one_names_its_field() {
+        let field = |profile: &Profile, request: RunRequest| {
+            RunPlan::parse(profile, request, &Limits::default())
+                .unwrap_err()
+                .field
+        };
+        let base = Some("export-run::acme::2026-12-01::0001");
+        assert_eq!(field(&daily(), mirror_request(None, None)), "mirror");
+        assert_eq!(
+            field(&mirror_profile(), mirror_request(Some("fast"), None)),
+            "mirror.mode"
+        );
+        assert_eq!(
+            field(&mirror_profile(), mirror_request(Some("full"), base)),
+            "mirror.baseRunId"
+        );
+        assert_eq!(
+            field(&mirror_profile(), mirror_request(None, Some("run-1"))),
+            "mirror.baseRunId"
+        );
+        assert_eq!(field(&mirror_profile(), targets(&["vex"])), "targets");
+        let unsigned = RunRequest {
+            distribution: Some(DistributionRequest {
+                signing: Some(SigningRequest {
+                    enabled: Some(false),
+                    key_ref: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(field(&mirror_profile(), unsigned), "distribution.signing.enabled");
     }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{canonical_json, Sha256Digest};
 use crate::ids::ProfileId;
+use crate::mirror::MirrorPolicy;
 use crate::target::{Format, Kind, Target};
 
 /// Where a run's outputs are published.
@@ -145,6 +146,10 @@ pub struct ProfileDefinition {
     /// canonical form while it is the default, so older revisions keep their digest.
     #[serde(default, skip_serializing_if = "TrivyOptions::is_default")]
     pub trivy: TrivyOptions,
+    /// Makes every run of the profile a mirror bundle for sealed sites (SPEC §15); left
+    /// out of the canonical form when absent, so older revisions keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorPolicy>,
 }
 
 /// `trivy = { next_update_hours = 24 }`.
@@ -205,6 +210,23 @@ impl ProfileDefinition {
         }
         if self.trivy.next_update_hours == 0 {
             return fail("trivy.next_update_hours", "must be positive");
+        }
+        if let Some(mirror) = &self.mirror {
+            if mirror.valid_days == 0 {
+                return fail("mirror.valid_days", "must be positive");
+            }
+            if self.signing.keys.is_empty() {
+                return fail(
+                    "signing.keys",
+                    "a mirror profile needs a signing key: the sealed site's import verifies bundles",
+                );
+            }
+            if self.encryption.enabled {
+                return fail(
+                    "encryption.enabled",
+                    "mirror bundles are not encrypted: the sealed site imports their plaintext",
+                );
+            }
         }
         if self.retention.default_days == 0 || self.retention.default_days > self.retention.max_days {
             return fail(
@@ -282,5 +304,24 @@ mod tests {
         assert_eq!(def.distributions, vec![DistributionType::Http]);
         assert!(def.bundle.enabled);
         assert!(def.validate().is_ok());
+    }
+
+    #[test]
+    fn a_mirror_profile_must_be_able_to_sign() {
+        let mut def: ProfileDefinition = serde_json::from_value(serde_json::json!({
+            "targets": ["advisory"],
+            "mirror": { "mode": "full", "valid_days": 0 },
+        }))
+        .unwrap();
+        assert_eq!(def.validate().unwrap_err().0, "mirror.valid_days");
+        def.mirror.as_mut().unwrap().valid_days = 7;
+        assert_eq!(def.validate().unwrap_err().0, "signing.keys");
+        def.signing.keys.push("kms://acme/signer".to_owned());
+        assert!(def.validate().is_ok());
+        // Without `mirror`, the canonical form (and so the revision) is as before.
+        def.mirror = None;
+        assert!(!String::from_utf8(canonical_json(&def))
+            .unwrap()
+            .contains("mirror"));
     }
 }

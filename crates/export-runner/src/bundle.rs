@@ -190,7 +190,7 @@ fn render_stream(
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
     tokio::spawn(async move {
         let mut renderer = Renderer::new(&target);
-        let mut stream = ctx.store.stream_items(&run.id.tenant, run.watermark, &target);
+        let mut stream = crate::export::target_records(&ctx, &run, &target);
         while let Some(record) = stream.next().await {
             let chunk = match record {
                 Ok(record) => {

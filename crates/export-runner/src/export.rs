@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use export_artifacts::{ArtifactKey, ArtifactStore, ArtifactWriter, Written};
+use export_core::EvidenceRecord;
 use export_core::{
     checksums_txt, json_file_head, json_file_tail, ErrorCode, Format, Manifest, ManifestItem,
     ManifestProfile, OutputKind, Sha256Digest, Snapshot, Target, CHECKSUMS_PATH, MANIFEST_DSSE_PATH,
@@ -25,7 +26,8 @@ use export_signing::{
     provenance_statement, sign_envelope, Keyring, ProvenanceInput, SigningKey, IN_TOTO_PAYLOAD_TYPE,
     MANIFEST_PAYLOAD_TYPE,
 };
-use export_store::{Run, RunOutput, RunWarning, Store};
+use export_store::{Run, RunOutput, RunWarning, Store, StoreError};
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -150,7 +152,16 @@ pub async fn execute_export(
             items.push(manifest_item(output));
         }
     }
-    // 1b. The Trivy database of the advisory targets.
+    // 1b. A mirror bundle's own files.
+    if let Some(mirror) = &plan.mirror {
+        items.extend(
+            crate::mirror::write_mirror_files(ctx, run, mirror)
+                .await?
+                .into_iter()
+                .map(manifest_item),
+        );
+    }
+    // 1c. The Trivy database of the advisory targets.
     if plan.trivy_db() {
         let counted = data_targets.is_empty();
         let (output, left_out) =
@@ -199,17 +210,17 @@ pub async fn execute_export(
                 .map(|(target, format)| (target.clone(), format));
         }
     }
-    let manifest_written = publish_fixed(ctx, run, &MANIFEST, manifest_bytes.clone()).await?;
+    let manifest_written = publish_fixed(ctx, run, &MANIFEST, manifest_bytes.clone(), None).await?;
     sums.push((MANIFEST_PATH.to_owned(), manifest_written.sha256));
     bundled.push(BundleSource::stored(MANIFEST_PATH, manifest_written.bytes));
     if let Some(key) = &signing_key {
         let envelope = sign_envelope(key, MANIFEST_PAYLOAD_TYPE, &manifest_bytes).envelope_bytes();
-        let written = publish_fixed(ctx, run, &MANIFEST_DSSE, envelope).await?;
+        let written = publish_fixed(ctx, run, &MANIFEST_DSSE, envelope, None).await?;
         sums.push((MANIFEST_DSSE_PATH.to_owned(), written.sha256));
         bundled.push(BundleSource::stored(MANIFEST_DSSE_PATH, written.bytes));
     }
     let checksums = checksums_txt(sums.iter().map(|(path, digest)| (path.as_str(), *digest)));
-    let written = publish_fixed(ctx, run, &CHECKSUMS, checksums).await?;
+    let written = publish_fixed(ctx, run, &CHECKSUMS, checksums, None).await?;
     bundled.push(BundleSource::stored(CHECKSUMS_PATH, written.bytes));
 
     // 3. Bundle.
@@ -238,7 +249,7 @@ pub async fn execute_export(
             subjects,
         });
         let envelope = sign_envelope(key, IN_TOTO_PAYLOAD_TYPE, &statement).envelope_bytes();
-        publish_fixed(ctx, run, &PROVENANCE, envelope).await?;
+        publish_fixed(ctx, run, &PROVENANCE, envelope, None).await?;
     }
 
     // 5. Distribution beyond our own artifact store.
@@ -252,8 +263,8 @@ pub async fn execute_export(
     })
 }
 
-/// The manifest's item for a data output.
-fn manifest_item(output: RunOutput) -> ManifestItem {
+/// The manifest's item for an output the manifest lists.
+pub(crate) fn manifest_item(output: RunOutput) -> ManifestItem {
     ManifestItem {
         kind: output.kind.to_string(),
         id: output.id,
@@ -380,7 +391,7 @@ async fn write_target(
     }
 
     let mut renderer = Renderer::new(target);
-    let mut stream = ctx.store.stream_items(&run.id.tenant, run.watermark, target);
+    let mut stream = target_records(ctx, run, target);
     let mut failure = None;
     'records: while let Some(record) = stream.next().await {
         if cancel.is_cancelled() {
@@ -425,6 +436,22 @@ async fn write_target(
         records: renderer.records,
         written,
     })
+}
+
+/// The records of `target` that its data files hold: the run's snapshot, or for a delta
+/// mirror what changed between its base and the run's snapshot (SPEC §15).
+pub(crate) fn target_records<'a>(
+    ctx: &'a ExportContext,
+    run: &'a Run,
+    target: &'a Target,
+) -> BoxStream<'a, Result<EvidenceRecord, StoreError>> {
+    let tenant = &run.id.tenant;
+    match run.plan.mirror_base() {
+        Some(base) => ctx
+            .store
+            .stream_changes(tenant, base.watermark, run.watermark, target),
+        None => ctx.store.stream_items(tenant, run.watermark, target),
+    }
 }
 
 /// Renders records into the bytes of each format: `ndjson` lines, and the `json`
@@ -485,12 +512,12 @@ impl<'a> Renderer<'a> {
 }
 
 /// An output that is not a data file: its type, id, format, path and media type are fixed.
-struct FixedOutput {
-    kind: OutputKind,
-    id: &'static str,
-    format: &'static str,
-    path: &'static str,
-    media_type: &'static str,
+pub(crate) struct FixedOutput {
+    pub(crate) kind: OutputKind,
+    pub(crate) id: &'static str,
+    pub(crate) format: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) media_type: &'static str,
 }
 
 const MANIFEST: FixedOutput = FixedOutput {
@@ -522,13 +549,15 @@ const PROVENANCE: FixedOutput = FixedOutput {
     media_type: "application/vnd.dsse+json",
 };
 
-/// Stores `bytes` as the fixed output and records it.
-async fn publish_fixed(
+/// Stores `bytes` as the fixed output and records it (with `records`, the lines of an
+/// `ndjson` file).
+pub(crate) async fn publish_fixed(
     ctx: &ExportContext,
     run: &Run,
     fixed: &FixedOutput,
     bytes: Vec<u8>,
-) -> Result<Written, ExportError> {
+    records: Option<u64>,
+) -> Result<RunOutput, ExportError> {
     let key = ArtifactKey::for_run_output(&run.id, fixed.path).map_err(internal)?;
     let written = ctx.artifacts.put(&key, bytes.into()).await.map_err(internal)?;
     metrics::counter!("export_bytes_total").increment(written.bytes);
@@ -540,10 +569,10 @@ async fn publish_fixed(
         sha256: written.sha256,
         bytes: written.bytes,
         media_type: fixed.media_type.to_owned(),
-        records: None,
+        records,
     };
     record_output(ctx, run, &output).await?;
-    Ok(written)
+    Ok(output)
 }
 
 /// Records a published output and announces it on the run's stream.

@@ -9,6 +9,7 @@ mod bundle;
 mod distribute;
 mod events;
 mod export;
+mod mirror;
 mod trivy;
 mod worker;
 

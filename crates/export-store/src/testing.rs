@@ -1226,6 +1226,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         retention_days: Some(14),
         encryption: None,
         priority: Some("high".to_owned()),
+        mirror: None,
     };
     let new = NewRun {
         plan: plan(&profile_id, request),

@@ -156,13 +156,25 @@ impl TestApp {
 
     /// Ingests files or directories into `tenant`/`source`.
     pub(crate) async fn ingest(&self, tenant: &str, source: &str, paths: &[PathBuf]) -> ingest::IngestReport {
+        self.ingest_as(ingest::IngestMode::Add, tenant, source, paths)
+            .await
+    }
+
+    /// Ingests as `mode` says (`Sync`: the paths are the source's whole current state).
+    pub(crate) async fn ingest_as(
+        &self,
+        mode: ingest::IngestMode,
+        tenant: &str,
+        source: &str,
+        paths: &[PathBuf],
+    ) -> ingest::IngestReport {
         ingest::ingest_paths(
             self.app.state.store.as_ref(),
             &self.clock,
             &TenantId::parse(tenant).unwrap(),
             &SourceName::parse(source).unwrap(),
             paths,
-            ingest::IngestMode::Add,
+            mode,
         )
         .await
         .unwrap()
@@ -389,8 +401,18 @@ targets = ["advisory", "vex", "policy"]
 distributions = ["oci", "object", "http"]
 signing = { enabled = true, keys = ["kms://acme/signer"] }
 
+[acme.profiles.mirror]
+targets = ["advisory", "vex"]
+signing = { keys = ["kms://acme/signer"] }
+mirror = { mode = "delta", valid_days = 10 }
+
 [globex.profiles.daily]
 targets = ["advisory", "vex"]
+
+[globex.profiles.mirror]
+targets = ["advisory", "vex"]
+signing = { keys = ["kms://globex/signer"] }
+mirror = { mode = "full" }
 "#;
 
 /// The identity of the fixed test recipient in the `sealed-off` profile.

@@ -16,6 +16,7 @@ mod events;
 mod files;
 mod helpers;
 mod ingest;
+mod mirror;
 mod object;
 mod oci;
 mod processes;

@@ -621,6 +621,7 @@ async fn profiles_are_listed_sorted_with_their_revision() {
         ids,
         [
             "export-profile::acme::daily",
+            "export-profile::acme::mirror",
             "export-profile::acme::osv-only",
             "export-profile::acme::published",
             "export-profile::acme::sealed-off",
@@ -631,7 +632,8 @@ async fn profiles_are_listed_sorted_with_their_revision() {
         ]
     );
     assert!(items[0]["revision"].as_str().unwrap().starts_with("sha256:"));
-    assert_eq!(items[1]["formats"], json!(["ndjson"]));
+    assert_eq!(items[2]["formats"], json!(["ndjson"]));
+    assert_eq!(items[1]["mirror"], json!({ "mode": "delta", "validDays": 10 }));
     assert_eq!(items[0]["retention"], json!({ "defaultDays": 7, "maxDays": 30 }));
 }
 
