@@ -95,7 +95,10 @@ async fn a_delta_holds_what_changed_since_its_base_and_the_removals_and_reruns_i
         ],
         "a mirror is every target of the profile in ndjson, signed and bundled"
     );
-    assert!(full.outputs.iter().any(|output| output.dsse_url.is_some()), "the manifest is signed");
+    assert!(
+        full.outputs.iter().any(|output| output.dsse_url.is_some()),
+        "the manifest is signed"
+    );
     let manifest: Value = serde_json::from_slice(&full_files["manifest.json"]).unwrap();
     let mirror_item = manifest["items"]
         .as_array()

@@ -535,7 +535,10 @@ async fn one_tenant_never_sees_another_tenants_runs() {
         .iter()
         .map(|p| p["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, BTreeSet::from(["export-profile::globex::daily"]));
+    assert_eq!(
+        ids,
+        BTreeSet::from(["export-profile::globex::daily", "export-profile::globex::mirror"])
+    );
     // Another tenant's profile cannot be used either.
     let response = globex
         .post("/export-center/runs")
