@@ -321,7 +321,7 @@ async fn distribution_of(api: &Api, run_id: &str) -> anyhow::Result<Distribution
 fn verify_directory(dir: &Path, key: PathBuf, identity: Option<PathBuf>) -> Verdict {
     export_verify::verify(&VerifyOptions {
         target: dir.to_owned(),
-        key,
+        keys: vec![key],
         identity,
         ..VerifyOptions::default()
     })

@@ -247,7 +247,7 @@ pub async fn run(data_dir: Option<PathBuf>, fixtures: Option<PathBuf>) -> anyhow
     println!("7. offline verification (export-center verify) with the signer's public key:");
     let verdict = verify::verify(&verify::VerifyOptions {
         target: download_dir.clone(),
-        key: public_key.clone(),
+        keys: vec![public_key.clone()],
         ..Default::default()
     });
     for line in verify::render_text(&verdict).lines() {

@@ -85,9 +85,10 @@ enum Command {
     Verify {
         /// The run's directory, or a bundle file (.tar.zst, .tar.gz, .zip, or .age).
         target: PathBuf,
-        /// The public key (PEM) the manifest must be signed by.
-        #[arg(long)]
-        key: PathBuf,
+        /// A trusted public key (PEM); repeat `--key` to trust several: the manifest must
+        /// be signed by one of them.
+        #[arg(long = "key", required = true)]
+        keys: Vec<PathBuf>,
         /// The provenance envelope, when it is not beside the target.
         #[arg(long)]
         provenance: Option<PathBuf>,
@@ -291,7 +292,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Verify {
             target,
-            key,
+            keys,
             provenance,
             identity,
             json,
@@ -301,7 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let verdict = verify::verify(&verify::VerifyOptions {
                 target,
-                key,
+                keys,
                 provenance,
                 identity,
                 limits: verify::Limits {

@@ -71,7 +71,7 @@ impl Fixture {
     fn options(&self, target: &Path) -> VerifyOptions {
         VerifyOptions {
             target: target.to_owned(),
-            key: self.key.public_path.clone(),
+            keys: vec![self.key.public_path.clone()],
             provenance: None,
             identity: None,
             limits: Default::default(),
@@ -543,7 +543,7 @@ fn a_wrong_key_exits_3() {
         let fixture = Fixture::new(RunSpec::default());
         let other = generate_keys(algorithm, &fixture.root.join("other"), "other").unwrap();
         let mut options = fixture.options(&fixture.run);
-        options.key = other.public_path.clone();
+        options.keys = vec![other.public_path.clone()];
         let verdict = verify(&options);
         assert_exit(&verdict, 3);
         assert_failed(
@@ -554,6 +554,29 @@ fn a_wrong_key_exits_3() {
         assert_failed(&verdict, "provenance", "has no signature by key");
         assert!(check(&verdict, "checksums").ok);
     }
+}
+
+#[test]
+fn a_signature_by_any_of_several_trusted_keys_verifies() {
+    let fixture = Fixture::new(RunSpec::default());
+    let others: Vec<_> = ["one", "two"]
+        .iter()
+        .map(|name| generate_keys(KeyAlgorithm::P256, &fixture.root.join(name), name).unwrap())
+        .collect();
+    let mut options = fixture.options(&fixture.run);
+    options.keys = vec![others[0].public_path.clone(), fixture.key.public_path.clone()];
+    let verdict = verify(&options);
+    assert!(verdict.verified(), "{}", render_text(&verdict));
+    assert!(check(&verdict, "signature").detail.contains(&fixture.key.keyid));
+
+    options.keys = others.iter().map(|keys| keys.public_path.clone()).collect();
+    let verdict = verify(&options);
+    assert_exit(&verdict, 3);
+    assert_failed(&verdict, "signature", "is signed by none of the 2 trusted keys");
+    // One unusable key among good ones is a usage error, not a quiet pass.
+    options.keys.push(fixture.key.public_path.clone());
+    options.keys.push(fixture.root.join("no-such-key.pem"));
+    assert_exit(&verify(&options), 1);
 }
 
 #[test]
@@ -754,7 +777,7 @@ fn usage_errors_exit_1() {
     let fixture = Fixture::new(RunSpec::default());
 
     let mut options = fixture.options(&fixture.run);
-    options.key = fixture.root.join("no-such-key.pem");
+    options.keys = vec![fixture.root.join("no-such-key.pem")];
     let verdict = verify(&options);
     assert_exit(&verdict, 1);
     assert_failed(&verdict, "key", "cannot read key file");
@@ -762,14 +785,14 @@ fn usage_errors_exit_1() {
     // The checks that do not need the key still ran.
     assert!(check(&verdict, "checksums").ok);
 
-    options.key = fixture.key.private_path.clone();
+    options.keys = vec![fixture.key.private_path.clone()];
     let verdict = verify(&options);
     assert_exit(&verdict, 1);
     assert_failed(&verdict, "key", "is a private key");
 
     let garbage = fixture.root.join("garbage.pem");
     fs::write(&garbage, "not a key").unwrap();
-    options.key = garbage;
+    options.keys = vec![garbage];
     assert_exit(&verify(&options), 1);
 
     let verdict = verify(&fixture.options(&fixture.root.join("nowhere")));

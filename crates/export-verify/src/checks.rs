@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use export_core::{
     rerun_hash, Manifest, Sha256Digest, CHECKSUMS_PATH, MANIFEST_DSSE_PATH, MANIFEST_PATH, MANIFEST_SCHEMA,
@@ -27,7 +27,8 @@ pub(crate) struct Verifier {
 
 impl Verifier {
     pub(crate) fn run(mut self, options: &VerifyOptions) -> Verdict {
-        let key = self.load_key(&options.key);
+        let keys = self.load_keys(&options.keys);
+        let keys = keys.as_deref();
         if let Some(view) = view::prepare(options, &mut self.report) {
             if view.has_run_files {
                 let loaded = load_manifest(&view);
@@ -35,53 +36,48 @@ impl Verifier {
                 self.check_checksums(&view, manifest);
                 self.check_manifest(&view, &loaded);
                 self.check_files(&view, manifest);
-                self.check_signature(&view, key.as_ref(), loaded.bytes.as_deref());
-                self.check_provenance(&view, key.as_ref(), manifest);
+                self.check_signature(&view, keys, loaded.bytes.as_deref());
+                self.check_provenance(&view, keys, manifest);
             } else {
-                self.check_provenance(&view, key.as_ref(), None);
+                self.check_provenance(&view, keys, None);
             }
         }
         self.report.finish()
     }
 
-    fn load_key(&mut self, path: &Path) -> Option<VerifyingKey> {
-        let text = match fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(err) => {
-                self.report.fail(
-                    "key",
-                    EXIT_ERROR,
-                    format!("cannot read key file {}: {err}", path.display()),
-                );
-                return None;
-            }
-        };
-        match VerifyingKey::from_public_key_pem(&text) {
-            Ok(key) => {
-                self.report.ok(
-                    "key",
-                    format!(
-                        "{} public key {} ({})",
-                        key.algorithm(),
-                        key.keyid(),
-                        path.display()
-                    ),
-                );
-                Some(key)
-            }
-            Err(err) => {
-                let detail = if text.contains("PRIVATE KEY-----") {
-                    format!(
-                        "{} is a private key: pass the public key (the .pub.pem file) with --key",
-                        path.display()
-                    )
-                } else {
-                    format!("{} is not a usable public key: {err}", path.display())
-                };
-                self.report.fail("key", EXIT_ERROR, detail);
-                None
+    /// The trusted keys, or `None` (and a failed `key` check) when any of them cannot be
+    /// used: a mistyped key must not pass unnoticed because another one verified.
+    fn load_keys(&mut self, paths: &[PathBuf]) -> Option<Vec<VerifyingKey>> {
+        if paths.is_empty() {
+            self.report
+                .fail("key", EXIT_ERROR, "no trusted key given (--key)");
+            return None;
+        }
+        let mut keys = Vec::with_capacity(paths.len());
+        let mut problems = Vec::new();
+        for path in paths {
+            match load_key(path) {
+                Ok(key) => keys.push((key, path)),
+                Err(problem) => problems.push(problem),
             }
         }
+        if !problems.is_empty() {
+            self.report.fail("key", EXIT_ERROR, problems.join("; "));
+            return None;
+        }
+        let described: Vec<String> = keys
+            .iter()
+            .map(|(key, path)| {
+                format!(
+                    "{} public key {} ({})",
+                    key.algorithm(),
+                    key.keyid(),
+                    path.display()
+                )
+            })
+            .collect();
+        self.report.ok("key", described.join("; "));
+        Some(keys.into_iter().map(|(key, _)| key).collect())
     }
 
     /// Checks every manifest item's file and the `rerunHash`.
@@ -326,7 +322,7 @@ impl Verifier {
     }
 
     /// Checks `manifest.dsse.json`: signed by the key, and its payload is `manifest.json`.
-    fn check_signature(&mut self, view: &RunView, key: Option<&VerifyingKey>, manifest: Option<&[u8]>) {
+    fn check_signature(&mut self, view: &RunView, keys: Option<&[VerifyingKey]>, manifest: Option<&[u8]>) {
         let bytes = match view.fixed(MANIFEST_DSSE_PATH) {
             Ok(bytes) => bytes,
             Err(FileProblem::Missing) => {
@@ -365,14 +361,18 @@ impl Verifier {
                 ),
             );
         }
-        let Some(key) = key else {
+        let Some(keys) = keys else {
             self.report
                 .skip("signature", "not checked: no usable key (see the key check)");
             return;
         };
-        if let Err(err) = verify_envelope(&envelope, key) {
-            findings.problem(EXIT_SIGNATURE, signature_problem(MANIFEST_DSSE_PATH, &err, key));
-        }
+        let key = match verify_with_any(&envelope, keys, MANIFEST_DSSE_PATH) {
+            Ok(key) => key,
+            Err(problem) => {
+                findings.problem(EXIT_SIGNATURE, problem);
+                &keys[0]
+            }
+        };
         if let Some(manifest) = manifest {
             if envelope.payload != manifest {
                 findings.problem(
@@ -393,7 +393,12 @@ impl Verifier {
     }
 
     /// Checks the provenance envelope's signature, and every subject against its file.
-    fn check_provenance(&mut self, view: &RunView, key: Option<&VerifyingKey>, manifest: Option<&Manifest>) {
+    fn check_provenance(
+        &mut self,
+        view: &RunView,
+        keys: Option<&[VerifyingKey]>,
+        manifest: Option<&Manifest>,
+    ) {
         let Some(path) = &view.provenance else {
             let place = match &view.bundle {
                 Some((name, _)) if view.target_is_bundle || !name.ends_with(".age") => {
@@ -439,11 +444,15 @@ impl Verifier {
                 ),
             );
         }
-        match key {
-            Some(key) => {
-                if let Err(err) = verify_envelope(&envelope, key) {
-                    findings.problem(EXIT_SIGNATURE, signature_problem(&shown, &err, key));
-                }
+        match keys {
+            Some(keys) => {
+                let key = match verify_with_any(&envelope, keys, &shown) {
+                    Ok(key) => key,
+                    Err(problem) => {
+                        findings.problem(EXIT_SIGNATURE, problem);
+                        &keys[0]
+                    }
+                };
                 self.report.findings(
                     "provenance",
                     findings,
@@ -570,6 +579,46 @@ fn load_manifest(view: &RunView) -> LoadedManifest {
     LoadedManifest {
         bytes: Some(bytes),
         manifest,
+    }
+}
+
+/// Reads one trusted public key; the problem names the file.
+fn load_key(path: &Path) -> Result<VerifyingKey, String> {
+    let text =
+        fs::read_to_string(path).map_err(|err| format!("cannot read key file {}: {err}", path.display()))?;
+    VerifyingKey::from_public_key_pem(&text).map_err(|err| {
+        if text.contains("PRIVATE KEY-----") {
+            format!(
+                "{} is a private key: pass the public key (the .pub.pem file) with --key",
+                path.display()
+            )
+        } else {
+            format!("{} is not a usable public key: {err}", path.display())
+        }
+    })
+}
+
+/// The first trusted key that verifies `envelope`, or why none does (with one key, the
+/// precise reason; with several, that none of them signed it).
+fn verify_with_any<'k>(
+    envelope: &DsseEnvelope,
+    keys: &'k [VerifyingKey],
+    file: &str,
+) -> Result<&'k VerifyingKey, String> {
+    let mut problems = Vec::with_capacity(keys.len());
+    for key in keys {
+        match verify_envelope(envelope, key) {
+            Ok(_) => return Ok(key),
+            Err(err) => problems.push(signature_problem(file, &err, key)),
+        }
+    }
+    match problems.len() {
+        1 => Err(problems.remove(0)),
+        _ => Err(format!(
+            "{file} is signed by none of the {} trusted keys: {}",
+            keys.len(),
+            problems.join("; ")
+        )),
     }
 }
 

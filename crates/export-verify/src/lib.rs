@@ -21,8 +21,8 @@ pub struct VerifyOptions {
     /// A run's output directory, or a bundle file (`bundle.tar.zst`, `bundle.tar.gz`,
     /// `bundle.zip`, `bundle.tar.zst.age`).
     pub target: PathBuf,
-    /// The trusted public key (SPKI PEM).
-    pub key: PathBuf,
+    /// The trusted public keys (SPKI PEM): a signature by any of them verifies.
+    pub keys: Vec<PathBuf>,
     /// The provenance envelope, when it is not `provenance.dsse.json` in the directory or
     /// beside the bundle file.
     pub provenance: Option<PathBuf>,

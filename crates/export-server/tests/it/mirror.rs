@@ -168,7 +168,7 @@ async fn a_delta_holds_what_changed_since_its_base_and_the_removals_and_reruns_i
     std::fs::write(&bundle, &files["bundle.tar.zst"]).unwrap();
     let verdict = export_verify::verify(&export_verify::VerifyOptions {
         target: bundle,
-        key,
+        keys: vec![key],
         provenance: None,
         identity: None,
         limits: Default::default(),
