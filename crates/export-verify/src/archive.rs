@@ -117,11 +117,12 @@ pub(crate) struct Inventory {
 
 /// Reads the bundle `file` (displayed as `name`), decrypting it first when `name` ends with
 /// `.age`.
-pub(crate) fn read_bundle(
+pub(crate) fn read_bundle<'a>(
     file: &Path,
-    name: &str,
+    name: &'a str,
     identity: Option<&Path>,
-    limits: &Limits,
+    limits: &'a Limits,
+    visit: Option<&'a mut FileVisitor<'a>>,
 ) -> Result<Inventory, VerifyError> {
     let plain_name = name.strip_suffix(".age").unwrap_or(name).to_owned();
     let kind = BundleKind::of(&plain_name).ok_or_else(|| VerifyError::UnknownBundle { name: name.into() })?;
@@ -144,6 +145,7 @@ pub(crate) fn read_bundle(
             plain_name,
             ..Inventory::default()
         },
+        visit,
     };
     let (budget, reason) = limits.budget(archive_size);
     let too_large = || VerifyError::TooLarge {
@@ -192,6 +194,28 @@ pub(crate) fn read_bundle(
     Ok(reader.inventory)
 }
 
+/// Reads the regular files of the (unencrypted) bundle `file` in archive order with the
+/// checks `verify` makes of an archive (entry types, paths, duplicates, limits), handing
+/// each to `visit`, and returns every file's digest and size. What `visit` leaves unread is
+/// read and hashed all the same. `export-center import` reads a verified bundle again with
+/// it, and checks the digests against the signed manifest.
+pub fn read_files<'a>(
+    file: &Path,
+    limits: &'a Limits,
+    visit: &'a mut FileVisitor<'a>,
+) -> Result<BTreeMap<String, (Sha256Digest, u64)>, VerifyError> {
+    let name = file
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let inventory = read_bundle(file, &name, None, limits, Some(visit))?;
+    Ok(inventory
+        .entries
+        .into_iter()
+        .map(|(path, facts)| (path, (facts.digest, facts.size)))
+        .collect())
+}
+
 /// Decrypts the age file `input` with the identities in `identity`, as a stream.
 fn decryptor(input: File, name: &str, identity: &Path) -> Result<impl Read, VerifyError> {
     let identity_error = |reason: String| VerifyError::Identity {
@@ -228,11 +252,16 @@ fn decryptor(input: File, name: &str, identity: &Path) -> Result<impl Read, Veri
         })
 }
 
-/// Checks entries and records them into an inventory.
+/// What `read_files` hands every regular file to: its path and a reader of its bytes.
+pub type FileVisitor<'v> = dyn FnMut(&str, &mut dyn Read) -> io::Result<()> + 'v;
+
+/// Checks entries and records them into an inventory, handing each file's bytes to the
+/// visitor, if any, as they are hashed.
 struct EntryReader<'a> {
     name: &'a str,
     limits: &'a Limits,
     inventory: Inventory,
+    visit: Option<&'a mut FileVisitor<'a>>,
 }
 
 impl EntryReader<'_> {
@@ -282,9 +311,18 @@ impl EntryReader<'_> {
         let copied = if fixed {
             hashing.read_to_end(&mut kept).map(|n| n as u64)
         } else {
-            io::copy(&mut hashing, &mut io::sink())
+            match self.visit.as_mut() {
+                Some(visit) => visit(path, &mut hashing),
+                None => Ok(()),
+            }
+            .and_then(|()| io::copy(&mut hashing, &mut io::sink()))
+            .map(|_| hashing.count)
         }
         .map_err(|err| self.corrupt(format!("entry `{}`: {err}", path.escape_debug())))?;
+        if let (true, Some(visit)) = (fixed, self.visit.as_mut()) {
+            visit(path, &mut kept.as_slice())
+                .map_err(|err| self.corrupt(format!("entry `{}`: {err}", path.escape_debug())))?;
+        }
         if copied != size {
             return Err(self.corrupt(format!(
                 "entry `{}` has {copied} of its {size} bytes",
@@ -521,6 +559,8 @@ impl<R: Read> Read for Bounded<R> {
 pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
+    /// The bytes read so far.
+    count: u64,
 }
 
 impl<R> HashingReader<R> {
@@ -528,6 +568,7 @@ impl<R> HashingReader<R> {
         Self {
             inner,
             hasher: Sha256::new(),
+            count: 0,
         }
     }
 
@@ -540,6 +581,7 @@ impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let read = self.inner.read(buf)?;
         self.hasher.update(&buf[..read]);
+        self.count += read as u64;
         Ok(read)
     }
 }

@@ -9,7 +9,7 @@ mod view;
 
 use std::path::PathBuf;
 
-pub use archive::Limits;
+pub use archive::{read_files, FileVisitor, Limits};
 pub use error::{EntryRefusal, VerifyError};
 pub use report::{
     render_text, Check, CheckStatus, Verdict, EXIT_CHECKSUM, EXIT_ERROR, EXIT_SIGNATURE, EXIT_VERIFIED,

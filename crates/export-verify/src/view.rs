@@ -258,7 +258,13 @@ fn open_encrypted_bundle(
         view.data_unavailable = Some("the bundle is encrypted".to_owned());
         return;
     };
-    let inventory = match read_bundle(&dir.join(age_name), age_name, Some(identity), &options.limits) {
+    let inventory = match read_bundle(
+        &dir.join(age_name),
+        age_name,
+        Some(identity),
+        &options.limits,
+        None,
+    ) {
         Ok(inventory) => inventory,
         Err(err) => {
             report.fail("bundle", err.exit_code(), err.to_string());
@@ -299,7 +305,7 @@ fn check_bundle_in_directory(
     view: &mut RunView,
     report: &mut Report,
 ) {
-    let inventory = match read_bundle(&dir.join(name), name, None, limits) {
+    let inventory = match read_bundle(&dir.join(name), name, None, limits, None) {
         Ok(inventory) => inventory,
         Err(err) => {
             report.fail("bundle", err.exit_code(), err.to_string());
@@ -353,7 +359,7 @@ fn from_bundle_file(file: &Path, options: &VerifyOptions, report: &mut Report) -
         target_is_bundle: true,
         ..RunView::default()
     };
-    match read_bundle(file, &name, options.identity.as_deref(), &options.limits) {
+    match read_bundle(file, &name, options.identity.as_deref(), &options.limits, None) {
         Ok(inventory) => {
             let verb = if inventory.plain_digest.is_some() {
                 "decrypted and read"
