@@ -65,7 +65,7 @@ pub(crate) async fn ingest<D: Dialect>(
 /// however many items it holds: one query for the current versions, one for the
 /// sequence numbers, one update for the stored versions it supersedes and one insert
 /// (the dialect's, each of which carries many rows).
-async fn ingest_batch<D: Dialect>(
+pub(crate) async fn ingest_batch<D: Dialect>(
     store: &D,
     tx: &mut Transaction<'static, D::Db>,
     tenant: &TenantId,
@@ -114,6 +114,10 @@ const CURRENT_PAGE_OF_SOURCE: &str = "SELECT seq, kind, source, id FROM evidence
      WHERE tenant = $1 AND superseded_seq IS NULL AND source = $2 AND id > $3 \
      ORDER BY id LIMIT $4";
 
+/// The current version of the item (`$2`, `$3`), off `evidence_current`.
+const CURRENT_OF_ITEM: &str = "SELECT seq, kind, source, id FROM evidence \
+     WHERE tenant = $1 AND source = $2 AND id = $3 AND superseded_seq IS NULL";
+
 /// Current items read per page (`remove_current`).
 const CURRENT_PER_PAGE: usize = 1_000;
 
@@ -150,7 +154,7 @@ pub(crate) async fn remove_absent<D: Dialect>(
 /// a page at a time in (source, id) order, which is also the order of the tombstones'
 /// sequences, so memory holds a page and the removed items, not the tenant's evidence.
 /// Returns the tombstones in the order of their sequences.
-async fn remove_current<D: Dialect>(
+pub(crate) async fn remove_current<D: Dialect>(
     store: &D,
     tx: &mut Transaction<'static, D::Db>,
     tenant: &TenantId,
@@ -191,6 +195,38 @@ async fn remove_current<D: Dialect>(
             return Ok(removed);
         }
     }
+}
+
+/// Writes a tombstone for each of `items` whose item (source, id) is current, in a
+/// transaction of `begin_ingest`, with the kind of the version it removes; an item that
+/// is not current, or is named again, is skipped. The tombstones take sequences in
+/// (source, id) order; returns them in that order.
+pub(crate) async fn remove_items<D: Dialect>(
+    store: &D,
+    tx: &mut Transaction<'static, D::Db>,
+    tenant: &TenantId,
+    items: &[Tombstone],
+    removed_at: DateTime<Utc>,
+) -> Result<Vec<Tombstone>, StoreError> {
+    let named: BTreeSet<(&SourceName, &str)> = items
+        .iter()
+        .map(|item| (&item.source, item.id.as_str()))
+        .collect();
+    let mut current = Vec::new();
+    for (source, id) in named {
+        let row = query(CURRENT_OF_ITEM)
+            .bind(tenant.as_str())
+            .bind(source.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            let row = D::Db::columns(&row);
+            current.push((row.integer("seq")?, sql::tombstone(&row)?));
+        }
+    }
+    write_tombstones(store, tx, tenant, &current, removed_at).await?;
+    Ok(current.into_iter().map(|(_, item)| item).collect())
 }
 
 /// Writes `removed`, each the sequence of an item's current version and the tombstone
@@ -257,7 +293,7 @@ pub(crate) async fn snapshot_point<D: Dialect>(
 
 /// The tenant's newest change, on the pool or in a transaction that has just made one.
 /// (A boxed future: the compiler proves it `Send` here, once, for every executor.)
-fn newest_change<'c, E: Executes<'c>>(
+pub(crate) fn newest_change<'c, E: Executes<'c>>(
     on: E,
     tenant: &'c TenantId,
 ) -> BoxFuture<'c, Result<SnapshotPoint, StoreError>> {
