@@ -7,6 +7,11 @@ pub enum StoreError {
     /// A stored row that no longer parses: a bug or a hand-edited database.
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
+    /// The write would contradict what the store holds or what the same call asked
+    /// for (another import got there first, an item named twice with other bytes):
+    /// nothing was written, and retrying the same call gives the same answer.
+    #[error("conflicting {what}: {detail}")]
+    Conflict { what: &'static str, detail: String },
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -18,6 +23,13 @@ impl StoreError {
 
     pub fn corrupt(what: &'static str, detail: impl ToString) -> Self {
         Self::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn conflict(what: &'static str, detail: impl ToString) -> Self {
+        Self::Conflict {
             what,
             detail: detail.to_string(),
         }

@@ -7,7 +7,8 @@
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
 //! `queue_depth`), which hand back runs whose ids carry their tenant, the event
 //! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids),
-//! and the DPoP proof records (`record_proof`, `prune_proofs`), which name nothing.
+//! the operator's `latest_mirror_imports` (each import with its tenant), and the DPoP
+//! proof records (`record_proof`, `prune_proofs`), which name nothing.
 
 mod error;
 pub mod ingest_plan;
@@ -123,6 +124,41 @@ pub trait Store: Send + Sync + 'static {
         up_to_watermark: i64,
         target: &'a Target,
     ) -> BoxStream<'a, Result<Tombstone, StoreError>>;
+
+    // --- mirror imports (SPEC §15) ---------------------------------------------------
+
+    /// The tenant's applied mirror bundles, newest first (at most `limit`); the first is
+    /// the state the next bundle must continue from.
+    async fn mirror_imports(&self, tenant: &TenantId, limit: u32) -> Result<Vec<MirrorImport>, StoreError>;
+
+    /// The newest applied bundle of every tenant that has one, sorted by tenant (for the
+    /// operator's readiness details; spans tenants, like `queue_depth`).
+    async fn latest_mirror_imports(&self) -> Result<Vec<(TenantId, MirrorImport)>, StoreError>;
+
+    /// Applies one mirror bundle in one transaction, or nothing: every item of `items` is
+    /// ingested as `ingest` would (new, changed or unchanged, each new or changed one
+    /// under the tenant's next ingestion sequence, with `import.imported_at` as its
+    /// `ingested_at`); then for a `Delta` each of `removals` whose item (source, id) is
+    /// current gets a tombstone (one that is not current is skipped), and for a `Full`
+    /// every current item of the tenant (any source, any kind) that `items` did not name
+    /// gets a tombstone (a full bundle makes the tenant's evidence exactly its items);
+    /// then the import is recorded with the next generation (1, 2, 3 … per tenant).
+    ///
+    /// If the tenant's newest recorded generation is not `expected_generation` (None = no
+    /// import yet) once the transaction holds the ingest lock, nothing is written and
+    /// the answer is `StoreError::Conflict` (another import got there first). An `Err`
+    /// from `items` aborts everything and is returned as is. An item named twice: the
+    /// same digest is applied once; different digests are a `StoreError::Conflict`
+    /// naming the source and id, and nothing is written. `items` is read in batches, so
+    /// memory holds one batch and the (source, id) of each item named, not the bundle.
+    async fn apply_mirror_import(
+        &self,
+        tenant: &TenantId,
+        expected_generation: Option<i64>,
+        import: &NewMirrorImport,
+        items: BoxStream<'_, Result<NewEvidence, StoreError>>,
+        removals: &[Tombstone],
+    ) -> Result<MirrorImport, StoreError>;
 
     // --- idempotency ----------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
-    DocumentFormat, ErrorCode, Kind, OutputKind, Priority, ProfileId, ProjectId, RunId, RunPlan, RunStatus,
-    Sha256Digest, SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    DocumentFormat, ErrorCode, ImportedState, Kind, MirrorMode, OutputKind, Priority, ProfileId, ProjectId,
+    RunId, RunPlan, RunStatus, Sha256Digest, SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +42,55 @@ pub struct SnapshotPoint {
     pub watermark: i64,
     /// When the change at `watermark` was ingested (a removal: when it was made).
     pub at: Option<DateTime<Utc>>,
+}
+
+/// A verified mirror bundle about to be applied to a sealed site's store
+/// (`Store::apply_mirror_import`), as its `mirror.json` and manifest describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMirrorImport {
+    pub mode: MirrorMode,
+    /// The connected site's watermark: what the next delta's base names.
+    pub watermark: i64,
+    /// Of the bundle's `manifest.json`, the other half of the state a delta continues.
+    pub manifest_digest: Sha256Digest,
+    pub snapshot_time: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Also the `ingested_at` of the versions and the `removed_at` of the tombstones the
+    /// import writes, so the sealed site's snapshot time says when its data arrived.
+    pub imported_at: DateTime<Utc>,
+}
+
+/// A mirror bundle applied to a tenant's store, numbered 1, 2, 3 … per tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorImport {
+    pub generation: i64,
+    pub mode: MirrorMode,
+    pub watermark: i64,
+    pub manifest_digest: Sha256Digest,
+    pub snapshot_time: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub imported_at: DateTime<Utc>,
+    /// Items inserted: new, or back after a removal.
+    pub added: u64,
+    /// Items replaced by a new version.
+    pub changed: u64,
+    /// Items identical to their current version.
+    pub unchanged: u64,
+    /// Tombstones written.
+    pub removed: u64,
+    /// The sealed store's own snapshot point after the import (its local sequence), which
+    /// has nothing to do with the connected site's `watermark`.
+    pub local_watermark: i64,
+}
+
+impl MirrorImport {
+    /// The state the next bundle of the chain must continue from (`check_chain`).
+    pub fn state(&self) -> ImportedState {
+        ImportedState {
+            watermark: self.watermark,
+            manifest_digest: self.manifest_digest,
+        }
+    }
 }
 
 /// The identity and fingerprint of an idempotent request (SPEC §2.2).

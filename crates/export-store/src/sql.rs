@@ -15,6 +15,8 @@ mod evidence;
 #[cfg(feature = "sql")]
 mod idempotency;
 #[cfg(feature = "sql")]
+mod mirror;
+#[cfg(feature = "sql")]
 mod proofs;
 #[cfg(feature = "sql")]
 mod runs;
@@ -32,11 +34,11 @@ pub use evidence::removals_statement;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
-    DocumentFormat, EvidenceRecord, Kind, OutputKind, ProfileId, ProjectId, RunId, RunStatus, Sha256Digest,
-    SourceName, TenantId,
+    DocumentFormat, EvidenceRecord, Kind, MirrorMode, OutputKind, ProfileId, ProjectId, RunId, RunStatus,
+    Sha256Digest, SourceName, TenantId,
 };
 
-use crate::{Run, RunOutput, StoreError, Tombstone};
+use crate::{MirrorImport, Run, RunOutput, StoreError, Tombstone};
 
 /// A row of a SQL backend, read by column name. A column that is missing, or of another
 /// type, is `StoreError::Corrupt` naming it.
@@ -93,6 +95,13 @@ pub fn int(value: u64) -> i64 {
 pub fn unsigned_column(row: &impl Columns, name: &'static str) -> Result<u64, StoreError> {
     let value = row.integer(name)?;
     u64::try_from(value).map_err(|err| StoreError::corrupt(name, format!("{value}: {err}")))
+}
+
+/// A digest column, `sha256:<hex>`.
+pub fn digest_column(row: &impl Columns, name: &'static str) -> Result<Sha256Digest, StoreError> {
+    parsed(row, name, |text| {
+        Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
+    })
 }
 
 pub fn json_column<T: serde::de::DeserializeOwned>(
@@ -183,9 +192,7 @@ pub fn output(row: &impl Columns) -> Result<RunOutput, StoreError> {
         id: row.text("output_id")?,
         format: row.text("format")?,
         path: row.text("path")?,
-        sha256: parsed(row, "sha256", |text| {
-            Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
-        })?,
+        sha256: digest_column(row, "sha256")?,
         bytes: unsigned_column(row, "bytes")?,
         media_type: row.text("media_type")?,
         records,
@@ -203,9 +210,7 @@ pub fn record(row: &impl Columns) -> Result<EvidenceRecord, StoreError> {
         })?,
         id: row.text("id")?,
         modified: row.optional_text("modified")?,
-        digest: parsed(row, "digest", |text| {
-            Sha256Digest::parse(text).ok_or("expected `sha256:<hex>`")
-        })?,
+        digest: digest_column(row, "digest")?,
         document: row.bytes("document")?,
     })
 }
@@ -216,5 +221,25 @@ pub fn tombstone(row: &impl Columns) -> Result<Tombstone, StoreError> {
         id: row.text("id")?,
         kind: parsed(row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?,
         source: parsed(row, "source", SourceName::parse)?,
+    })
+}
+
+/// A `mirror_imports` row.
+pub fn mirror_import(row: &impl Columns) -> Result<MirrorImport, StoreError> {
+    Ok(MirrorImport {
+        generation: row.integer("generation")?,
+        mode: parsed(row, "mode", |text| {
+            MirrorMode::parse(text).ok_or("unknown mirror mode")
+        })?,
+        watermark: row.integer("watermark")?,
+        manifest_digest: digest_column(row, "manifest_digest")?,
+        snapshot_time: timestamp_column(row, "snapshot_time")?,
+        expires_at: timestamp_column(row, "expires_at")?,
+        imported_at: timestamp_column(row, "imported_at")?,
+        added: unsigned_column(row, "added")?,
+        changed: unsigned_column(row, "changed")?,
+        unchanged: unsigned_column(row, "unchanged")?,
+        removed: unsigned_column(row, "removed")?,
+        local_watermark: row.integer("local_watermark")?,
     })
 }

@@ -18,16 +18,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use export_core::{
-    canonical_json, DocumentFormat, ErrorCode, EvidenceRecord, Kind, Limits, Priority, Profile, ProfileId,
-    ProfileName, ProjectId, RunId, RunPlan, RunRequest, RunStatus, Sha256Digest, SourceName, Target,
-    TenantId,
+    canonical_json, DocumentFormat, ErrorCode, EvidenceRecord, ImportedState, Kind, Limits, MirrorMode,
+    Priority, Profile, ProfileId, ProfileName, ProjectId, RunId, RunPlan, RunRequest, RunStatus,
+    Sha256Digest, SourceName, Target, TenantId,
 };
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 
 use crate::{
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
-    NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery, RunWarning, SnapshotPoint, Store, StoreError,
-    TerminalEvent, Tombstone, IDEMPOTENCY_TTL,
+    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
+    MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery,
+    RunWarning, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone, IDEMPOTENCY_TTL,
 };
 
 /// Expands into one `#[test]` per conformance function, each running on a fresh store
@@ -50,6 +50,13 @@ macro_rules! conformance_tests {
             an_item_ingested_again_after_its_removal_comes_back_at_a_new_sequence,
             removals_touch_only_their_tenant_and_source,
             changes_and_removals_are_read_per_interval,
+            a_full_mirror_import_into_an_empty_tenant_stores_exactly_its_items,
+            a_delta_mirror_import_adds_changes_and_removes,
+            a_full_mirror_import_removes_every_item_the_bundle_lacks,
+            a_mirror_import_that_expected_another_generation_conflicts_and_changes_nothing,
+            an_error_in_a_mirror_bundles_items_aborts_the_whole_import,
+            mirror_imports_are_per_tenant,
+            an_item_named_twice_in_a_mirror_bundle_is_applied_once_or_conflicts,
             tenants_never_see_each_others_data,
             run_ids_are_numbered_per_tenant_per_utc_day,
             get_run_returns_every_field_as_created,
@@ -100,6 +107,7 @@ macro_rules! conformance_tests {
             concurrent_run_creation_numbers_a_days_runs_once_each,
             concurrent_ingests_of_one_tenant_store_every_version_once,
             concurrent_removals_of_one_tenant_remove_each_item_once,
+            concurrent_mirror_imports_of_one_tenant_apply_one,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
         );
     };
@@ -1038,6 +1046,564 @@ pub async fn changes_and_removals_are_read_per_interval(store: &dyn Store) {
             }
         }
     }
+}
+
+// --- mirror imports -----------------------------------------------------------------------
+
+/// A bundle of the connected site at `watermark`, imported at `at(imported)`.
+fn bundle(mode: MirrorMode, watermark: i64, imported: i64) -> NewMirrorImport {
+    NewMirrorImport {
+        mode,
+        watermark,
+        manifest_digest: Sha256Digest::of(format!("manifest at {watermark}").as_bytes()),
+        snapshot_time: at(watermark),
+        expires_at: at(watermark) + TimeDelta::days(30),
+        imported_at: at(imported),
+    }
+}
+
+/// `apply_mirror_import` with the items as a stream.
+async fn import(
+    store: &dyn Store,
+    tenant: &TenantId,
+    expected_generation: Option<i64>,
+    bundle: &NewMirrorImport,
+    items: Vec<Result<NewEvidence, StoreError>>,
+    removals: &[Tombstone],
+) -> Result<MirrorImport, StoreError> {
+    let items = futures::stream::iter(items).boxed();
+    store
+        .apply_mirror_import(tenant, expected_generation, bundle, items, removals)
+        .await
+}
+
+/// The tenant's first import: a full bundle of `items` at watermark 10, imported at
+/// `at(100)`.
+async fn first_import(store: &dyn Store, tenant: &TenantId, items: &[NewEvidence]) -> MirrorImport {
+    let items = items.iter().cloned().map(Ok).collect();
+    import(
+        store,
+        tenant,
+        None,
+        &bundle(MirrorMode::Full, 10, 100),
+        items,
+        &[],
+    )
+    .await
+    .expect("first full import")
+}
+
+/// Every item the tenant's snapshot holds at `watermark`, of every kind, by (kind, id,
+/// source).
+async fn evidence_at(store: &dyn Store, tenant: &TenantId, watermark: i64) -> Vec<EvidenceRecord> {
+    let mut held = Vec::new();
+    for kind in Kind::ALL {
+        held.extend(stream(store, tenant, watermark, kind.as_str()).await);
+    }
+    sorted(held)
+}
+
+/// Every item of the tenant's current snapshot.
+async fn evidence(store: &dyn Store, tenant: &TenantId) -> Vec<EvidenceRecord> {
+    let point = store.snapshot_point(tenant).await.expect("snapshot point");
+    evidence_at(store, tenant, point.watermark).await
+}
+
+/// What a snapshot holding exactly `items` reads back, in `evidence`'s order.
+fn holding(items: &[NewEvidence]) -> Vec<EvidenceRecord> {
+    sorted(items.iter().map(record).collect())
+}
+
+fn sorted(mut records: Vec<EvidenceRecord>) -> Vec<EvidenceRecord> {
+    records.sort_by(|a, b| (a.kind, &a.id, &a.source).cmp(&(b.kind, &b.id, &b.source)));
+    records
+}
+
+async fn imports(store: &dyn Store, tenant: &TenantId) -> Vec<MirrorImport> {
+    store.mirror_imports(tenant, 100).await.expect("mirror imports")
+}
+
+/// The tenant's evidence, snapshot point and imports, to tell that nothing changed.
+async fn store_state(
+    store: &dyn Store,
+    tenant: &TenantId,
+) -> (SnapshotPoint, Vec<EvidenceRecord>, Vec<MirrorImport>) {
+    (
+        store.snapshot_point(tenant).await.expect("snapshot point"),
+        evidence(store, tenant).await,
+        imports(store, tenant).await,
+    )
+}
+
+fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, expected_what: &str) -> String {
+    match result {
+        Err(StoreError::Conflict { what, detail }) if what == expected_what => detail,
+        other => panic!("expected a conflicting {expected_what}, got {other:?}"),
+    }
+}
+
+/// A full bundle into a tenant without evidence stores its items, each under a sequence
+/// of its own at the import's time, and is recorded as generation 1 with its counts and
+/// the store's new snapshot point.
+pub async fn a_full_mirror_import_into_an_empty_tenant_stores_exactly_its_items(store: &dyn Store) {
+    let acme = tenant("acme");
+    let items = vec![
+        advisory("GO-2", 1),
+        advisory("GO-1", 1),
+        document("osv-pypi", Kind::Advisory, "GO-1", 1),
+        document("osv-go", Kind::Vex, "VEX-1", 1),
+        document("policies", Kind::Policy, "baseline", 3),
+    ];
+    let full = bundle(MirrorMode::Full, 40, 500);
+    let applied = import(
+        store,
+        &acme,
+        None,
+        &full,
+        items.iter().cloned().map(Ok).collect(),
+        &[],
+    )
+    .await
+    .expect("import");
+    assert_eq!(
+        applied,
+        MirrorImport {
+            generation: 1,
+            mode: MirrorMode::Full,
+            watermark: 40,
+            manifest_digest: full.manifest_digest,
+            snapshot_time: full.snapshot_time,
+            expires_at: full.expires_at,
+            imported_at: at(500),
+            added: 5,
+            changed: 0,
+            unchanged: 0,
+            removed: 0,
+            local_watermark: 5,
+        }
+    );
+    assert_eq!(
+        applied.state(),
+        ImportedState {
+            watermark: 40,
+            manifest_digest: full.manifest_digest
+        }
+    );
+    assert_eq!(imports(store, &acme).await, std::slice::from_ref(&applied));
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot point"),
+        SnapshotPoint {
+            watermark: 5,
+            at: Some(at(500))
+        },
+        "the items are ingested at the import's time"
+    );
+    assert_eq!(
+        evidence_at(store, &acme, 5).await,
+        holding(&items),
+        "the bytes as given"
+    );
+    assert_eq!(
+        ingest(store, &acme, &[advisory("GO-3", 1)]).await,
+        [IngestOutcome::Inserted { seq: 6 }],
+        "an import takes the tenant's own sequences"
+    );
+}
+
+/// A delta adds and changes its items and removes each of its removals that is current,
+/// skipping one that is not; earlier snapshots keep what it changed.
+pub async fn a_delta_mirror_import_adds_changes_and_removes(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (go_1, go_2, go_3) = (advisory("GO-1", 1), advisory("GO-2", 1), advisory("GO-3", 1));
+    let first = vec![go_1.clone(), go_2.clone(), go_3.clone()];
+    let full = first_import(store, &acme, &first).await;
+
+    let (go_2_v2, go_4) = (advisory("GO-2", 2), advisory("GO-4", 1));
+    let delta = bundle(MirrorMode::Delta, 20, 200);
+    let removed = [
+        tombstone("GO-3", Kind::Advisory, "osv-go"),
+        tombstone("GO-3", Kind::Advisory, "osv-pypi"),
+        tombstone("GO-9", Kind::Advisory, "osv-go"),
+    ];
+    let applied = import(
+        store,
+        &acme,
+        Some(1),
+        &delta,
+        vec![Ok(go_4.clone()), Ok(go_2_v2.clone())],
+        &removed,
+    )
+    .await
+    .expect("delta import");
+    assert_eq!(
+        (applied.generation, applied.mode, applied.watermark),
+        (2, MirrorMode::Delta, 20)
+    );
+    assert_eq!(
+        (applied.added, applied.changed, applied.unchanged, applied.removed),
+        (1, 1, 0, 1),
+        "GO-4 added, GO-2 changed, GO-3 removed; the items that are not there are skipped"
+    );
+    assert_eq!(applied.local_watermark, 6);
+    assert_eq!(
+        store.snapshot_point(&acme).await.expect("snapshot point"),
+        SnapshotPoint {
+            watermark: 6,
+            at: Some(at(200))
+        },
+        "the removal is the newest change, made at the import's time"
+    );
+    assert_eq!(
+        evidence(store, &acme).await,
+        holding(&[go_1.clone(), go_2_v2, go_4])
+    );
+    assert_eq!(
+        evidence_at(store, &acme, full.local_watermark).await,
+        holding(&first),
+        "the snapshot of the full import still holds what the delta changed"
+    );
+    assert_eq!(
+        removals(store, &acme, full.local_watermark, 6, "advisory").await,
+        [tombstone("GO-3", Kind::Advisory, "osv-go")]
+    );
+    assert_eq!(imports(store, &acme).await, [applied.clone(), full]);
+    assert_eq!(
+        store.mirror_imports(&acme, 1).await.expect("mirror imports"),
+        [applied],
+        "newest first, at most the limit"
+    );
+
+    let nothing = import(
+        store,
+        &acme,
+        Some(2),
+        &bundle(MirrorMode::Delta, 30, 300),
+        vec![Ok(go_1)],
+        &[tombstone("GO-3", Kind::Advisory, "osv-go")],
+    )
+    .await
+    .expect("a delta that changes nothing");
+    assert_eq!(
+        (
+            nothing.generation,
+            nothing.added,
+            nothing.changed,
+            nothing.unchanged,
+            nothing.removed
+        ),
+        (3, 0, 0, 1, 0),
+        "an identical item is unchanged, and a removed item is not removed again"
+    );
+    assert_eq!(nothing.local_watermark, 6, "it takes no sequence");
+}
+
+/// A full bundle after earlier imports and local ingests makes the tenant's evidence
+/// exactly its items: every current item it lacks, of any source and kind, is removed,
+/// page after page, and the snapshots before it keep them.
+pub async fn a_full_mirror_import_removes_every_item_the_bundle_lacks(store: &dyn Store) {
+    let acme = tenant("acme");
+    let n_items = 2_100;
+    let first: Vec<NewEvidence> = (0..n_items)
+        .map(|idx| advisory(&format!("GO-{idx:05}"), 1))
+        .collect();
+    let full = first_import(store, &acme, &first).await;
+    assert_eq!((full.added, full.local_watermark), (n_items as u64, n_items));
+    let local = [
+        document("local-policies", Kind::Policy, "baseline", 1),
+        document("osv-go", Kind::Vex, "VEX-1", 1),
+    ];
+    ingest(store, &acme, &local).await;
+    let before = evidence(store, &acme).await;
+
+    // Every third item of the first bundle, one of them changed, and one new item.
+    let mut second: Vec<NewEvidence> = first.iter().step_by(3).cloned().collect();
+    second[1] = advisory("GO-00003", 2);
+    second.push(document("osv-pypi", Kind::Advisory, "GO-00001", 1));
+    let applied = import(
+        store,
+        &acme,
+        Some(1),
+        &bundle(MirrorMode::Full, 30, 300),
+        second.iter().cloned().map(Ok).collect(),
+        &[],
+    )
+    .await
+    .expect("second full import");
+    let lacking = n_items as u64 - 700 + local.len() as u64;
+    assert_eq!(
+        (applied.added, applied.changed, applied.unchanged, applied.removed),
+        (1, 1, 699, lacking)
+    );
+    let point = store.snapshot_point(&acme).await.expect("snapshot point");
+    assert_eq!(point.watermark, applied.local_watermark);
+    assert_eq!(point.watermark, n_items + 2 + 2 + lacking as i64);
+    assert_eq!(
+        evidence(store, &acme).await,
+        holding(&second),
+        "the tenant's evidence is the bundle's, whatever was there"
+    );
+    assert_eq!(
+        evidence_at(store, &acme, n_items + 2).await,
+        before,
+        "the snapshot before the import keeps everything"
+    );
+    assert_eq!(
+        removals(store, &acme, n_items + 2, point.watermark, "policy").await,
+        [tombstone("baseline", Kind::Policy, "local-policies")]
+    );
+}
+
+/// An import that expected another generation than the tenant's newest writes nothing:
+/// another import got there first.
+pub async fn a_mirror_import_that_expected_another_generation_conflicts_and_changes_nothing(
+    store: &dyn Store,
+) {
+    let acme = tenant("acme");
+    let items = || vec![Ok(advisory("GO-1", 2)), Ok(advisory("GO-2", 1))];
+    let detail = assert_conflict(
+        import(
+            store,
+            &acme,
+            Some(1),
+            &bundle(MirrorMode::Full, 10, 100),
+            items(),
+            &[],
+        )
+        .await,
+        "mirror import",
+    );
+    assert!(detail.contains("no import"), "{detail}");
+    assert_eq!(
+        store_state(store, &acme).await,
+        (
+            SnapshotPoint {
+                watermark: 0,
+                at: None
+            },
+            Vec::new(),
+            Vec::new()
+        )
+    );
+
+    first_import(store, &acme, &[advisory("GO-1", 1)]).await;
+    let before = store_state(store, &acme).await;
+    let removals = [tombstone("GO-1", Kind::Advisory, "osv-go")];
+    for (expected, mode) in [
+        (None, MirrorMode::Full),
+        (Some(0), MirrorMode::Delta),
+        (Some(2), MirrorMode::Delta),
+    ] {
+        let detail = assert_conflict(
+            import(store, &acme, expected, &bundle(mode, 20, 200), items(), &removals).await,
+            "mirror import",
+        );
+        assert!(detail.contains("generation 1"), "{detail}");
+        assert_eq!(store_state(store, &acme).await, before, "expected {expected:?}");
+    }
+}
+
+/// An error while the items are read (after several batches were written) aborts the
+/// import: the caller gets that error, and the store is as it was, its sequences
+/// included.
+pub async fn an_error_in_a_mirror_bundles_items_aborts_the_whole_import(store: &dyn Store) {
+    let acme = tenant("acme");
+    first_import(store, &acme, &[advisory("GO-00001", 1), advisory("GO-00002", 1)]).await;
+    let before = store_state(store, &acme).await;
+
+    // Several batches of any batch size the store reads in (the SQL store's is 500).
+    let mut items: Vec<Result<NewEvidence, StoreError>> = (0..1_600)
+        .map(|idx| Ok(advisory(&format!("GO-{idx:05}"), 2)))
+        .collect();
+    items.push(Err(StoreError::corrupt("bundle", "a truncated data file")));
+    items.push(Ok(advisory("GO-99999", 1)));
+    for mode in [MirrorMode::Full, MirrorMode::Delta] {
+        let removals = [tombstone("GO-00001", Kind::Advisory, "osv-go")];
+        let result = import(
+            store,
+            &acme,
+            Some(1),
+            &bundle(mode, 20, 200),
+            items.iter().map(clone_item).collect(),
+            &removals,
+        )
+        .await;
+        match result {
+            Err(StoreError::Corrupt {
+                what: "bundle",
+                detail,
+            }) if detail == "a truncated data file" => {}
+            other => panic!("expected the stream's error, got {other:?}"),
+        }
+        assert_eq!(store_state(store, &acme).await, before, "{mode}");
+    }
+    assert_eq!(
+        ingest(store, &acme, &[advisory("GO-3", 1)]).await,
+        [IngestOutcome::Inserted { seq: 3 }],
+        "no sequence was taken"
+    );
+}
+
+fn clone_item(item: &Result<NewEvidence, StoreError>) -> Result<NewEvidence, StoreError> {
+    match item {
+        Ok(item) => Ok(item.clone()),
+        Err(StoreError::Corrupt { what, detail }) => Err(StoreError::corrupt(what, detail)),
+        Err(other) => panic!("the tests' streams fail with corrupt bundles only, not {other:?}"),
+    }
+}
+
+/// Imports are a tenant's own: another tenant's list and evidence stay as they were, a
+/// full bundle removes nothing of theirs, each tenant counts its own generations, and
+/// the operator's list has each tenant's newest.
+pub async fn mirror_imports_are_per_tenant(store: &dyn Store) {
+    let (acme, globex, initech) = (tenant("acme"), tenant("globex"), tenant("initech"));
+    let theirs = [advisory("GO-1", 7), advisory("GO-8", 1)];
+    ingest(store, &globex, &theirs).await;
+    let full = first_import(store, &acme, &[advisory("GO-1", 1)]).await;
+    let delta = import(
+        store,
+        &acme,
+        Some(1),
+        &bundle(MirrorMode::Delta, 20, 200),
+        vec![Ok(advisory("GO-2", 1))],
+        &[tombstone("GO-8", Kind::Advisory, "osv-go")],
+    )
+    .await
+    .expect("acme's delta");
+    assert_eq!(delta.removed, 0, "GO-8 is another tenant's");
+
+    assert_eq!(imports(store, &globex).await, []);
+    assert_eq!(evidence(store, &globex).await, holding(&theirs));
+    assert_eq!(
+        store.snapshot_point(&globex).await.expect("snapshot point"),
+        SnapshotPoint {
+            watermark: 2,
+            at: Some(at(0))
+        }
+    );
+    assert_eq!(
+        store.latest_mirror_imports().await.expect("latest imports"),
+        [(acme.clone(), delta.clone())]
+    );
+
+    let theirs_applied = import(
+        store,
+        &globex,
+        None,
+        &bundle(MirrorMode::Full, 5, 300),
+        vec![Ok(advisory("GO-1", 7))],
+        &[],
+    )
+    .await
+    .expect("globex's first import, whatever acme's generation");
+    assert_eq!(
+        (
+            theirs_applied.generation,
+            theirs_applied.unchanged,
+            theirs_applied.removed
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        evidence(store, &acme).await,
+        holding(&[advisory("GO-1", 1), advisory("GO-2", 1)])
+    );
+    assert_eq!(imports(store, &acme).await, [delta.clone(), full]);
+    assert_eq!(imports(store, &initech).await, []);
+    assert_eq!(
+        store.latest_mirror_imports().await.expect("latest imports"),
+        [(acme, delta), (globex, theirs_applied)],
+        "each tenant's newest, by tenant"
+    );
+}
+
+/// An item a bundle names twice with the same bytes is applied once; with other bytes
+/// the bundle contradicts itself, and nothing of it is written, whichever batches the
+/// two are in.
+pub async fn an_item_named_twice_in_a_mirror_bundle_is_applied_once_or_conflicts(store: &dyn Store) {
+    let acme = tenant("acme");
+    let (go_1, go_2) = (advisory("GO-1", 1), advisory("GO-2", 1));
+    let applied = first_import(store, &acme, &[go_1.clone(), go_2.clone(), go_1.clone()]).await;
+    assert_eq!(
+        (applied.added, applied.unchanged, applied.local_watermark),
+        (2, 0, 2)
+    );
+    assert_eq!(evidence(store, &acme).await, holding(&[go_1, go_2]));
+    let before = store_state(store, &acme).await;
+
+    let mut items = vec![Ok(advisory("GO-2", 2))];
+    items.extend((0..700).map(|idx| Ok(advisory(&format!("NEW-{idx:03}"), 1))));
+    items.push(Ok(advisory("GO-2", 3)));
+    let detail = assert_conflict(
+        import(
+            store,
+            &acme,
+            Some(1),
+            &bundle(MirrorMode::Delta, 20, 200),
+            items,
+            &[],
+        )
+        .await,
+        "mirror item",
+    );
+    assert!(
+        detail.contains("`GO-2`") && detail.contains("`osv-go`"),
+        "names the item: {detail}"
+    );
+    assert_eq!(store_state(store, &acme).await, before);
+    let same_id_other_source = import(
+        store,
+        &acme,
+        Some(1),
+        &bundle(MirrorMode::Delta, 20, 200),
+        vec![
+            Ok(advisory("GO-2", 2)),
+            Ok(document("osv-pypi", Kind::Advisory, "GO-2", 3)),
+        ],
+        &[],
+    )
+    .await
+    .expect("one id in two sources is two items");
+    assert_eq!((same_id_other_source.added, same_id_other_source.changed), (1, 1));
+}
+
+/// Two imports that continue from the same generation at once, from two connections:
+/// one applies, the other is told another import got there first, and the store holds
+/// the one that applied.
+pub async fn concurrent_mirror_imports_of_one_tenant_apply_one(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let tasks: Vec<_> = (0..4u32)
+        .map(|task| {
+            let (store, acme) = (Arc::clone(&store), acme.clone());
+            tokio::spawn(async move {
+                let items: Vec<_> = (0..50)
+                    .map(|idx| Ok(advisory(&format!("GO-{idx:02}"), task + 1)))
+                    .collect();
+                let bundle = bundle(MirrorMode::Full, 10 + i64::from(task), 100);
+                (task, import(&*store, &acme, None, &bundle, items, &[]).await)
+            })
+        })
+        .collect();
+    let mut applied = Vec::new();
+    for task in tasks {
+        match task.await.expect("importing task") {
+            (task, Ok(import)) => applied.push((task, import)),
+            (_, result) => {
+                assert_conflict(result, "mirror import");
+            }
+        }
+    }
+    let [(task, import)] = &applied[..] else {
+        panic!("expected one import to apply, got {applied:?}");
+    };
+    assert_eq!(
+        (import.generation, import.added, import.local_watermark),
+        (1, 50, 50)
+    );
+    assert_eq!(imports(&*store, &acme).await, std::slice::from_ref(import));
+    let expected: Vec<NewEvidence> = (0..50)
+        .map(|idx| advisory(&format!("GO-{idx:02}"), task + 1))
+        .collect();
+    assert_eq!(evidence(&*store, &acme).await, holding(&expected));
 }
 
 // --- tenancy ----------------------------------------------------------------------------

@@ -14,13 +14,14 @@ use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use export_core::{EvidenceRecord, Kind, SourceName, Target, TenantId};
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use sqlx::Transaction;
 
 use crate::ingest_plan::{new_seq, Plan};
-use crate::sql::database::{query, SqlDatabase, Value};
+use crate::sql::database::{query, Executes, SqlDatabase, Value};
 use crate::sql::dialect::{begin_write, Dialect};
-use crate::sql::{self, int, optional_timestamp_column, parsed, timestamp, Columns};
+use crate::sql::{self, int, optional_timestamp_column, timestamp, Columns};
 use crate::{IngestOutcome, NewEvidence, SnapshotPoint, StoreError, Tombstone};
 
 /// The tenant's ingestion sequence in the counters table.
@@ -31,10 +32,21 @@ pub(crate) const TAKE_COUNTER: &str = "INSERT INTO counters (tenant, name, value
      ON CONFLICT (tenant, name) DO UPDATE SET value = counters.value + excluded.value \
      RETURNING value";
 
-/// Stores a batch in one transaction with a handful of statements, however many items it
-/// holds: one query for the current versions, one for the sequence numbers, one update
-/// for the stored versions it supersedes and one insert (the dialect's, each of which
-/// carries many rows), after the dialect's ingest lock, if any.
+/// Begins a transaction that changes the tenant's evidence: the dialect's write
+/// transaction, then its ingest lock, if any, so that no other change of the tenant's
+/// evidence plans against the same current versions until it ends.
+pub(crate) async fn begin_ingest<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+) -> Result<Transaction<'static, D::Db>, StoreError> {
+    let mut tx = begin_write(store).await?;
+    if let Some(lock) = D::LOCK_INGEST {
+        query(lock).bind(tenant.as_str()).execute(&mut tx).await?;
+    }
+    Ok(tx)
+}
+
+/// Stores a batch in one transaction (`ingest_batch`).
 pub(crate) async fn ingest<D: Dialect>(
     store: &D,
     tenant: &TenantId,
@@ -43,23 +55,34 @@ pub(crate) async fn ingest<D: Dialect>(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let mut tx = begin_write(store).await?;
-    if let Some(lock) = D::LOCK_INGEST {
-        query(lock).bind(tenant.as_str()).execute(&mut tx).await?;
-    }
-    let stored = store.current_versions(&mut tx, tenant, items).await?;
+    let mut tx = begin_ingest(store, tenant).await?;
+    let outcomes = ingest_batch(store, &mut tx, tenant, items).await?;
+    tx.commit().await.map_err(sql::db)?;
+    Ok(outcomes)
+}
+
+/// Stores a batch in a transaction of `begin_ingest` with a handful of statements,
+/// however many items it holds: one query for the current versions, one for the
+/// sequence numbers, one update for the stored versions it supersedes and one insert
+/// (the dialect's, each of which carries many rows).
+pub(crate) async fn ingest_batch<D: Dialect>(
+    store: &D,
+    tx: &mut Transaction<'static, D::Db>,
+    tenant: &TenantId,
+    items: &[NewEvidence],
+) -> Result<Vec<IngestOutcome>, StoreError> {
+    let stored = store.current_versions(tx, tenant, items).await?;
     let plan = Plan::new(items, stored);
     let first_seq = match plan.versions.len() {
         0 => 0,
-        n_new => take_sequences(&mut tx, tenant, n_new).await?,
+        n_new => take_sequences(tx, tenant, n_new).await?,
     };
     store
-        .supersede_stored(&mut tx, tenant, &plan.superseded, first_seq)
+        .supersede_stored(tx, tenant, &plan.superseded, first_seq)
         .await?;
     store
-        .insert_versions(&mut tx, tenant, &plan.versions, first_seq)
+        .insert_versions(tx, tenant, &plan.versions, first_seq)
         .await?;
-    tx.commit().await.map_err(sql::db)?;
     Ok(plan.outcomes(first_seq))
 }
 
@@ -80,18 +103,31 @@ async fn take_sequences<DB: SqlDatabase>(
     Ok(last - n_new + 1)
 }
 
-/// The current version of every item of a source (`$2`), in `evidence_current`.
-const CURRENT_OF_SOURCE: &str = "SELECT seq, kind, id FROM evidence \
-     WHERE tenant = $1 AND source = $2 AND superseded_seq IS NULL ORDER BY id";
+/// A page of the tenant's current items after the item (`$2`, `$3`), in (source, id)
+/// order, off `evidence_current`; `$4` items at most.
+const CURRENT_PAGE: &str = "SELECT seq, kind, source, id FROM evidence \
+     WHERE tenant = $1 AND superseded_seq IS NULL AND (source, id) > ($2, $3) \
+     ORDER BY source, id LIMIT $4";
 
-/// Tombstones per insert statement: three variables each, far below SQLite's and
+/// The same page within the source `$2`.
+const CURRENT_PAGE_OF_SOURCE: &str = "SELECT seq, kind, source, id FROM evidence \
+     WHERE tenant = $1 AND superseded_seq IS NULL AND source = $2 AND id > $3 \
+     ORDER BY id LIMIT $4";
+
+/// The current version of the item (`$2`, `$3`), off `evidence_current`.
+const CURRENT_OF_ITEM: &str = "SELECT seq, kind, source, id FROM evidence \
+     WHERE tenant = $1 AND source = $2 AND id = $3 AND superseded_seq IS NULL";
+
+/// Current items read per page (`remove_current`).
+const CURRENT_PER_PAGE: usize = 1_000;
+
+/// Tombstones per insert statement: four variables each, far below SQLite's and
 /// PostgreSQL's limits.
 const TOMBSTONES_PER_STATEMENT: usize = 1_000;
 
-/// Writes a tombstone for each current item of `source` that `present` lacks, in one
-/// transaction after the dialect's ingest lock (so no batch of the tenant changes the
-/// current versions in between): the tombstones take sequences in the order of their
-/// ids, and each supersedes the version it removes.
+/// Writes a tombstone for each current item of `source` that `present` lacks, in id
+/// order, in one transaction of `begin_ingest`, so no batch of the tenant changes the
+/// current versions in between.
 pub(crate) async fn remove_absent<D: Dialect>(
     store: &D,
     tenant: &TenantId,
@@ -99,47 +135,124 @@ pub(crate) async fn remove_absent<D: Dialect>(
     present: &BTreeSet<String>,
     removed_at: DateTime<Utc>,
 ) -> Result<Vec<Tombstone>, StoreError> {
-    let mut tx = begin_write(store).await?;
-    if let Some(lock) = D::LOCK_INGEST {
-        query(lock).bind(tenant.as_str()).execute(&mut tx).await?;
-    }
-    let current = query(CURRENT_OF_SOURCE)
-        .bind(tenant.as_str())
-        .bind(source.as_str())
-        .fetch_all(&mut tx)
-        .await?;
-    // Each absent item: the sequence of its current version, and its tombstone.
-    let mut absent = Vec::new();
-    for row in &current {
-        let row = D::Db::columns(row);
-        let id = row.text("id")?;
-        if !present.contains(&id) {
-            let kind = parsed(&row, "kind", |text| Kind::parse(text).ok_or("unknown kind"))?;
-            let tombstone = Tombstone {
-                id,
-                kind,
-                source: source.clone(),
-            };
-            absent.push((row.integer("seq")?, tombstone));
+    let mut tx = begin_ingest(store, tenant).await?;
+    let removed = remove_current(
+        store,
+        &mut tx,
+        tenant,
+        Some(source),
+        |item| present.contains(&item.id),
+        removed_at,
+    )
+    .await?;
+    tx.commit().await.map_err(sql::db)?;
+    Ok(removed)
+}
+
+/// Writes a tombstone for each current item of the tenant (of `source` only, when one
+/// is given) that `keep` refuses, in a transaction of `begin_ingest`: the items are read
+/// a page at a time in (source, id) order, which is also the order of the tombstones'
+/// sequences, so memory holds a page and the removed items, not the tenant's evidence.
+/// Returns the tombstones in the order of their sequences.
+pub(crate) async fn remove_current<D: Dialect>(
+    store: &D,
+    tx: &mut Transaction<'static, D::Db>,
+    tenant: &TenantId,
+    source: Option<&SourceName>,
+    keep: impl Fn(&Tombstone) -> bool,
+    removed_at: DateTime<Utc>,
+) -> Result<Vec<Tombstone>, StoreError> {
+    let statement = match source {
+        None => CURRENT_PAGE,
+        Some(_) => CURRENT_PAGE_OF_SOURCE,
+    };
+    // The last item read: (source, id), before every item at first.
+    let mut after = (
+        source.map_or_else(String::new, |source| source.to_string()),
+        String::new(),
+    );
+    let mut removed = Vec::new();
+    loop {
+        let page = query(statement)
+            .bind(tenant.as_str())
+            .bind(after.0.as_str())
+            .bind(after.1.as_str())
+            .bind(int(CURRENT_PER_PAGE as u64))
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut absent = Vec::new();
+        for row in &page {
+            let row = D::Db::columns(row);
+            let item = sql::tombstone(&row)?;
+            after = (item.source.to_string(), item.id.clone());
+            if !keep(&item) {
+                absent.push((row.integer("seq")?, item));
+            }
+        }
+        write_tombstones(store, tx, tenant, &absent, removed_at).await?;
+        removed.extend(absent.into_iter().map(|(_, item)| item));
+        if page.len() < CURRENT_PER_PAGE {
+            return Ok(removed);
         }
     }
-    if absent.is_empty() {
-        tx.rollback().await.map_err(sql::db)?;
-        return Ok(Vec::new());
+}
+
+/// Writes a tombstone for each of `items` whose item (source, id) is current, in a
+/// transaction of `begin_ingest`, with the kind of the version it removes; an item that
+/// is not current, or is named again, is skipped. The tombstones take sequences in
+/// (source, id) order; returns them in that order.
+pub(crate) async fn remove_items<D: Dialect>(
+    store: &D,
+    tx: &mut Transaction<'static, D::Db>,
+    tenant: &TenantId,
+    items: &[Tombstone],
+    removed_at: DateTime<Utc>,
+) -> Result<Vec<Tombstone>, StoreError> {
+    let named: BTreeSet<(&SourceName, &str)> = items
+        .iter()
+        .map(|item| (&item.source, item.id.as_str()))
+        .collect();
+    let mut current = Vec::new();
+    for (source, id) in named {
+        let row = query(CURRENT_OF_ITEM)
+            .bind(tenant.as_str())
+            .bind(source.as_str())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if let Some(row) = row {
+            let row = D::Db::columns(&row);
+            current.push((row.integer("seq")?, sql::tombstone(&row)?));
+        }
     }
-    let first_seq = take_sequences(&mut tx, tenant, absent.len()).await?;
-    let superseded: Vec<(i64, usize)> = absent
+    write_tombstones(store, tx, tenant, &current, removed_at).await?;
+    Ok(current.into_iter().map(|(_, item)| item).collect())
+}
+
+/// Writes `removed`, each the sequence of an item's current version and the tombstone
+/// that removes it: the tombstones take the tenant's next sequences in the order given,
+/// and each supersedes the version it removes, so the snapshot condition needs no
+/// other reading of them.
+async fn write_tombstones<D: Dialect>(
+    store: &D,
+    tx: &mut Transaction<'static, D::Db>,
+    tenant: &TenantId,
+    removed: &[(i64, Tombstone)],
+    removed_at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let first_seq = take_sequences(tx, tenant, removed.len()).await?;
+    let superseded: Vec<(i64, usize)> = removed
         .iter()
         .enumerate()
         .map(|(new, (stored, _))| (*stored, new))
         .collect();
-    store
-        .supersede_stored(&mut tx, tenant, &superseded, first_seq)
-        .await?;
-    for (chunk_idx, chunk) in absent.chunks(TOMBSTONES_PER_STATEMENT).enumerate() {
+    store.supersede_stored(tx, tenant, &superseded, first_seq).await?;
+    for (chunk_idx, chunk) in removed.chunks(TOMBSTONES_PER_STATEMENT).enumerate() {
         let mut insert = query("INSERT INTO tombstones (tenant, seq, kind, source, id, removed_at) VALUES ")
             .bind(tenant.as_str())
-            .bind(source.as_str())
             .bind(timestamp(removed_at));
         for (idx, (_, tombstone)) in chunk.iter().enumerate() {
             insert.push(if idx == 0 { "($1, " } else { ", ($1, " });
@@ -147,14 +260,15 @@ pub(crate) async fn remove_absent<D: Dialect>(
                 .push_bind(new_seq(first_seq, chunk_idx * TOMBSTONES_PER_STATEMENT + idx))
                 .push(", ")
                 .push_bind(tombstone.kind.as_str())
-                .push(", $2, ")
+                .push(", ")
+                .push_bind(tombstone.source.as_str())
+                .push(", ")
                 .push_bind(tombstone.id.as_str())
-                .push(", $3)");
+                .push(", $2)");
         }
-        insert.execute(&mut tx).await?;
+        insert.execute(&mut *tx).await?;
     }
-    tx.commit().await.map_err(sql::db)?;
-    Ok(absent.into_iter().map(|(_, tombstone)| tombstone).collect())
+    Ok(())
 }
 
 /// The tenant's newest change: the newer of its newest version and its newest removal,
@@ -174,23 +288,29 @@ pub(crate) async fn snapshot_point<D: Dialect>(
     store: &D,
     tenant: &TenantId,
 ) -> Result<SnapshotPoint, StoreError> {
-    let row = query(NEWEST_CHANGE)
-        .bind(tenant.as_str())
-        .fetch_optional(store.pool())
-        .await?;
-    match row {
-        None => Ok(SnapshotPoint {
-            watermark: 0,
-            at: None,
-        }),
-        Some(row) => {
-            let row = D::Db::columns(&row);
-            Ok(SnapshotPoint {
-                watermark: row.integer("seq")?,
-                at: optional_timestamp_column(&row, "changed_at")?,
-            })
-        }
-    }
+    newest_change(store.pool(), tenant).await
+}
+
+/// The tenant's newest change, on the pool or in a transaction that has just made one.
+/// (A boxed future: the compiler proves it `Send` here, once, for every executor.)
+pub(crate) fn newest_change<'c, E: Executes<'c>>(
+    on: E,
+    tenant: &'c TenantId,
+) -> BoxFuture<'c, Result<SnapshotPoint, StoreError>> {
+    let fetched = query(NEWEST_CHANGE).bind(tenant.as_str()).fetch_optional(on);
+    Box::pin(async move {
+        let Some(row) = fetched.await? else {
+            return Ok(SnapshotPoint {
+                watermark: 0,
+                at: None,
+            });
+        };
+        let row = E::Db::columns(&row);
+        Ok(SnapshotPoint {
+            watermark: row.integer("seq")?,
+            at: optional_timestamp_column(&row, "changed_at")?,
+        })
+    })
 }
 
 /// The arguments of a snapshot statement (`Snapshot`).

@@ -11,11 +11,11 @@ use futures::stream::BoxStream;
 
 use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
-use crate::sql::{events, evidence, idempotency, proofs, runs};
+use crate::sql::{events, evidence, idempotency, mirror, proofs, runs};
 use crate::{
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, NewEvidence,
-    NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError,
-    TerminalEvent, Tombstone,
+    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
+    MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage,
+    RunQuery, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone,
 };
 
 #[async_trait]
@@ -83,6 +83,25 @@ impl<D: Dialect> Store for D {
         target: &'a Target,
     ) -> BoxStream<'a, Result<Tombstone, StoreError>> {
         evidence::stream_removals(self, tenant, after_watermark, up_to_watermark, target)
+    }
+
+    async fn mirror_imports(&self, tenant: &TenantId, limit: u32) -> Result<Vec<MirrorImport>, StoreError> {
+        mirror::imports(self, tenant, limit).await
+    }
+
+    async fn latest_mirror_imports(&self) -> Result<Vec<(TenantId, MirrorImport)>, StoreError> {
+        mirror::latest_imports(self).await
+    }
+
+    async fn apply_mirror_import(
+        &self,
+        tenant: &TenantId,
+        expected_generation: Option<i64>,
+        import: &NewMirrorImport,
+        items: BoxStream<'_, Result<NewEvidence, StoreError>>,
+        removals: &[Tombstone],
+    ) -> Result<MirrorImport, StoreError> {
+        mirror::apply(self, tenant, expected_generation, import, items, removals).await
     }
 
     async fn begin_idempotency(
