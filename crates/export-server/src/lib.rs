@@ -7,6 +7,7 @@ pub mod config;
 mod connections;
 pub mod data_dir;
 pub mod demo;
+pub mod import;
 pub mod ingest;
 pub mod keys;
 mod replay;

@@ -10,7 +10,7 @@ use export_auth::dev::DevIssuer;
 use export_auth::Alg;
 use export_core::{SourceName, SystemClock, TenantId};
 use export_server::config::AuthMode;
-use export_server::{ingest, keys, telemetry, App, Config, Role};
+use export_server::{import, ingest, keys, telemetry, App, Config, Role};
 use export_verify as verify;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,33 @@ enum Command {
         /// snapshots (a tombstone each). Nothing is removed when a file is rejected.
         #[arg(long)]
         sync: bool,
+    },
+    /// Applies a mirror bundle to this site's store, offline (SPEC §15): the bundle must
+    /// verify with the given keys alone, continue the tenant's chain of imports (a full
+    /// bundle newer than the last import, or a delta from exactly the last import, before
+    /// its `expiresAt`), and is applied in one transaction or not at all. Importing the
+    /// bundle last applied again changes nothing.
+    ///
+    /// Exit codes: 0 applied (or already applied), 2 integrity (checksum, missing or extra
+    /// file, a record that is not one), 3 signature invalid or key not trusted, 4 chain
+    /// (nothing to continue, wrong base, rollback, expired), 1 usage or other.
+    Import {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        tenant: String,
+        /// A trusted public key (PEM); repeat to trust several.
+        #[arg(long = "key", required_unless_present = "status")]
+        keys: Vec<PathBuf>,
+        /// The mirror bundle (`bundle.tar.zst`, `.tar.gz` or `.zip`).
+        #[arg(required_unless_present = "status", conflicts_with = "status")]
+        bundle: Option<PathBuf>,
+        /// Print the tenant's import state (last applied bundle and history) instead.
+        #[arg(long)]
+        status: bool,
+        /// With --status, print JSON.
+        #[arg(long, requires = "status")]
+        json: bool,
     },
     /// Mints a DPoP-bound access token from the dev issuer (auth.mode = "dev") and prints
     /// it as JSON with the proof key the client must sign its DPoP proofs with.
@@ -244,6 +271,65 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(2)
             })
+        }
+        Command::Import {
+            config,
+            tenant,
+            keys,
+            bundle,
+            status,
+            json,
+        } => {
+            let tenant = TenantId::parse(&tenant).context("--tenant")?;
+            let config = Config::load(config.as_deref())?;
+            telemetry::init(&config.logging);
+            let app = App::build(config).await?;
+            let store = app.state.store.as_ref();
+            if status {
+                let imports = store.mirror_imports(&tenant, 50).await?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&import::status_json(&tenant, &imports))?
+                    );
+                } else {
+                    print!("{}", import::render_status(&tenant, &imports));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            let options = import::ImportOptions {
+                bundle: bundle.context("the bundle to import")?,
+                keys,
+                limits: verify::Limits::default(),
+            };
+            eprintln!("import: verifying {}", options.bundle.display());
+            let progress = |read| eprintln!("import: {read} items read");
+            match import::import_bundle(store, &SystemClock, &tenant, &options, progress).await {
+                Ok(import::Imported::Applied(applied)) => {
+                    println!(
+                        "imported {} bundle into {tenant}: generation {}, watermark {}: {} added, {} changed, {} unchanged, {} removed",
+                        applied.mode,
+                        applied.generation,
+                        applied.watermark,
+                        applied.added,
+                        applied.changed,
+                        applied.unchanged,
+                        applied.removed
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Ok(import::Imported::AlreadyApplied(last)) => {
+                    println!(
+                        "already applied: {tenant} is at generation {} (watermark {}); nothing changed",
+                        last.generation, last.watermark
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(err) => {
+                    eprintln!("import refused, nothing changed: {err:#}");
+                    Ok(ExitCode::from(err.exit_code()))
+                }
+            }
         }
         Command::Token {
             config,
