@@ -310,6 +310,27 @@ pub struct Readiness {
     pub status: String,
     pub sealed: bool,
     pub checks: Vec<ReadinessCheck>,
+    /// Per tenant, the last mirror bundle this site imported (SPEC §15); absent on a site
+    /// that imports none.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mirror_imports: std::collections::BTreeMap<String, MirrorImportState>,
+}
+
+/// The last mirror bundle a tenant imported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MirrorImportState {
+    pub generation: i64,
+    /// `full` or `delta`.
+    pub mode: String,
+    /// The connected site's watermark the tenant's evidence now mirrors.
+    pub watermark: i64,
+    pub manifest_digest: String,
+    pub imported_at: String,
+    /// After this, the site's data is stale: the next bundle must come before it, or the
+    /// site needs a new full bundle.
+    pub expires_at: String,
+    pub expired: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

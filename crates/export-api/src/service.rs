@@ -5,7 +5,10 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use export_api_types::{Readiness, ReadinessCheck, ReadinessStatus};
+use std::collections::BTreeMap;
+
+use export_api_types::{MirrorImportState, Readiness, ReadinessCheck, ReadinessStatus};
+use export_core::format_timestamp;
 use tokio::sync::Mutex;
 use tokio::time::{Duration, Instant};
 
@@ -105,7 +108,30 @@ async fn check_readiness(app: &AppState) -> Readiness {
         status: if ready { READY } else { "unready" }.to_owned(),
         sealed: app.config.sealed,
         checks,
+        mirror_imports: mirror_imports(app).await,
     }
+}
+
+/// The last mirror import of every tenant (SPEC §15); a store that cannot say is already
+/// told by the database check.
+async fn mirror_imports(app: &AppState) -> BTreeMap<String, MirrorImportState> {
+    let now = app.clock.now();
+    let imports = app.store.latest_mirror_imports().await.unwrap_or_default();
+    imports
+        .into_iter()
+        .map(|(tenant, import)| {
+            let state = MirrorImportState {
+                generation: import.generation,
+                mode: import.mode.to_string(),
+                watermark: import.watermark,
+                manifest_digest: import.manifest_digest.to_string(),
+                imported_at: format_timestamp(import.imported_at),
+                expires_at: format_timestamp(import.expires_at),
+                expired: import.expires_at <= now,
+            };
+            (tenant.to_string(), state)
+        })
+        .collect()
 }
 
 /// Every profile that signs by default can load the key it signs with.

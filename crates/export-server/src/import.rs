@@ -4,10 +4,12 @@
 //! The bundle is first copied to a private temporary file, so that what is verified is
 //! what is applied. Then, over that copy:
 //!
-//! 1. `export-verify` checks everything `export-center verify` does, with the given keys as
-//!    the only trusted ones (every file named by the signed manifest, and nothing else);
-//! 2. the small files are read (`manifest.json`, `mirror.json`, `tombstones.ndjson`) and
-//!    the chain rule of `export_core::check_chain` decides whether the bundle continues
+//! 1. the archive is read with the checks of `verify`, keeping its small files
+//!    (`manifest.json`, `mirror.json`, `tombstones.ndjson`), so that a damaged archive is
+//!    told as one (exit 2);
+//! 2. `export-verify` checks everything `export-center verify` does, with the given keys as
+//!    the only trusted ones (every file named by the signed manifest, and nothing else),
+//!    and the chain rule of `export_core::check_chain` decides whether the bundle continues
 //!    the tenant's imports;
 //! 3. the data files are read once more, line by line, on a blocking thread, and handed to
 //!    `Store::apply_mirror_import`, which applies everything in one transaction. Each line
@@ -25,7 +27,7 @@ use export_core::{
     Sha256Digest, SourceName, TenantId, Tombstone, MANIFEST_PATH, MIRROR_PATH, TOMBSTONES_PATH,
 };
 use export_store::{MirrorImport, NewEvidence, NewMirrorImport, Store, StoreError};
-use export_verify::{read_files, render_text, Limits, VerifyOptions, EXIT_CHECKSUM, EXIT_ERROR};
+use export_verify::{read_files, render_text, Limits, VerifyError, VerifyOptions, EXIT_CHECKSUM, EXIT_ERROR};
 use futures::stream::{BoxStream, StreamExt};
 use serde::Deserialize;
 
@@ -98,6 +100,8 @@ pub async fn import_bundle(
     );
     let path = copy.path().to_owned();
     let parts = tokio::task::spawn_blocking(move || {
+        // Read first, so that a damaged archive is told as such (exit 2).
+        let small_files = read_small_files(&path, &limits)?;
         let verdict = export_verify::verify(&VerifyOptions {
             target: path.clone(),
             keys,
@@ -110,7 +114,7 @@ pub async fn import_bundle(
                 report: render_text(&verdict),
             });
         }
-        BundleParts::read(&path, &limits)
+        BundleParts::parse(small_files)
     })
     .await
     .map_err(other)??;
@@ -206,18 +210,30 @@ struct BundleParts {
     tombstones: Vec<Tombstone>,
 }
 
+/// Reads the archive once with the checks of `verify` and keeps the bytes of its small
+/// files; a corrupt, truncated or unsafe archive is an integrity problem (it was damaged
+/// on its way), one past the limits or unreadable another.
+fn read_small_files(path: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec<u8>>, ImportError> {
+    let mut kept = BTreeMap::new();
+    let mut keep = |name: &str, data: &mut dyn Read| {
+        if [MANIFEST_PATH, MIRROR_PATH, TOMBSTONES_PATH].contains(&name) {
+            let mut bytes = Vec::new();
+            data.take(limits.max_fixed_bytes).read_to_end(&mut bytes)?;
+            kept.insert(name.to_owned(), bytes);
+        }
+        Ok(())
+    };
+    match read_files(path, limits, &mut keep) {
+        Ok(_) => Ok(kept),
+        Err(err @ (VerifyError::Corrupt { .. } | VerifyError::Refused { .. })) => {
+            Err(ImportError::Integrity(err.to_string()))
+        }
+        Err(err) => Err(other(err)),
+    }
+}
+
 impl BundleParts {
-    fn read(path: &Path, limits: &Limits) -> Result<Self, ImportError> {
-        let mut kept: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-        let mut keep = |name: &str, data: &mut dyn Read| {
-            if [MANIFEST_PATH, MIRROR_PATH, TOMBSTONES_PATH].contains(&name) {
-                let mut bytes = Vec::new();
-                data.take(limits.max_fixed_bytes).read_to_end(&mut bytes)?;
-                kept.insert(name.to_owned(), bytes);
-            }
-            Ok(())
-        };
-        read_files(path, limits, &mut keep).map_err(|err| ImportError::Integrity(err.to_string()))?;
+    fn parse(mut kept: BTreeMap<String, Vec<u8>>) -> Result<Self, ImportError> {
         let manifest_bytes = kept.remove(MANIFEST_PATH).unwrap_or_default();
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|err| ImportError::Integrity(format!("{MANIFEST_PATH}: {err}")))?;

@@ -2,6 +2,7 @@
 //! SQLite files (and a real PostgreSQL server for replicas) and a real artifact
 //! directory, exercised over HTTP.
 
+mod airgap;
 mod auth;
 mod auth_hardening;
 mod connections;
