@@ -379,7 +379,7 @@ fn read_items(
                     return Err(std::io::Error::other("the store stopped reading"));
                 }
                 read += 1;
-                if read % 1_000 == 0 {
+                if read.is_multiple_of(1_000) {
                     progress(read);
                 }
             }
