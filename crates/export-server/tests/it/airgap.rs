@@ -201,7 +201,7 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
     let osv_go = changed_osv_go(input.path(), "GO-2020-0025", "GO-2020-0050");
     let connected = &sites.connected;
     connected
-        .ingest_as(IngestMode::Sync, "acme", "osv-go", &[osv_go.clone()])
+        .ingest_as(IngestMode::Sync, "acme", "osv-go", std::slice::from_ref(&osv_go))
         .await;
     let delta1 = sites.mirror(json!({})).await;
     let output = sites.import(&delta1, 0);
@@ -221,7 +221,7 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
     std::fs::remove_file(osv_go.join("GO-2021-0067.json")).unwrap();
     let connected = &sites.connected;
     connected
-        .ingest_as(IngestMode::Sync, "acme", "osv-go", &[osv_go.clone()])
+        .ingest_as(IngestMode::Sync, "acme", "osv-go", std::slice::from_ref(&osv_go))
         .await;
     connected
         .ingest("acme", "openvex-more", &[shared_data().join("openvex")])
@@ -290,7 +290,9 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
 
     // A newer full bundle re-seeds; an expired one is refused (freeze).
     let connected = &sites.connected;
-    connected.ingest("acme", "csaf-vex-more", &[fixtures().join("csaf-vex")]).await;
+    connected
+        .ingest("acme", "csaf-vex-more", &[fixtures().join("csaf-vex")])
+        .await;
     let reseed = sites.mirror(json!({ "mirror": { "mode": "full" } })).await;
     sites.import(&reseed, 0);
     sites.assert_equivalent().await;
