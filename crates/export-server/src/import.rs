@@ -362,6 +362,8 @@ fn read_items(
     let (sender, receiver) = tokio::sync::mpsc::channel(ITEMS_AHEAD);
     tokio::task::spawn_blocking(move || {
         let mut read = 0u64;
+        // Set when the store stopped reading: it failed, and says why itself.
+        let mut store_gone = false;
         let mut visit = |name: &str, data: &mut dyn Read| -> std::io::Result<()> {
             let Some((kind, _)) = data_files.get(name) else {
                 return Ok(());
@@ -376,6 +378,7 @@ fn read_items(
                 let evidence = parse_record(&line, *kind, ingested_at)
                     .map_err(|reason| std::io::Error::other(format!("{name} line {number}: {reason}")))?;
                 if sender.blocking_send(Ok(evidence)).is_err() {
+                    store_gone = true;
                     return Err(std::io::Error::other("the store stopped reading"));
                 }
                 read += 1;
@@ -385,7 +388,11 @@ fn read_items(
             }
             Ok(())
         };
-        let problem = match read_files(copy.path(), &limits, &mut visit) {
+        let outcome = read_files(copy.path(), &limits, &mut visit);
+        if store_gone {
+            return;
+        }
+        let problem = match outcome {
             Err(err) => Some(err.to_string()),
             Ok(digests) => data_files.iter().find_map(|(path, (_, expected))| {
                 let found = digests.get(path).map(|(digest, _)| digest);
