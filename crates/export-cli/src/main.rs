@@ -71,8 +71,9 @@ enum Command {
     Profiles,
     /// Creates, inspects, follows, cancels and downloads runs.
     Runs {
+        // Boxed: `runs create` has many flags, and `Command` would be mostly padding.
         #[command(subcommand)]
-        command: RunsCommand,
+        command: Box<RunsCommand>,
     },
 }
 
@@ -182,7 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
             }
             Ok(Done::Ok)
         }
-        Command::Runs { command } => runs::run(&api, command, json).await,
+        Command::Runs { command } => runs::run(&api, *command, json).await,
     }
 }
 

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
+use anyhow::{bail, Context as _};
 use clap::Subcommand;
 use export_api_types::{
-    CreateRunRequest, DistributionBody, DistributionResponse, RunAccepted, RunList, RunStatusResponse,
+    CreateRunRequest, DistributionBody, DistributionResponse, MirrorBody, RunAccepted, RunList,
+    RunStatusResponse,
 };
 use export_verify::{render_text, Verdict, VerifyOptions, EXIT_ERROR};
 use reqwest::Method;
@@ -42,6 +43,14 @@ pub(crate) enum RunsCommand {
         /// `trivy-db` output).
         #[arg(long = "ref", value_name = "REF")]
         reference: Option<String>,
+        /// A mirror bundle for a sealed site (profiles with `mirror` only): `full`, or
+        /// `delta`, what changed since its base (default: the profile's mode).
+        #[arg(long, value_parser = ["full", "delta"], value_name = "MODE")]
+        mirror: Option<String>,
+        /// With `--mirror delta`: the run the delta continues from (default: the newest
+        /// succeeded mirror run of the profile).
+        #[arg(long, value_name = "RUN_ID")]
+        base: Option<String>,
         /// Makes the request safe to retry: the same key and body give the same run.
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
@@ -126,9 +135,12 @@ pub(crate) async fn run(api: &Api, command: RunsCommand, json: bool) -> anyhow::
             retention_days,
             distribution,
             reference,
+            mirror,
+            base,
             idempotency_key,
             follow,
         } => {
+            let mirror = mirror_body(mirror, base)?;
             let distribution = (distribution.is_some() || reference.is_some()).then(|| DistributionBody {
                 kind: distribution,
                 reference,
@@ -141,6 +153,7 @@ pub(crate) async fn run(api: &Api, command: RunsCommand, json: bool) -> anyhow::
                 retention_days,
                 priority,
                 distribution,
+                mirror,
                 ..CreateRunRequest::default()
             };
             create(api, &request, idempotency_key.as_deref(), follow, json).await
@@ -211,6 +224,25 @@ pub(crate) async fn run(api: &Api, command: RunsCommand, json: bool) -> anyhow::
             }
             Ok(done)
         }
+    }
+}
+
+/// The request's `mirror` object from `--mirror` and `--base`: nothing without `--mirror`
+/// (the profile's mode applies), and `--base` only with a delta, refused before any
+/// request.
+fn mirror_body(mode: Option<String>, base: Option<String>) -> anyhow::Result<Option<MirrorBody>> {
+    match (mode.as_deref(), &base) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => {
+            bail!("`--base` names the run a delta continues from: use it with `--mirror delta`")
+        }
+        (Some("full"), Some(_)) => {
+            bail!("`--base` is only for `--mirror delta`: a full mirror bundle has no base")
+        }
+        (Some(_), _) => Ok(Some(MirrorBody {
+            mode,
+            base_run_id: base,
+        })),
     }
 }
 
@@ -358,5 +390,49 @@ fn print_files(dir: &Path, files: &[Downloaded], verb: &str, verdict: Option<&Ve
     println!("{verb} {} files to {}", files.len(), dir.display());
     if let Some(verdict) = verdict {
         print!("{}", render_text(verdict));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(mode: Option<&str>, base: Option<&str>) -> anyhow::Result<Option<MirrorBody>> {
+        mirror_body(mode.map(str::to_owned), base.map(str::to_owned))
+    }
+
+    #[test]
+    fn mirror_flags_make_the_request_mirror_object() {
+        assert_eq!(body(None, None).unwrap(), None, "the profile's mode applies");
+        assert_eq!(
+            body(Some("full"), None).unwrap(),
+            Some(MirrorBody {
+                mode: Some("full".to_owned()),
+                base_run_id: None
+            })
+        );
+        assert_eq!(
+            body(Some("delta"), None).unwrap(),
+            Some(MirrorBody {
+                mode: Some("delta".to_owned()),
+                base_run_id: None
+            })
+        );
+        assert_eq!(
+            body(Some("delta"), Some("export-run::t::2025-01-01::0001")).unwrap(),
+            Some(MirrorBody {
+                mode: Some("delta".to_owned()),
+                base_run_id: Some("export-run::t::2025-01-01::0001".to_owned())
+            })
+        );
+    }
+
+    #[test]
+    fn a_base_without_a_delta_is_a_usage_error_naming_the_flag() {
+        for mode in [None, Some("full")] {
+            let err = body(mode, Some("export-run::t::2025-01-01::0001")).unwrap_err();
+            assert!(err.to_string().contains("`--base`"), "{err}");
+            assert!(err.to_string().contains("`--mirror delta`"), "{err}");
+        }
     }
 }

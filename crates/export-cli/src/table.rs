@@ -53,10 +53,13 @@ pub(crate) fn profiles(items: &[ProfileResponse]) -> String {
                 short_digest(&p.revision),
                 p.targets.join(","),
                 p.formats.join(","),
+                p.mirror
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |mirror| mirror.mode.clone()),
             ]
         })
         .collect();
-    table(&["ID", "REVISION", "TARGETS", "FORMATS"], &rows)
+    table(&["ID", "REVISION", "TARGETS", "FORMATS", "MIRROR"], &rows)
 }
 
 fn progress(run: &RunStatusResponse) -> String {

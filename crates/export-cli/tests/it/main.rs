@@ -1,6 +1,7 @@
 //! Integration tests of `exportctl`: the real binary against a real `export-center serve`.
 
 mod commands;
+mod mirror;
 mod restart;
 mod support;
 mod tls;
