@@ -179,21 +179,47 @@ pub async fn import_bundle(
     }
 }
 
+/// The names of the private copies begin with this, then the importing process's id.
+const COPY_PREFIX: &str = ".export-center-import-";
+
 /// Copies the bundle to a private temporary file with the same name ending (which says
-/// what kind of archive it is).
+/// what kind of archive it is), after removing the copies that killed imports left.
 fn private_copy(bundle: &Path) -> Result<tempfile::NamedTempFile, ImportError> {
     let name = bundle
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .ok_or_else(|| other(anyhow::anyhow!("{} is not a file", bundle.display())))?;
+    remove_stale_copies(&std::env::temp_dir());
     let copy = tempfile::Builder::new()
-        .prefix(".export-center-import-")
+        .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
         .suffix(&format!("-{name}"))
         .tempfile()
         .map_err(other)?;
     std::fs::copy(bundle, copy.path())
         .map_err(|err| other(anyhow::anyhow!("cannot read {}: {err}", bundle.display())))?;
     Ok(copy)
+}
+
+/// Removes the private copies in `dir` whose import process is gone: an import killed
+/// mid-apply (kill -9, power loss) cannot remove its own.
+fn remove_stale_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(COPY_PREFIX))
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 fn timestamp(text: &str) -> Result<DateTime<Utc>, ImportError> {

@@ -356,8 +356,20 @@ async fn an_import_killed_mid_apply_leaves_the_store_as_before_it(postgres: bool
         .map_while(Result::ok)
         .any(|line| line.contains("1000 items read"));
     assert!(applying, "the import never reported progress");
+    let killed = child.id();
     child.kill().unwrap();
     assert!(!child.wait().unwrap().success());
+    let leftovers = || {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter(|entry| {
+                let name = entry.as_ref().unwrap().file_name();
+                name.to_string_lossy()
+                    .starts_with(&format!(".export-center-import-{killed}-"))
+            })
+            .count()
+    };
+    assert_eq!(leftovers(), 1, "the killed import's private copy");
 
     assert_eq!(sites.status()["last"], Value::Null);
     assert!(
@@ -365,6 +377,7 @@ async fn an_import_killed_mid_apply_leaves_the_store_as_before_it(postgres: bool
         "a killed import changed the store"
     );
     sites.import(&full, 0);
+    assert_eq!(leftovers(), 0, "the next import removes what a killed one left");
     sites.assert_equivalent().await;
 }
 

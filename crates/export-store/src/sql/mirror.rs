@@ -143,6 +143,14 @@ async fn write<D: Dialect>(
         removed: 0,
         local_watermark: 0,
     };
+    // A tenant without current items (a first import) has nothing a full bundle could
+    // remove, so its page-by-page search for them is skipped.
+    let had_items =
+        query("SELECT 1 AS present FROM evidence WHERE tenant = $1 AND superseded_seq IS NULL LIMIT 1")
+            .bind(tenant.as_str())
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
     let mut named = Named::new();
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(item) = items.next().await {
@@ -162,6 +170,7 @@ async fn write<D: Dialect>(
     }
     let removed = match import.mode {
         MirrorMode::Delta => remove_items(store, tx, tenant, removals, import.imported_at).await?,
+        MirrorMode::Full if !had_items => Vec::new(),
         MirrorMode::Full => {
             let kept = |item: &Tombstone| {
                 named
