@@ -257,11 +257,15 @@ async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewR
     let tenant = &caller.tenant;
     let snapshot = app.store.snapshot_point(tenant).await?;
     let mut items_total = 0;
-    // A delta's count is known once it is written (its progress counts up to it).
-    if plan.mirror_base().is_none() {
-        for target in &plan.targets {
-            items_total += app.store.count_items(tenant, snapshot.watermark, target).await?;
-        }
+    for target in &plan.targets {
+        items_total += match plan.mirror_base() {
+            Some(base) => {
+                app.store
+                    .count_changes(tenant, base.watermark, snapshot.watermark, target)
+                    .await?
+            }
+            None => app.store.count_items(tenant, snapshot.watermark, target).await?,
+        };
     }
     let throughput = app
         .store

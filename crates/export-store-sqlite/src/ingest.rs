@@ -219,6 +219,11 @@ mod tests {
                 "SEARCH evidence USING COVERING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
             ),
             (SNAPSHOT.changes_kind, "SEARCH evidence USING INDEX evidence_by_kind (tenant=? AND kind=?)"),
+            (SNAPSHOT.count_changes_kind, "SEARCH evidence USING COVERING INDEX evidence_by_kind"),
+            (
+                SNAPSHOT.count_changes_kind_source,
+                "SEARCH evidence USING COVERING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",
+            ),
             (
                 SNAPSHOT.changes_kind_source,
                 "SEARCH evidence USING INDEX evidence_by_kind_source (tenant=? AND kind=? AND source=?)",

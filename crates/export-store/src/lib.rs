@@ -109,6 +109,15 @@ pub trait Store: Send + Sync + 'static {
         target: &'a Target,
     ) -> BoxStream<'a, Result<EvidenceRecord, StoreError>>;
 
+    /// How many records `stream_changes` gives for the same arguments: a delta's count.
+    async fn count_changes(
+        &self,
+        tenant: &TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &Target,
+    ) -> Result<u64, StoreError>;
+
     /// The items of `target` removed in the interval (`after_watermark`,
     /// `up_to_watermark`] that the snapshot at `up_to_watermark` does not hold: the
     /// tombstones of a delta mirror bundle (SPEC §15), each item once, with the kind its

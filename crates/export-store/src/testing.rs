@@ -719,11 +719,21 @@ async fn changes(
     target: &str,
 ) -> Vec<EvidenceRecord> {
     let target = self::target(target);
-    store
+    let records: Vec<EvidenceRecord> = store
         .stream_changes(tenant, after, up_to, &target)
         .try_collect()
         .await
-        .expect("stream changes")
+        .expect("stream changes");
+    let counted = store
+        .count_changes(tenant, after, up_to, &target)
+        .await
+        .expect("count changes");
+    assert_eq!(
+        counted,
+        records.len() as u64,
+        "count_changes of {target} in ({after}, {up_to}]"
+    );
+    records
 }
 
 async fn removals(

@@ -119,6 +119,11 @@ async fn a_delta_holds_what_changed_since_its_base_and_the_removals_and_reruns_i
     // The profile's mode is `delta`; its base is the newest mirror run.
     let delta = acme.export("mirror", json!({})).await;
     assert_eq!(delta.status, "succeeded", "{:?}", delta.errors);
+    assert_eq!(
+        (delta.progress.items_total, delta.progress.items_completed),
+        (2, 2),
+        "a delta counts what changed"
+    );
     let files = download_all(&app, &delta).await;
     assert_eq!(
         record_ids(&files["advisory.ndjson"]),

@@ -28,6 +28,8 @@ pub struct Snapshot {
     pub stream_kind_source: &'static str,
     pub changes_kind: &'static str,
     pub changes_kind_source: &'static str,
+    pub count_changes_kind: &'static str,
+    pub count_changes_kind_source: &'static str,
 }
 
 /// The [`Snapshot`] statements with the sequence column written as `$seq` (`"seq"`, or
@@ -78,6 +80,20 @@ macro_rules! snapshot_statements {
                 " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) AND ",
                 $seq,
                 " > $5 ORDER BY id, source, digest"
+            ),
+            count_changes_kind: concat!(
+                "SELECT COUNT(*) AS n FROM evidence WHERE tenant = $2 AND kind = $3 AND ",
+                $seq,
+                " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) AND ",
+                $seq,
+                " > $4"
+            ),
+            count_changes_kind_source: concat!(
+                "SELECT COUNT(*) AS n FROM evidence WHERE tenant = $2 AND kind = $3 AND source = $4 AND ",
+                $seq,
+                " <= $1 AND (superseded_seq IS NULL OR superseded_seq > $1) AND ",
+                $seq,
+                " > $5"
             ),
         }
     };

@@ -336,8 +336,30 @@ pub(crate) async fn count_items<D: Dialect>(
         None => D::SNAPSHOT.count_kind,
         Some(_) => D::SNAPSHOT.count_kind_source,
     };
+    count(store, sql, snapshot_args(tenant, watermark, target)).await
+}
+
+/// How many records `stream_changes` gives for the same arguments.
+pub(crate) async fn count_changes<D: Dialect>(
+    store: &D,
+    tenant: &TenantId,
+    after: i64,
+    up_to: i64,
+    target: &Target,
+) -> Result<u64, StoreError> {
+    let sql = match &target.source {
+        None => D::SNAPSHOT.count_changes_kind,
+        Some(_) => D::SNAPSHOT.count_changes_kind_source,
+    };
+    let mut args = snapshot_args(tenant, up_to, target);
+    args.push(Value::from(after));
+    count(store, sql, args).await
+}
+
+/// The `n` of a `COUNT(*) AS n` statement.
+async fn count<D: Dialect>(store: &D, sql: &'static str, args: Vec<Value<'_>>) -> Result<u64, StoreError> {
     let mut count = query(sql);
-    for arg in snapshot_args(tenant, watermark, target) {
+    for arg in args {
         count = count.bind(arg);
     }
     let row = count.fetch_one(store.pool()).await?;

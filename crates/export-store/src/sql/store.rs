@@ -56,6 +56,16 @@ impl<D: Dialect> Store for D {
         evidence::count_items(self, tenant, watermark, target).await
     }
 
+    async fn count_changes(
+        &self,
+        tenant: &TenantId,
+        after_watermark: i64,
+        up_to_watermark: i64,
+        target: &Target,
+    ) -> Result<u64, StoreError> {
+        evidence::count_changes(self, tenant, after_watermark, up_to_watermark, target).await
+    }
+
     fn stream_items<'a>(
         &'a self,
         tenant: &'a TenantId,
