@@ -116,7 +116,10 @@ async fn check_readiness(app: &AppState) -> Readiness {
 /// told by the database check.
 async fn mirror_imports(app: &AppState) -> BTreeMap<String, MirrorImportState> {
     let now = app.clock.now();
-    let imports = app.store.latest_mirror_imports().await.unwrap_or_default();
+    let imports = app.store.latest_mirror_imports().await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, "reading the mirror imports for readiness failed");
+        Vec::new()
+    });
     imports
         .into_iter()
         .map(|(tenant, import)| {

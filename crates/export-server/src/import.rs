@@ -98,7 +98,7 @@ pub async fn import_bundle(
         options.limits,
         options.keys.clone(),
     );
-    let path = copy.path().to_owned();
+    let path = copy.path();
     let parts = tokio::task::spawn_blocking(move || {
         // Read first, so that a damaged archive is told as such (exit 2).
         let small_files = read_small_files(&path, &limits)?;
@@ -179,31 +179,54 @@ pub async fn import_bundle(
     }
 }
 
-/// The names of the private copies begin with this, then the importing process's id.
+/// The private copies live in directories whose names begin with this, then the
+/// importing process's id.
 const COPY_PREFIX: &str = ".export-center-import-";
 
-/// Copies the bundle to a private temporary file with the same name ending (which says
-/// what kind of archive it is), after removing the copies that killed imports left.
-fn private_copy(bundle: &Path) -> Result<tempfile::NamedTempFile, ImportError> {
+/// A private copy of the bundle, under the bundle's own name (which says what kind of
+/// archive it is), alone in a directory of its own: `verify` looks beside a bundle for its
+/// provenance, and must find nothing there. The directories killed imports left are
+/// removed first.
+struct PrivateCopy {
+    dir: tempfile::TempDir,
+    name: String,
+}
+
+impl PrivateCopy {
+    fn path(&self) -> PathBuf {
+        self.dir.path().join(&self.name)
+    }
+}
+
+fn private_copy(bundle: &Path) -> Result<PrivateCopy, ImportError> {
     let name = bundle
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .ok_or_else(|| other(anyhow::anyhow!("{} is not a file", bundle.display())))?;
-    remove_stale_copies(&std::env::temp_dir());
-    let copy = tempfile::Builder::new()
-        .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
-        .suffix(&format!("-{name}"))
-        .tempfile()
-        .map_err(other)?;
-    std::fs::copy(bundle, copy.path())
+    let metadata = std::fs::metadata(bundle)
         .map_err(|err| other(anyhow::anyhow!("cannot read {}: {err}", bundle.display())))?;
+    if !metadata.is_file() {
+        return Err(other(anyhow::anyhow!(
+            "{} is not a regular file",
+            bundle.display()
+        )));
+    }
+    remove_stale_copies(&std::env::temp_dir());
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{COPY_PREFIX}{}-", std::process::id()))
+        .tempdir()
+        .map_err(other)?;
+    let copy = PrivateCopy { dir, name };
+    std::fs::copy(bundle, copy.path())
+        .map_err(|err| other(anyhow::anyhow!("cannot copy {}: {err}", bundle.display())))?;
     Ok(copy)
 }
 
 /// Removes the private copies in `dir` whose import process is gone: an import killed
-/// mid-apply (kill -9, power loss) cannot remove its own.
+/// mid-apply (kill -9, power loss) cannot remove its own. Without `/proc` nothing is
+/// removed, so a running import's copy is never taken for a stale one.
 fn remove_stale_copies(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let (Ok(entries), true) = (std::fs::read_dir(dir), Path::new("/proc/self").exists()) else {
         return;
     };
     for entry in entries.flatten() {
@@ -217,7 +240,7 @@ fn remove_stale_copies(dir: &Path) {
             continue;
         };
         if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -244,7 +267,13 @@ fn read_small_files(path: &Path, limits: &Limits) -> Result<BTreeMap<String, Vec
     let mut keep = |name: &str, data: &mut dyn Read| {
         if [MANIFEST_PATH, MIRROR_PATH, TOMBSTONES_PATH].contains(&name) {
             let mut bytes = Vec::new();
-            data.take(limits.max_fixed_bytes).read_to_end(&mut bytes)?;
+            data.take(limits.max_fixed_bytes + 1).read_to_end(&mut bytes)?;
+            if bytes.len() as u64 > limits.max_fixed_bytes {
+                return Err(std::io::Error::other(format!(
+                    "{name} is over {} bytes, the most the import holds in memory",
+                    limits.max_fixed_bytes
+                )));
+            }
             kept.insert(name.to_owned(), bytes);
         }
         Ok(())
@@ -263,6 +292,19 @@ impl BundleParts {
         let manifest_bytes = kept.remove(MANIFEST_PATH).unwrap_or_default();
         let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
             .map_err(|err| ImportError::Integrity(format!("{MANIFEST_PATH}: {err}")))?;
+        // The files read whole must be the ones the signed manifest names.
+        for (path, bytes) in &kept {
+            let listed = manifest
+                .items
+                .iter()
+                .find(|item| &item.path == path)
+                .map(|item| item.sha256);
+            if path != MANIFEST_PATH && listed != Some(Sha256Digest::of(bytes)) {
+                return Err(ImportError::Integrity(format!(
+                    "{path} is not the file the manifest signed"
+                )));
+            }
+        }
         let mirror = kept.remove(MIRROR_PATH).ok_or_else(|| {
             other(anyhow::anyhow!(
                 "the bundle holds no {MIRROR_PATH}: it is no mirror bundle (make it with a profile that sets `mirror`)"
@@ -378,7 +420,7 @@ fn record_of(evidence: &NewEvidence) -> EvidenceRecord {
 /// the store abandon the import; so does a file whose digest is not the manifest's, which
 /// is found once the file is read, before the stream ends.
 fn read_items(
-    copy: tempfile::NamedTempFile,
+    copy: PrivateCopy,
     data_files: BTreeMap<String, (Kind, Sha256Digest)>,
     limits: Limits,
     ingested_at: DateTime<Utc>,
@@ -386,6 +428,11 @@ fn read_items(
     progress: impl Fn(u64) + Send + Sync + 'static,
 ) -> BoxStream<'static, Result<NewEvidence, StoreError>> {
     let (sender, receiver) = tokio::sync::mpsc::channel(ITEMS_AHEAD);
+    // Set by the reader once it has read and checked every data file: a reader that
+    // stopped otherwise (a panic) closes the channel early, and the stream must then end
+    // with an error, or the store would commit part of the bundle.
+    let completed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = completed.clone();
     tokio::task::spawn_blocking(move || {
         let mut read = 0u64;
         // Set when the store stopped reading: it failed, and says why itself.
@@ -414,27 +461,46 @@ fn read_items(
             }
             Ok(())
         };
-        let outcome = read_files(copy.path(), &limits, &mut visit);
+        let outcome = read_files(&copy.path(), &limits, &mut visit);
         if store_gone {
             return;
         }
         let problem = match outcome {
-            Err(err) => Some(err.to_string()),
+            Err(err @ (VerifyError::Corrupt { .. } | VerifyError::Refused { .. })) => {
+                Some(ImportError::Integrity(err.to_string()))
+            }
+            Err(err) => Some(other(err)),
             Ok(digests) => data_files.iter().find_map(|(path, (_, expected))| {
                 let found = digests.get(path).map(|(digest, _)| digest);
-                (found != Some(expected)).then(|| format!("{path} is not the file the manifest signed"))
+                (found != Some(expected))
+                    .then(|| ImportError::Integrity(format!("{path} is not the file the manifest signed")))
             }),
         };
         if let Some(problem) = problem {
-            *failure.lock().expect("nothing panics holding it") =
-                Some(ImportError::Integrity(problem.clone()));
-            let _ = sender.blocking_send(Err(StoreError::corrupt("mirror bundle", problem)));
+            let detail = problem.to_string();
+            *failure.lock().expect("nothing panics holding it") = Some(problem);
+            let _ = sender.blocking_send(Err(StoreError::corrupt("mirror bundle", detail)));
         } else {
             progress(read);
+            done.store(true, std::sync::atomic::Ordering::Release);
         }
     });
-    futures::stream::unfold(receiver, |mut receiver| async move {
-        receiver.recv().await.map(|item| (item, receiver))
+    futures::stream::unfold(Some(receiver), move |receiver| {
+        let completed = completed.clone();
+        async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Some(item) => Some((item, Some(receiver))),
+                None if completed.load(std::sync::atomic::Ordering::Acquire) => None,
+                None => Some((
+                    Err(StoreError::corrupt(
+                        "mirror bundle",
+                        "the bundle's reader stopped before its end",
+                    )),
+                    None,
+                )),
+            }
+        }
     })
     .boxed()
 }

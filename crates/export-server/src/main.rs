@@ -1,5 +1,6 @@
 //! The `export-center` binary: `serve`, `ingest` and `demo`.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -303,7 +304,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limits: verify::Limits::default(),
             };
             eprintln!("import: verifying {}", options.bundle.display());
-            let progress = |read| eprintln!("import: {read} items read");
+            // Never a panic: a closed stderr (`2>&1 | head`) must not stop the reader.
+            let progress = |read| {
+                let _ = writeln!(std::io::stderr(), "import: {read} items read");
+            };
             match import::import_bundle(store, &SystemClock, &tenant, &options, progress).await {
                 Ok(import::Imported::Applied(applied)) => {
                     println!(

@@ -188,6 +188,14 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
 
     // A delta before any full bundle has nothing to continue.
     let full = sites.mirror(json!({ "mirror": { "mode": "full" } })).await;
+    let empty_delta = sites.mirror(json!({})).await;
+    let output = sites.import(&empty_delta, 4);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("import a full bundle first"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(sites.status()["last"], Value::Null);
     let output = sites.import(&full, 0);
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("imported full bundle into acme: generation 1"),
@@ -195,6 +203,7 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
         describe(&output)
     );
     sites.assert_equivalent().await;
+    sites.import(&empty_delta, 0);
 
     // Round 1: a changed, an added and a removed advisory.
     let input = tempfile::tempdir().unwrap();
@@ -232,7 +241,7 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
 
     // Refusals, each leaving the sealed site as it was after delta 1.
     let state = sites.status();
-    assert_eq!(state["last"]["generation"], 2);
+    assert_eq!(state["last"]["generation"], 3);
     let refused = |output: &Output, code: i32, reason: &str| {
         assert_eq!(output.status.code(), Some(code), "{}", describe(output));
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -281,8 +290,8 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
     sites.assert_equivalent().await;
     sites.import(&delta3, 0);
     let state = sites.status();
-    assert_eq!(state["last"]["generation"], 4);
-    assert_eq!(state["history"].as_array().unwrap().len(), 4);
+    assert_eq!(state["last"]["generation"], 5);
+    assert_eq!(state["history"].as_array().unwrap().len(), 5);
     let output = sites.import(&delta3, 0);
     assert!(String::from_utf8_lossy(&output.stdout).contains("already applied"));
     let files = sites.assert_equivalent().await;
@@ -319,7 +328,7 @@ async fn a_chain_of_bundles_makes_the_sealed_site_export_what_the_connected_site
 
     // The operator's readiness details show the import.
     let details: Value = sites.sealed.admin_get("/readyz").await.json().await.unwrap();
-    assert_eq!(details["mirrorImports"]["acme"]["generation"], 5, "{details}");
+    assert_eq!(details["mirrorImports"]["acme"]["generation"], 6, "{details}");
 }
 
 #[tokio::test]
