@@ -9,9 +9,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use export_artifacts::{validate_output_path, ArtifactKey};
 use export_core::{ErrorCode, RunId, RunStatus};
-use export_distribution::UrlVerifyError;
+use export_distribution::{UrlSigner, UrlVerifyError};
 use export_store::RunOutput;
 use futures::StreamExt;
 use serde::Deserialize;
@@ -64,8 +65,7 @@ pub(crate) async fn download_artifact(
     headers: HeaderMap,
     Query(query): Query<SignedQuery>,
 ) -> Result<Response, ApiError> {
-    let (run_id, path) = parse_resource(uri.path())?;
-    let expires = verify_link(&app, &format!("{run_id}/{path}"), query)?;
+    let (run_id, path, expires) = check_link(&app.urls, uri.path(), query, app.clock.now())?;
     let output = downloadable_output(&app, &run_id, &path).await?;
     let max_age = (expires - app.clock.now().timestamp()).max(0);
     let (etag, mut response_headers) = download_headers(&output, max_age);
@@ -101,9 +101,28 @@ async fn read(
     ))
 }
 
+/// What a download link must pass before anything is read: its raw path names a run and
+/// an output path (`parse_resource`), then its signature and expiry verify from the key
+/// alone. The run, the path and when the link expires (Unix seconds).
+pub(crate) fn check_link(
+    urls: &UrlSigner,
+    raw_path: &str,
+    query: SignedQuery,
+    now: DateTime<Utc>,
+) -> Result<(RunId, String, i64), ApiError> {
+    let (run_id, path) = parse_resource(raw_path)?;
+    let expires = verify_link(urls, &format!("{run_id}/{path}"), query, now)?;
+    Ok((run_id, path, expires))
+}
+
 /// Checks the link's signature, then its expiry (SPEC §9.1), from the key alone;
 /// returns when it expires (Unix seconds).
-fn verify_link(app: &AppState, resource: &str, query: SignedQuery) -> Result<i64, ApiError> {
+fn verify_link(
+    urls: &UrlSigner,
+    resource: &str,
+    query: SignedQuery,
+    now: DateTime<Utc>,
+) -> Result<i64, ApiError> {
     let bad_signature = || {
         ApiError::new(
             ErrorCode::SignatureInvalid,
@@ -114,8 +133,7 @@ fn verify_link(app: &AppState, resource: &str, query: SignedQuery) -> Result<i64
         return Err(bad_signature());
     };
     let expires: i64 = expires.parse().map_err(|_| bad_signature())?;
-    app.urls
-        .verify(resource, expires, &kid, &sig, app.clock.now())
+    urls.verify(resource, expires, &kid, &sig, now)
         .map_err(|err| match err {
             UrlVerifyError::Expired => ApiError::new(ErrorCode::Expired, "the download link has expired"),
             _ => bad_signature(),
@@ -272,5 +290,33 @@ mod tests {
         ] {
             assert!(parse_resource(&bad).is_err(), "{bad}");
         }
+    }
+
+    /// The checks the fuzz target `signed_url` drives (`crate::fuzzing`): a link signed for
+    /// an output passes them until it expires, and a tampered one never does.
+    #[test]
+    fn signed_links_pass_the_link_checks_until_they_expire() {
+        use export_distribution::UrlSigningKey;
+
+        let urls = UrlSigner::new(vec![UrlSigningKey {
+            kid: "k1".into(),
+            secret: vec![7; 32],
+        }])
+        .unwrap();
+        let run = RunId::parse("export-run::acme::2025-12-06::0001").unwrap();
+        let at = |seconds| DateTime::from_timestamp(seconds, 0).unwrap();
+        let link = urls.sign(&run, "advisory.json", at(1_765_036_800));
+        let check =
+            |link: &str, now| crate::fuzzing::check_download_link(&urls, &link.parse().unwrap(), at(now));
+        let (checked_run, path, expires) = check(&link, 1_765_036_799).unwrap();
+        assert_eq!(
+            (checked_run, path.as_str(), expires),
+            (run, "advisory.json", 1_765_036_800)
+        );
+        assert_eq!(check(&link, 1_765_036_800).unwrap_err().code, ErrorCode::Expired);
+        let tampered = link.replace("advisory.json", "vex.json");
+        assert_eq!(check(&tampered, 0).unwrap_err().code, ErrorCode::SignatureInvalid);
+        let twice = format!("{link}&kid=k1");
+        assert_eq!(check(&twice, 0).unwrap_err().code, ErrorCode::RequestInvalid);
     }
 }

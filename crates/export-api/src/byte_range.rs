@@ -9,7 +9,7 @@ use std::ops::Range;
 
 /// What a `Range` header asks of a file of known length.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RangeRequest {
+pub enum RangeRequest {
     /// Not one byte range this server serves (another unit, several ranges, a malformed
     /// or inverted range): RFC 9110 lets the server ignore the header and send the whole
     /// file.
@@ -23,7 +23,7 @@ pub(crate) enum RangeRequest {
 
 impl RangeRequest {
     /// Reads a `bytes=a-b`, `bytes=a-` or `bytes=-n` header for a file of `length` bytes.
-    pub(crate) fn parse(header: &str, length: u64) -> Self {
+    pub fn parse(header: &str, length: u64) -> Self {
         let Some((unit, spec)) = header.trim().split_once('=') else {
             return Self::Ignored;
         };
