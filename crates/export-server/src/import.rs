@@ -21,6 +21,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::ingest::new_evidence;
 use chrono::{DateTime, Utc};
 use export_core::{
     check_chain, ChainError, ChainStep, Clock, EvidenceRecord, Kind, Manifest, MirrorDocument, OutputKind,
@@ -384,17 +385,7 @@ fn parse_record(line: &[u8], kind: Kind, ingested_at: DateTime<Utc>) -> Result<N
     if parsed.kind != kind {
         return Err(format!("a {} document in the {kind} file", parsed.kind));
     }
-    let evidence = NewEvidence {
-        source,
-        kind,
-        format: parsed.format,
-        id: parsed.id,
-        modified: parsed.modified,
-        aliases: parsed.aliases,
-        digest: parsed.digest,
-        document: parsed.canonical,
-        ingested_at,
-    };
+    let evidence = new_evidence(parsed, &source, ingested_at);
     let mut expected = Vec::with_capacity(line.len());
     record_of(&evidence).write_canonical(&mut expected);
     if expected != line.strip_suffix(b"\n").unwrap_or(line) {
@@ -578,17 +569,11 @@ mod tests {
         let document =
             format!(r#"{{"id":"{id}","modified":"2024-01-01T00:00:00Z","schema_version":"1.6.0"}}"#);
         let parsed = export_evidence::parse_document(document.as_bytes()).unwrap();
-        NewEvidence {
-            source: SourceName::parse("osv-go").unwrap(),
-            kind: parsed.kind,
-            format: parsed.format,
-            id: parsed.id,
-            modified: parsed.modified,
-            aliases: parsed.aliases,
-            digest: parsed.digest,
-            document: parsed.canonical,
-            ingested_at: DateTime::<Utc>::UNIX_EPOCH,
-        }
+        new_evidence(
+            parsed,
+            &SourceName::parse("osv-go").unwrap(),
+            DateTime::<Utc>::UNIX_EPOCH,
+        )
     }
 
     #[test]

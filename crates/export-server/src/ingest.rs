@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use export_core::{Clock, SourceName, TenantId};
 use export_evidence::{parse_document, ParsedDocument};
 use export_store::{IngestOutcome, NewEvidence, Store};
@@ -111,7 +112,7 @@ pub async fn ingest_paths(
                     if mode == IngestMode::Sync {
                         present.insert(parsed.id.clone());
                     }
-                    batch.push(new_evidence(parsed, source, clock));
+                    batch.push(new_evidence(parsed, source, clock.now()));
                 }
                 Read::Rejected(rejection) => report.rejected.push(rejection),
                 Read::Skipped(path) => report.skipped.push(path),
@@ -199,7 +200,9 @@ fn read_document(path: &Path) -> Result<ParsedDocument, Rejection> {
     parse_document(&bytes).map_err(|err| reject(err.reason, err.pointer))
 }
 
-fn new_evidence(parsed: ParsedDocument, source: &SourceName, clock: &dyn Clock) -> NewEvidence {
+/// The document of `source` that `parsed` read, to store as ingested at `ingested_at`
+/// (by `ingest`, and by `import` for a mirror bundle's records).
+pub fn new_evidence(parsed: ParsedDocument, source: &SourceName, ingested_at: DateTime<Utc>) -> NewEvidence {
     NewEvidence {
         source: source.clone(),
         kind: parsed.kind,
@@ -209,7 +212,7 @@ fn new_evidence(parsed: ParsedDocument, source: &SourceName, clock: &dyn Clock) 
         aliases: parsed.aliases,
         digest: parsed.digest,
         document: parsed.canonical,
-        ingested_at: clock.now(),
+        ingested_at,
     }
 }
 

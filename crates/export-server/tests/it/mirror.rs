@@ -274,17 +274,7 @@ async fn store_documents(app: &TestApp, tenant: &str, source: &str, documents: i
         batch.clear();
         for document in documents.by_ref().take(2_000) {
             let parsed = export_evidence::parse_document(&serde_json::to_vec(&document).unwrap()).unwrap();
-            batch.push(export_store::NewEvidence {
-                source: source.clone(),
-                kind: parsed.kind,
-                format: parsed.format,
-                id: parsed.id,
-                modified: parsed.modified,
-                aliases: parsed.aliases,
-                digest: parsed.digest,
-                document: parsed.canonical,
-                ingested_at: now,
-            });
+            batch.push(export_server::ingest::new_evidence(parsed, &source, now));
         }
         app.app.state.store.ingest(&tenant, &batch).await.unwrap();
     }
