@@ -21,6 +21,8 @@ pub(crate) const PROJECT_HEADER: &str = "x-stellaops-project";
 pub enum Scope {
     ExportRead,
     ExportWrite,
+    /// Manages the tenant's profiles, schedules and webhooks (SPEC §16).
+    ExportAdmin,
 }
 
 impl Scope {
@@ -28,6 +30,7 @@ impl Scope {
         match self {
             Self::ExportRead => "export:read",
             Self::ExportWrite => "export:write",
+            Self::ExportAdmin => "export:admin",
         }
     }
 }
@@ -81,7 +84,7 @@ impl FromRequestParts<AppState> for Caller {
                 tenant,
                 project,
                 subject: "anonymous".to_owned(),
-                scopes: vec![Scope::ExportRead, Scope::ExportWrite],
+                scopes: vec![Scope::ExportRead, Scope::ExportWrite, Scope::ExportAdmin],
                 token_expires: None,
             });
         };
@@ -91,7 +94,7 @@ impl FromRequestParts<AppState> for Caller {
                 "the `X-StellaOps-Tenant` header names another tenant than the access token",
             ));
         }
-        let scopes = [Scope::ExportRead, Scope::ExportWrite]
+        let scopes = [Scope::ExportRead, Scope::ExportWrite, Scope::ExportAdmin]
             .into_iter()
             .filter(|scope| principal.has_scope(scope.as_str()))
             .collect();
