@@ -5,6 +5,10 @@ use export_core::plan::{DistributionRequest, EncryptionRequest, MirrorRequest, R
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod profiles;
+
+pub use profiles::*;
+
 /// `POST /export-center/runs`. Every field but `profileId` is optional and defaults to
 /// the profile's setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -12,6 +16,10 @@ use utoipa::ToSchema;
 pub struct CreateRunRequest {
     #[schema(example = "export-profile::tenant-default::daily-vex")]
     pub profile_id: String,
+    /// Plans the run against this revision of the profile (`sha256:<hex>`, see
+    /// `/export-center/profiles/{profileId}/revisions`) instead of its newest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = json!(["vex", "advisory:osv-go"]))]
     pub targets: Option<Vec<String>>,
@@ -132,6 +140,8 @@ pub struct RunStatusResponse {
     /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `expired`.
     pub status: String,
     pub profile_id: String,
+    /// The revision of the profile the run was planned against.
+    pub profile_revision: String,
     pub project: Option<String>,
     pub priority: String,
     pub created_at: String,
@@ -225,6 +235,19 @@ pub struct ProfileResponse {
     /// Present when every run of the profile is a mirror bundle (SPEC §15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<ProfileMirror>,
+    /// `config` (read-only through the API) or `api` (SPEC §16).
+    #[schema(example = "api")]
+    pub source: String,
+    /// The revision's number, for profiles of the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    /// When the profile was archived: it takes no new runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

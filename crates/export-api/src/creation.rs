@@ -6,13 +6,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use export_api_types::CreateRunRequest;
 use export_core::{
-    ErrorCode, MirrorBase, MirrorMode, OutputKind, PlannedDistribution, ProfileId, RunPlan, RunStatus,
-    TenantId, MANIFEST_PATH,
+    MirrorBase, MirrorMode, OutputKind, PlannedDistribution, ProfileId, RunPlan, RunStatus, TenantId,
+    MANIFEST_PATH,
 };
 use export_store::{
     IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery, StoreError, IDEMPOTENCY_CLAIM,
 };
 
+use crate::catalog;
 use crate::context::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -27,16 +28,14 @@ pub(crate) async fn new_run(
     caller: &Caller,
     request: CreateRunRequest,
 ) -> Result<NewRun, ApiError> {
-    let profile = ProfileId::parse(&request.profile_id)
-        .ok()
-        .and_then(|id| app.profiles.get(&caller.tenant, &id))
-        .ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::ProfileNotFound,
-                format!("profile `{}` not found", request.profile_id),
-            )
-        })?;
-    let mut plan = RunPlan::parse(profile, request.into(), &app.config.limits)?;
+    let profile = catalog::for_run(
+        app,
+        &caller.tenant,
+        &request.profile_id,
+        request.profile_revision.as_deref(),
+    )
+    .await?;
+    let mut plan = RunPlan::parse(&profile, request.into(), &app.config.limits)?;
     resolve_mirror_base(app, &caller.tenant, &mut plan).await?;
     check_keys(app, &caller.tenant, &plan).await?;
     check_egress(app, &caller.tenant, &plan)?;

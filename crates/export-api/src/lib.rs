@@ -4,6 +4,7 @@
 mod artifacts;
 mod body;
 mod byte_range;
+mod catalog;
 mod conditional;
 mod context;
 mod creation;
@@ -24,6 +25,7 @@ mod service;
 mod state;
 mod status_cache;
 
+pub use catalog::active_profiles;
 pub use context::{Caller, Scope};
 pub use error::ApiError;
 pub use event_hub::EventHub;

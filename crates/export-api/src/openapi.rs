@@ -22,6 +22,11 @@ use utoipa::OpenApi;
     ),
     paths(
         crate::profiles::list_profiles,
+        crate::profiles::create_profile,
+        crate::profiles::get_profile,
+        crate::profiles::update_profile,
+        crate::profiles::delete_profile,
+        crate::profiles::list_revisions,
         crate::runs::create_run,
         crate::runs::list_runs,
         crate::runs::get_run,
@@ -39,6 +44,9 @@ use utoipa::OpenApi;
         export_api_types::RunStatusResponse,
         export_api_types::RunList,
         export_api_types::ProfileList,
+        export_api_types::CreateProfileRequest,
+        export_api_types::ProfileDefinitionBody,
+        export_api_types::ProfileRevisionList,
         export_api_types::Problem,
         export_api_types::DistributionResponse,
         export_api_types::ReadinessStatus,
@@ -98,13 +106,13 @@ fn conventions(doc: &mut Value) {
 
 /// `Authorization: DPoP <token>` with its `DPoP` proof (SPEC §3); the scopes each
 /// operation needs are in its description (`export:read` for `GET`, `export:write` for
-/// `POST`).
+/// runs' `POST`, `export:admin` for managing profiles).
 fn security_schemes() -> Value {
     json!({
         "dpop": {
             "type": "http",
             "scheme": "DPoP",
-            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` for POST."
+            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` to create and cancel runs, `export:admin` to create, change and archive profiles."
         },
         "dpopProof": {
             "type": "apiKey",
@@ -250,7 +258,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(secured, 12, "5 GET, their 5 HEAD and 2 POST");
+        assert_eq!(secured, 19, "7 GET, their 7 HEAD, 3 POST, a PUT and a DELETE");
     }
 
     #[test]

@@ -49,6 +49,7 @@ pub(crate) fn run_status(links: &Links, run: &Run, now: DateTime<Utc>) -> RunSta
         run_id: run.id.to_string(),
         status: run.status.to_string(),
         profile_id: run.profile_id.to_string(),
+        profile_revision: run.plan.profile_revision.clone(),
         project: run.project.as_ref().map(ToString::to_string),
         priority: run.plan.priority.to_string(),
         created_at: format_timestamp(run.created_at),

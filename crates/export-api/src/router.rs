@@ -20,7 +20,20 @@ pub fn router(state: AppState) -> Router {
     // construction belongs to the server's wiring. Only `get_run` uses it.
     let statuses = Arc::new(StatusCache::new(status_cache::DEFAULT_CAPACITY));
     let bounded = Router::new()
-        .route("/export-center/profiles", get(profiles::list_profiles))
+        .route(
+            "/export-center/profiles",
+            get(profiles::list_profiles).post(profiles::create_profile),
+        )
+        .route(
+            "/export-center/profiles/{profile_id}",
+            get(profiles::get_profile)
+                .put(profiles::update_profile)
+                .delete(profiles::delete_profile),
+        )
+        .route(
+            "/export-center/profiles/{profile_id}/revisions",
+            get(profiles::list_revisions),
+        )
         .route("/export-center/runs", post(runs::create_run).get(runs::list_runs))
         .route(
             "/export-center/runs/{run_id}",

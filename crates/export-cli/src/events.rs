@@ -348,6 +348,7 @@ mod tests {
             run_id: "r".to_owned(),
             status: state.to_owned(),
             profile_id: "p".to_owned(),
+            profile_revision: "sha256:0".to_owned(),
             project: None,
             priority: "normal".to_owned(),
             created_at: "2025-12-06T10:00:00Z".to_owned(),

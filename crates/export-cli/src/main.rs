@@ -6,6 +6,7 @@ mod api;
 mod backoff;
 mod download;
 mod events;
+mod profiles;
 mod pull;
 mod runs;
 mod sse;
@@ -16,11 +17,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use export_api_types::ProfileList;
 use serde::Serialize;
 
 use crate::api::{Api, Connection, ProblemError, Unreachable};
 use crate::events::Outcome;
+use crate::profiles::ProfilesCommand;
 use crate::runs::RunsCommand;
 
 const EXIT_CODES: &str = "\
@@ -67,8 +68,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Lists the tenant's export profiles.
-    Profiles,
+    /// Lists the tenant's export profiles; creates, changes and archives those of the API.
+    Profiles {
+        #[command(subcommand)]
+        command: Option<ProfilesCommand>,
+    },
     /// Creates, inspects, follows, cancels and downloads runs.
     Runs {
         // Boxed: `runs create` has many flags, and `Command` would be mostly padding.
@@ -174,14 +178,8 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
     })?;
     let json = cli.json;
     match cli.command {
-        Command::Profiles => {
-            let profiles: ProfileList = api.get("/export-center/profiles").await?;
-            if json {
-                print_json(&profiles);
-            } else {
-                print!("{}", table::profiles(&profiles.items));
-            }
-            Ok(Done::Ok)
+        Command::Profiles { command } => {
+            profiles::run(&api, command.unwrap_or(ProfilesCommand::List), json).await
         }
         Command::Runs { command } => runs::run(&api, *command, json).await,
     }

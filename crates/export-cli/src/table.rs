@@ -1,7 +1,7 @@
 //! Plain-text tables and the human views of profiles and runs (`--json` prints the wire
 //! bodies instead). Signed URLs are never shown here: they are credentials.
 
-use export_api_types::{DistributionResponse, ProfileResponse, RunStatusResponse};
+use export_api_types::{DistributionResponse, ProfileResponse, ProfileRevisionResponse, RunStatusResponse};
 
 /// Left-aligned columns separated by two spaces, without trailing blanks.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
@@ -60,6 +60,50 @@ pub(crate) fn profiles(items: &[ProfileResponse]) -> String {
         })
         .collect();
     table(&["ID", "REVISION", "TARGETS", "FORMATS", "MIRROR"], &rows)
+}
+
+/// One profile, a field per line.
+pub(crate) fn profile(p: &ProfileResponse) -> String {
+    let mut rows = vec![
+        vec!["ID".to_owned(), p.id.clone()],
+        vec!["REVISION".to_owned(), p.revision.clone()],
+        vec!["SOURCE".to_owned(), p.source.clone()],
+    ];
+    if let Some(version) = p.version {
+        rows.push(vec!["VERSION".to_owned(), version.to_string()]);
+    }
+    if let Some(archived_at) = &p.archived_at {
+        rows.push(vec!["ARCHIVED".to_owned(), archived_at.clone()]);
+    }
+    rows.extend([
+        vec!["TARGETS".to_owned(), p.targets.join(",")],
+        vec!["FORMATS".to_owned(), p.formats.join(",")],
+        vec!["DISTRIBUTIONS".to_owned(), p.distributions.join(",")],
+        vec![
+            "RETENTION".to_owned(),
+            format!(
+                "{} days (at most {})",
+                p.retention.default_days, p.retention.max_days
+            ),
+        ],
+    ]);
+    table(&["FIELD", "VALUE"], &rows)
+}
+
+pub(crate) fn revisions(items: &[ProfileRevisionResponse]) -> String {
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|r| {
+            vec![
+                r.version
+                    .map_or_else(|| "-".to_owned(), |version| version.to_string()),
+                r.revision.clone(),
+                r.created_at.clone().unwrap_or_else(|| "-".to_owned()),
+                r.created_by.clone().unwrap_or_else(|| "configuration".to_owned()),
+            ]
+        })
+        .collect();
+    table(&["VERSION", "REVISION", "CREATED", "BY"], &rows)
 }
 
 fn progress(run: &RunStatusResponse) -> String {

@@ -89,7 +89,7 @@ enum Command {
         #[arg(long)]
         tenant: String,
         /// Space-separated scopes.
-        #[arg(long, default_value = "export:read export:write")]
+        #[arg(long, default_value = "export:read export:write export:admin")]
         scopes: String,
         #[arg(long, default_value = "dev-user")]
         subject: String,

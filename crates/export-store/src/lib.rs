@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId};
+use export_core::{
+    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RunId, SourceName, Target, TenantId,
+};
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
@@ -330,6 +332,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;
+
+    // --- Profiles of the API (SPEC §16) -----------------------------------------------
+
+    /// Records a new profile `name` of the tenant with `definition` as version 1.
+    /// `Conflict` when the tenant has a profile of that name, archived or not: a name
+    /// keeps meaning what its runs were made with.
+    async fn create_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        definition: &ProfileDefinition,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError>;
+
+    /// Records `definition` as the profile's next revision, or changes nothing when it
+    /// is the newest revision's definition. `NotFound` without such a profile,
+    /// `Conflict` when it is archived.
+    async fn update_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        definition: &ProfileDefinition,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError>;
+
+    /// Archives the profile (no new runs); archiving it again changes nothing.
+    /// `NotFound` without such a profile.
+    async fn archive_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError>;
+
+    /// The tenant's profile `name` at its newest revision, archived or not.
+    async fn get_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Option<StoredProfile>, StoreError>;
+
+    /// The tenant's profiles, archived ones included, sorted by name.
+    async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<StoredProfile>, StoreError>;
+
+    /// Every revision of the tenant's profile `name`, oldest first; empty without such
+    /// a profile.
+    async fn profile_revisions(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Vec<ProfileRevision>, StoreError>;
+
+    /// The profiles of every tenant that are not archived, for the scheduler; each
+    /// carries its tenant in its id.
+    async fn active_profiles(&self) -> Result<Vec<StoredProfile>, StoreError>;
 
     // --- DPoP proofs ------------------------------------------------------------------
 

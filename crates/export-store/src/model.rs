@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
-    DocumentFormat, ErrorCode, ImportedState, Kind, MirrorMode, OutputKind, Priority, ProfileId, ProjectId,
-    RunId, RunPlan, RunStatus, Sha256Digest, SourceName, MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    DocumentFormat, ErrorCode, ImportedState, Kind, MirrorMode, OutputKind, Priority, Profile,
+    ProfileDefinition, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest, SourceName,
+    MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -348,4 +349,30 @@ impl TerminalEvent {
             data: serde_json::json!({ "runId": run_id.to_string(), "status": "cancelled" }),
         }
     }
+}
+
+/// A profile created through the API (SPEC §16), at its newest revision. Profiles of the
+/// configuration file are never stored: they are the configuration's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredProfile {
+    /// The id, the newest revision's digest and its definition.
+    pub profile: Profile,
+    /// The newest revision's number: 1 when created, one more with each change.
+    pub version: u32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Set once the profile is archived: it takes no new runs, and what it made stays.
+    pub archived_at: Option<DateTime<Utc>>,
+}
+
+/// One immutable revision of a stored profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileRevision {
+    pub version: u32,
+    /// `sha256:<hex>` of the definition's canonical JSON (`Profile::new`).
+    pub revision: String,
+    pub definition: ProfileDefinition,
+    pub created_at: DateTime<Utc>,
+    /// The token subject that wrote it.
+    pub created_by: String,
 }

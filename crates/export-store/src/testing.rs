@@ -98,6 +98,12 @@ macro_rules! conformance_tests {
             runs_with_events_after_names_each_run_that_moved_once,
             get_run_reads_runs_with_and_without_outputs,
             proof_ids_are_accepted_once_until_their_record_expires,
+            a_created_profile_is_version_one_of_its_definition,
+            a_profile_name_is_taken_once_even_when_archived,
+            each_changed_definition_is_a_new_immutable_revision,
+            an_archived_profile_takes_no_new_revision_and_stays_readable,
+            updating_or_archiving_an_unknown_profile_is_not_found,
+            profiles_are_per_tenant_and_active_profiles_span_tenants,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -109,6 +115,7 @@ macro_rules! conformance_tests {
             concurrent_removals_of_one_tenant_remove_each_item_once,
             concurrent_mirror_imports_of_one_tenant_apply_one,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
+            concurrent_updates_of_a_profile_number_every_revision_once,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -3516,4 +3523,293 @@ pub async fn proof_ids_are_accepted_once_until_their_record_expires(store: &dyn 
     );
     assert_eq!(store.prune_proofs(at(120)).await.expect("prune"), 1);
     assert!(record(&first, 200, 121).await);
+}
+
+// --- profiles of the API -----------------------------------------------------------------
+
+fn profile_definition(max_days: u32) -> export_core::ProfileDefinition {
+    serde_json::from_value(serde_json::json!({
+        "targets": ["advisory"],
+        "retention": { "default_days": 1, "max_days": max_days },
+    }))
+    .expect("valid profile definition")
+}
+
+fn profile_name(name: &str) -> ProfileName {
+    ProfileName::parse(name).expect("valid profile name")
+}
+
+#[doc(hidden)]
+pub async fn a_created_profile_is_version_one_of_its_definition(store: &dyn Store) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    let created = store
+        .create_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await
+        .expect("create");
+    let expected = Profile::new(profile_id(&acme, "nightly"), profile_definition(30));
+    assert_eq!(created.profile, expected);
+    assert_eq!(created.version, 1);
+    assert_eq!(
+        (created.created_at, created.updated_at, created.archived_at),
+        (at(0), at(0), None)
+    );
+    assert_eq!(
+        store.get_profile(&acme, &name).await.expect("get"),
+        Some(created.clone())
+    );
+    assert_eq!(store.list_profiles(&acme).await.expect("list"), [created]);
+    let revisions = store.profile_revisions(&acme, &name).await.expect("revisions");
+    assert_eq!(revisions.len(), 1);
+    assert_eq!(
+        (
+            revisions[0].version,
+            &revisions[0].revision,
+            &revisions[0].definition
+        ),
+        (1, &expected.revision, &expected.definition)
+    );
+    assert_eq!(
+        (revisions[0].created_at, revisions[0].created_by.as_str()),
+        (at(0), "alice")
+    );
+    assert_eq!(
+        store
+            .get_profile(&acme, &profile_name("other"))
+            .await
+            .expect("get"),
+        None
+    );
+}
+
+#[doc(hidden)]
+pub async fn a_profile_name_is_taken_once_even_when_archived(store: &dyn Store) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    store
+        .create_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await
+        .expect("create");
+    let again = store
+        .create_profile(&acme, &name, &profile_definition(60), "bob", at(1))
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict { .. })), "{again:?}");
+    store.archive_profile(&acme, &name, at(2)).await.expect("archive");
+    let after_archive = store
+        .create_profile(&acme, &name, &profile_definition(60), "bob", at(3))
+        .await;
+    assert!(
+        matches!(after_archive, Err(StoreError::Conflict { .. })),
+        "{after_archive:?}"
+    );
+    let revisions = store.profile_revisions(&acme, &name).await.expect("revisions");
+    assert_eq!(revisions.len(), 1, "the refused creations wrote no revision");
+    assert_eq!(revisions[0].definition, profile_definition(30));
+}
+
+#[doc(hidden)]
+pub async fn each_changed_definition_is_a_new_immutable_revision(store: &dyn Store) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    let first = store
+        .create_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await
+        .expect("create");
+    let second = store
+        .update_profile(&acme, &name, &profile_definition(60), "bob", at(10))
+        .await
+        .expect("update");
+    assert_eq!(second.version, 2);
+    assert_ne!(second.profile.revision, first.profile.revision);
+    assert_eq!(second.profile.definition, profile_definition(60));
+    assert_eq!((second.created_at, second.updated_at), (at(0), at(10)));
+    // The same definition again is no new revision.
+    let unchanged = store
+        .update_profile(&acme, &name, &profile_definition(60), "carol", at(20))
+        .await
+        .expect("same definition");
+    assert_eq!(unchanged, second);
+    // Back to the first definition: a third revision with the first one's digest.
+    let third = store
+        .update_profile(&acme, &name, &profile_definition(30), "carol", at(30))
+        .await
+        .expect("update");
+    assert_eq!(
+        (third.version, &third.profile.revision),
+        (3, &first.profile.revision)
+    );
+    let revisions = store.profile_revisions(&acme, &name).await.expect("revisions");
+    let summary: Vec<_> = revisions
+        .iter()
+        .map(|r| (r.version, r.revision.clone(), r.created_by.clone(), r.created_at))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (1, first.profile.revision.clone(), "alice".to_owned(), at(0)),
+            (2, second.profile.revision.clone(), "bob".to_owned(), at(10)),
+            (3, first.profile.revision.clone(), "carol".to_owned(), at(30)),
+        ]
+    );
+}
+
+#[doc(hidden)]
+pub async fn an_archived_profile_takes_no_new_revision_and_stays_readable(store: &dyn Store) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    store
+        .create_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await
+        .expect("create");
+    let archived = store.archive_profile(&acme, &name, at(5)).await.expect("archive");
+    assert_eq!(archived.archived_at, Some(at(5)));
+    let again = store
+        .archive_profile(&acme, &name, at(9))
+        .await
+        .expect("archive again");
+    assert_eq!(
+        again.archived_at,
+        Some(at(5)),
+        "archiving twice keeps the first time"
+    );
+    let update = store
+        .update_profile(&acme, &name, &profile_definition(60), "bob", at(10))
+        .await;
+    assert!(matches!(update, Err(StoreError::Conflict { .. })), "{update:?}");
+    assert_eq!(
+        store.get_profile(&acme, &name).await.expect("get"),
+        Some(archived.clone())
+    );
+    assert_eq!(store.list_profiles(&acme).await.expect("list"), [archived]);
+    assert_eq!(
+        store
+            .profile_revisions(&acme, &name)
+            .await
+            .expect("revisions")
+            .len(),
+        1
+    );
+    assert_eq!(store.active_profiles().await.expect("active"), []);
+}
+
+#[doc(hidden)]
+pub async fn updating_or_archiving_an_unknown_profile_is_not_found(store: &dyn Store) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    let update = store
+        .update_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await;
+    assert!(
+        matches!(update, Err(StoreError::NotFound { kind: "profile", .. })),
+        "{update:?}"
+    );
+    let archive = store.archive_profile(&acme, &name, at(0)).await;
+    assert!(
+        matches!(archive, Err(StoreError::NotFound { kind: "profile", .. })),
+        "{archive:?}"
+    );
+    assert_eq!(
+        store.profile_revisions(&acme, &name).await.expect("revisions"),
+        []
+    );
+    assert_eq!(store.list_profiles(&acme).await.expect("list"), []);
+}
+
+#[doc(hidden)]
+pub async fn profiles_are_per_tenant_and_active_profiles_span_tenants(store: &dyn Store) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let name = profile_name("nightly");
+    let ours = store
+        .create_profile(&acme, &name, &profile_definition(30), "alice", at(0))
+        .await
+        .expect("acme's");
+    let theirs = store
+        .create_profile(&globex, &name, &profile_definition(60), "gina", at(1))
+        .await
+        .expect("globex's profile of the same name");
+    let archived = store
+        .create_profile(
+            &globex,
+            &profile_name("old"),
+            &profile_definition(60),
+            "gina",
+            at(1),
+        )
+        .await
+        .expect("globex's old");
+    store
+        .archive_profile(&globex, &archived.profile.id.name, at(2))
+        .await
+        .expect("archive");
+    store
+        .update_profile(&acme, &name, &profile_definition(90), "alice", at(3))
+        .await
+        .expect("acme's update");
+    assert_eq!(
+        store.get_profile(&globex, &name).await.expect("get"),
+        Some(theirs.clone()),
+        "acme's update left globex's profile as it was"
+    );
+    assert_eq!(
+        store
+            .profile_revisions(&globex, &name)
+            .await
+            .expect("revisions")
+            .len(),
+        1
+    );
+    assert_eq!(store.list_profiles(&acme).await.expect("list").len(), 1);
+    assert_eq!(store.list_profiles(&globex).await.expect("list").len(), 2);
+    let active: Vec<_> = store
+        .active_profiles()
+        .await
+        .expect("active")
+        .into_iter()
+        .map(|stored| (stored.profile.id.to_string(), stored.version))
+        .collect();
+    assert_eq!(
+        active,
+        [
+            (ours.profile.id.to_string(), 2),
+            (theirs.profile.id.to_string(), 1)
+        ]
+    );
+}
+
+#[doc(hidden)]
+pub async fn concurrent_updates_of_a_profile_number_every_revision_once(store: Arc<dyn Store>) {
+    let acme = tenant("acme");
+    let name = profile_name("nightly");
+    store
+        .create_profile(&acme, &name, &profile_definition(1), "alice", at(0))
+        .await
+        .expect("create");
+    let updates = (2..=9).map(|max_days| {
+        let (store, acme, name) = (store.clone(), acme.clone(), name.clone());
+        tokio::spawn(async move {
+            store
+                .update_profile(&acme, &name, &profile_definition(max_days), "bob", at(1))
+                .await
+                .expect("update")
+        })
+    });
+    for update in futures::future::join_all(updates).await {
+        update.expect("update task");
+    }
+    let revisions = store.profile_revisions(&acme, &name).await.expect("revisions");
+    let versions: Vec<u32> = revisions.iter().map(|r| r.version).collect();
+    assert_eq!(versions, (1..=9).collect::<Vec<_>>());
+    let mut days: Vec<u32> = revisions
+        .iter()
+        .map(|r| r.definition.retention.max_days)
+        .collect();
+    days.sort_unstable();
+    assert_eq!(days, (1..=9).collect::<Vec<_>>(), "every definition once");
+    let current = store
+        .get_profile(&acme, &name)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(current.version, 9);
+    assert_eq!(current.profile.definition, revisions[8].definition);
 }

@@ -2,6 +2,7 @@
 
 mod commands;
 mod mirror;
+mod profiles;
 mod restart;
 mod support;
 mod tls;

@@ -247,9 +247,35 @@ impl TenantClient<'_> {
         path: &str,
         lifetime: Duration,
     ) -> reqwest::RequestBuilder {
+        self.authed_with(method, path, &["export:read", "export:write"], lifetime)
+    }
+
+    /// A request of this tenant (tenant header included) whose token has `scopes`.
+    pub(crate) fn scoped(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scopes: &[&str],
+    ) -> reqwest::RequestBuilder {
+        self.authed_with(method, path, scopes, Duration::from_secs(3600))
+            .header("X-StellaOps-Tenant", &self.tenant)
+    }
+
+    /// A request of this tenant with `export:read` and `export:admin`.
+    pub(crate) fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.scoped(method, path, &["export:read", "export:admin"])
+    }
+
+    fn authed_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scopes: &[&str],
+        lifetime: Duration,
+    ) -> reqwest::RequestBuilder {
         let url = self.app.url(path);
         let key = DpopKey::generate(Alg::EdDSA);
-        let token = self.token_for(&key, &["export:read", "export:write"], lifetime);
+        let token = self.token_for(&key, scopes, lifetime);
         let public = url.replacen(&self.app.base, &self.app.public_base, 1);
         let htu = public.split('?').next().unwrap().to_owned();
         let proof = key.proof_at(method.as_str(), &htu, Some(&token), None, self.app.clock.now());

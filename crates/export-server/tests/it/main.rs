@@ -21,6 +21,7 @@ mod mirror;
 mod object;
 mod oci;
 mod processes;
+mod profiles;
 mod replicas;
 mod runs;
 mod service;

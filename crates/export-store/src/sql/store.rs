@@ -6,16 +6,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RunId, SourceName, Target, TenantId};
+use export_core::{
+    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RunId, SourceName, Target, TenantId,
+};
 use futures::stream::BoxStream;
 
 use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
-use crate::sql::{events, evidence, idempotency, mirror, proofs, runs};
+use crate::sql::{events, evidence, idempotency, mirror, profiles, proofs, runs};
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
-    MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage,
-    RunQuery, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone,
+    MirrorImport, NewEvidence, NewMirrorImport, NewRun, ProfileRevision, Run, RunEvent, RunOutcome,
+    RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError, StoredProfile, TerminalEvent, Tombstone,
 };
 
 #[async_trait]
@@ -261,6 +263,61 @@ impl<D: Dialect> Store for D {
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
         runs::queue_depth(self).await
+    }
+
+    async fn create_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        definition: &ProfileDefinition,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError> {
+        profiles::create(self, tenant, name, definition, by, at).await
+    }
+
+    async fn update_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        definition: &ProfileDefinition,
+        by: &str,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError> {
+        profiles::update(self, tenant, name, definition, by, at).await
+    }
+
+    async fn archive_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+        at: DateTime<Utc>,
+    ) -> Result<StoredProfile, StoreError> {
+        profiles::archive(self, tenant, name, at).await
+    }
+
+    async fn get_profile(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Option<StoredProfile>, StoreError> {
+        profiles::current(self.pool(), tenant, name).await
+    }
+
+    async fn list_profiles(&self, tenant: &TenantId) -> Result<Vec<StoredProfile>, StoreError> {
+        profiles::list(self, Some(tenant)).await
+    }
+
+    async fn profile_revisions(
+        &self,
+        tenant: &TenantId,
+        name: &ProfileName,
+    ) -> Result<Vec<ProfileRevision>, StoreError> {
+        profiles::revisions(self, tenant, name).await
+    }
+
+    async fn active_profiles(&self) -> Result<Vec<StoredProfile>, StoreError> {
+        profiles::list(self, None).await
     }
 
     async fn record_proof(
