@@ -5,23 +5,19 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// `POST /export-center/profiles`: `name` and the definition's fields side by side.
-/// (`PUT /export-center/profiles/{profileId}` takes the definition alone.)
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct CreateProfileRequest {
-    /// Lowercase letters, digits and `-`; unique in the tenant, archived profiles
-    /// included.
-    #[schema(example = "nightly-vex")]
-    pub name: String,
-    #[serde(flatten)]
-    pub definition: ProfileDefinitionBody,
-}
-
-/// A profile's definition: what a revision records and its digest covers. Every field
-/// but `targets` is optional and has the configuration file's default.
+/// The body of `POST /export-center/profiles` and `PUT /export-center/profiles/{id}`:
+/// the profile's `name` and its definition, what a revision records and its digest
+/// covers. Every field but `targets` (and `name` when creating) is optional and has the
+/// configuration file's default.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDefinitionBody {
+    /// Lowercase letters, digits and `-`, unique in the tenant (archived profiles and
+    /// those of the configuration file included). Required when creating; when
+    /// changing, absent or the profile's own name. Not part of the definition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "nightly-vex")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// The targets a run may ask for, and the default when it asks for none.
@@ -103,6 +99,7 @@ pub struct TrivyDefinition {
 #[serde(deny_unknown_fields)]
 pub struct MirrorDefinition {
     /// `full` or `delta`.
+    #[schema(pattern = "^(full|delta)$", example = "delta")]
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_days: Option<u32>,

@@ -44,7 +44,6 @@ use utoipa::OpenApi;
         export_api_types::RunStatusResponse,
         export_api_types::RunList,
         export_api_types::ProfileList,
-        export_api_types::CreateProfileRequest,
         export_api_types::ProfileDefinitionBody,
         export_api_types::ProfileRevisionList,
         export_api_types::Problem,

@@ -6,9 +6,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use export_api_types::{
-    CreateProfileRequest, Problem, ProfileBundle, ProfileDefinitionBody, ProfileEncryption, ProfileList,
-    ProfileMirror, ProfileResponse, ProfileRetention, ProfileRevisionList, ProfileRevisionResponse,
-    ProfileSigning,
+    Problem, ProfileBundle, ProfileDefinitionBody, ProfileEncryption, ProfileList, ProfileMirror,
+    ProfileResponse, ProfileRetention, ProfileRevisionList, ProfileRevisionResponse, ProfileSigning,
 };
 use export_core::{BundleFormat, Profile, ProfileId, ProfileName};
 use export_store::StoreError;
@@ -42,7 +41,7 @@ pub(crate) async fn list_profiles(
     post,
     path = "/export-center/profiles",
     tag = "profiles",
-    request_body = CreateProfileRequest,
+    request_body(content = ProfileDefinitionBody, description = "`name` (required) and the definition"),
     responses(
         (status = 201, description = "Created", body = ProfileResponse,
             headers(("Location" = String, description = "The profile's link"))),
@@ -59,6 +58,7 @@ pub(crate) async fn create_profile(
 ) -> Result<Response, ApiError> {
     caller.require(Scope::ExportAdmin)?;
     let (name, definition) = named_definition(value)?;
+    let name = name.ok_or_else(|| ApiError::invalid_field("name", "is required"))?;
     let id = ProfileId::new(caller.tenant.clone(), name);
     if app.profiles.get(&caller.tenant, &id).is_some() {
         return Err(catalog::read_only(&id));
@@ -126,7 +126,14 @@ pub(crate) async fn update_profile(
 ) -> Result<Json<ProfileResponse>, ApiError> {
     caller.require(Scope::ExportAdmin)?;
     let name = catalog::writable(&app, &caller.tenant, &profile_id).await?;
-    let definition = catalog::definition_from(value, &caller.tenant)?;
+    let (named, definition) = named_definition(value)?;
+    if named.is_some_and(|named| named != name) {
+        return Err(ApiError::invalid_field(
+            "name",
+            format!("must be `{name}`, the profile's own name"),
+        ));
+    }
+    let definition = catalog::definition_from(definition, &caller.tenant)?;
     let stored = app
         .store
         .update_profile(
@@ -206,17 +213,18 @@ pub(crate) async fn list_revisions(
     Ok(Json(ProfileRevisionList { items }))
 }
 
-/// A creation's body: `name`, and the definition's fields beside it.
-fn named_definition(mut value: serde_json::Value) -> Result<(ProfileName, serde_json::Value), ApiError> {
-    let name = value
-        .as_object_mut()
-        .and_then(|fields| fields.remove("name"))
-        .ok_or_else(|| ApiError::invalid_field("name", "is required"))?;
+/// A body's `name`, if any, and the definition's fields beside it.
+fn named_definition(
+    mut value: serde_json::Value,
+) -> Result<(Option<ProfileName>, serde_json::Value), ApiError> {
+    let Some(name) = value.as_object_mut().and_then(|fields| fields.remove("name")) else {
+        return Ok((None, value));
+    };
     let name = name
         .as_str()
         .ok_or_else(|| ApiError::invalid_field("name", "must be a string"))?;
     let name = ProfileName::parse(name).map_err(|err| ApiError::invalid_field("name", err.to_string()))?;
-    Ok((name, value))
+    Ok((Some(name), value))
 }
 
 /// The store's refusals of a profile change as the API answers them.
