@@ -47,12 +47,33 @@ pub enum Trigger {
     },
 }
 
-impl Trigger {
-    /// `api` or `schedule`.
-    pub fn kind(&self) -> &'static str {
+/// The type of a [`Trigger`], which runs can be listed by (`?trigger=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TriggerKind {
+    Api,
+    Schedule,
+}
+
+impl TriggerKind {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Api => "api",
-            Self::Schedule { .. } => "schedule",
+            Self::Schedule => "schedule",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::Api, Self::Schedule]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+    }
+}
+
+impl Trigger {
+    pub fn kind(&self) -> TriggerKind {
+        match self {
+            Self::Api => TriggerKind::Api,
+            Self::Schedule { .. } => TriggerKind::Schedule,
         }
     }
 

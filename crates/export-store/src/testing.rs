@@ -20,9 +20,12 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use export_core::{
     canonical_json, DocumentFormat, ErrorCode, EvidenceRecord, ImportedState, Kind, Limits, MirrorMode,
     Priority, Profile, ProfileId, ProfileName, ProjectId, RunId, RunPlan, RunRequest, RunStatus,
-    Sha256Digest, SourceName, Target, TenantId,
+    Sha256Digest, SourceName, Target, TenantId, Trigger,
 };
 use futures::{StreamExt, TryStreamExt};
+
+mod schedules;
+pub use schedules::*;
 
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
@@ -98,6 +101,9 @@ macro_rules! conformance_tests {
             runs_with_events_after_names_each_run_that_moved_once,
             get_run_reads_runs_with_and_without_outputs,
             proof_ids_are_accepted_once_until_their_record_expires,
+            a_schedule_fire_makes_one_run_and_a_second_attempt_nothing,
+            list_runs_filters_by_trigger,
+            a_schedule_keeps_its_first_sighting_and_reads_its_latest_fire,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -109,6 +115,7 @@ macro_rules! conformance_tests {
             concurrent_removals_of_one_tenant_remove_each_item_once,
             concurrent_mirror_imports_of_one_tenant_apply_one,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
+            concurrent_creators_of_one_fire_make_one_run,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -258,6 +265,7 @@ pub fn new_run(tenant: &TenantId, profile: &str, created_at: DateTime<Utc>, prio
         items_total: 0,
         estimate_seconds: 60,
         created_at,
+        trigger: Trigger::Api,
     }
 }
 
@@ -1813,6 +1821,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         items_total: 1234,
         estimate_seconds: 420,
         created_at: at(0),
+        trigger: Trigger::Api,
     };
     let run = create(store, &acme, new.clone()).await;
     let expected = Run {
@@ -1836,6 +1845,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         warnings: Vec::new(),
         outputs: Vec::new(),
         published_ref: None,
+        trigger: Trigger::Api,
     };
     assert_eq!(run, expected);
     assert_eq!(run.priority(), Priority::High);
