@@ -2,11 +2,12 @@
 
 use axum::extract::State;
 use axum::Json;
+use chrono::{DateTime, Utc};
 use export_api_types::{
     ProfileBundle, ProfileEncryption, ProfileList, ProfileMirror, ProfileResponse, ProfileRetention,
-    ProfileSigning,
+    ProfileSchedule, ProfileSigning,
 };
-use export_core::{BundleFormat, Profile};
+use export_core::{format_timestamp, BundleFormat, Profile};
 
 use crate::context::{Caller, Scope};
 use crate::error::ApiError;
@@ -27,12 +28,12 @@ pub(crate) async fn list_profiles(
     let items = app
         .profiles
         .for_tenant(&caller.tenant)
-        .map(profile_response)
+        .map(|profile| profile_response(profile, app.clock.now()))
         .collect();
     Ok(Json(ProfileList { items }))
 }
 
-fn profile_response(profile: &Profile) -> ProfileResponse {
+fn profile_response(profile: &Profile, now: DateTime<Utc>) -> ProfileResponse {
     let def = &profile.definition;
     ProfileResponse {
         id: profile.id.to_string(),
@@ -63,6 +64,16 @@ fn profile_response(profile: &Profile) -> ProfileResponse {
             }
             .to_owned(),
         },
+        schedule: def.schedule.as_ref().map(|schedule| ProfileSchedule {
+            cron: schedule.cron.clone(),
+            timezone: schedule.timezone.clone(),
+            request: serde_json::to_value(&schedule.request).unwrap_or_default(),
+            next_fire_at: schedule
+                .fire_times()
+                .ok()
+                .and_then(|times| times.next_after(now))
+                .map(format_timestamp),
+        }),
         mirror: def.mirror.map(|mirror| ProfileMirror {
             mode: mirror.mode.to_string(),
             valid_days: mirror.valid_days,

@@ -3,6 +3,7 @@
 mod commands;
 mod mirror;
 mod restart;
+mod schedules;
 mod support;
 mod tls;
 mod trivy;

@@ -23,5 +23,6 @@ mod oci;
 mod processes;
 mod replicas;
 mod runs;
+mod schedules;
 mod service;
 mod signing;
