@@ -32,7 +32,7 @@ schedule = { cron = "30 2 * * *", timezone = "Europe/Berlin", request = { retent
 
     let created = server.run(&["runs", "create", "--profile", "nightly", "--json"]);
     created.success();
-    let run_id = created.run_id();
+    let run_id = created.json()["runId"].as_str().expect("runId").to_owned();
 
     let api = server.run(&["runs", "list", "--trigger", "api"]);
     api.success();
