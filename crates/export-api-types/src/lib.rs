@@ -154,6 +154,32 @@ pub struct RunStatusResponse {
     pub queue_position: Option<u64>,
     pub warnings: Vec<RunWarningBody>,
     pub errors: Vec<RunErrorBody>,
+    /// What made the run: `{"type": "api"}`, or `{"type": "schedule", "at": …}` with the
+    /// schedule's fire time. Absent from servers before schedules: read as `api`.
+    #[serde(default)]
+    pub trigger: TriggerBody,
+}
+
+/// A run's `trigger`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TriggerBody {
+    /// `api` or `schedule`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The fire time of a scheduled run (RFC 3339 UTC, on the minute).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+}
+
+impl Default for TriggerBody {
+    /// `{"type": "api"}`.
+    fn default() -> Self {
+        Self {
+            kind: "api".to_owned(),
+            at: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -248,6 +274,26 @@ pub struct ProfileResponse {
     /// When the profile was archived: it takes no new runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived_at: Option<String>,
+    /// Present when the scheduler makes runs of the profile (SPEC §16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ProfileSchedule>,
+}
+
+/// A profile's `schedule`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileSchedule {
+    /// Five cron fields (minute, hour, day of month, month, day of week), in `timezone`.
+    #[schema(example = "0 2 * * *")]
+    pub cron: String,
+    /// An IANA time zone name.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: String,
+    /// The run each fire creates: a `POST /export-center/runs` body without `profileId`.
+    #[schema(value_type = Object)]
+    pub request: serde_json::Value,
+    /// The next fire time (RFC 3339 UTC).
+    pub next_fire_at: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

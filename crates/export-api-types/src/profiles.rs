@@ -42,6 +42,25 @@ pub struct ProfileDefinitionBody {
     pub trivy: Option<TrivyDefinition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorDefinition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleDefinition>,
+}
+
+/// Runs made by the scheduler (SPEC §16): one per fire of `cron` in `timezone`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleDefinition {
+    /// Five cron fields (minute, hour, day of month, month, day of week).
+    #[schema(example = "0 2 * * *")]
+    pub cron: String,
+    /// An IANA time zone name; the cron fields are its wall time.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: String,
+    /// The run each fire creates: a `POST /export-center/runs` body without
+    /// `profileId` (camelCase, as that body is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub request: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

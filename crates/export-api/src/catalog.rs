@@ -4,7 +4,7 @@
 //! the API refuses to create, change or archive it (`409`).
 
 use export_api_types::ProfileDefinitionBody;
-use export_core::{ErrorCode, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
+use export_core::{ErrorCode, Limits, Profile, ProfileDefinition, ProfileId, ProfileName, TenantId};
 use export_store::{Store, StoreError, StoredProfile};
 
 use crate::error::ApiError;
@@ -146,10 +146,12 @@ fn shadowed(profiles: &ProfileRegistry, id: &ProfileId) -> bool {
 
 /// A definition sent to the API: first the documented shape (unknown keys, types), then
 /// its values as the configuration file reads them, then the definition's own rules;
-/// every error names its field (`retention.max_days`, `targets[1]`).
+/// every error names its field (`retention.max_days`, `targets[1]`,
+/// `schedule.request.formats`), as the configuration file's are checked.
 pub(crate) fn definition_from(
     value: serde_json::Value,
-    tenant: &TenantId,
+    id: &ProfileId,
+    limits: &Limits,
 ) -> Result<ProfileDefinition, ApiError> {
     let field_error = |err: serde_path_to_error::Error<serde_json::Error>| {
         let path = err.path().to_string();
@@ -159,11 +161,12 @@ pub(crate) fn definition_from(
     let body: ProfileDefinitionBody = serde_path_to_error::deserialize(value).map_err(field_error)?;
     let value = serde_json::to_value(&body).map_err(ApiError::internal)?;
     let definition: ProfileDefinition = serde_path_to_error::deserialize(value).map_err(field_error)?;
-    definition
-        .validate()
+    let profile = Profile::new(id.clone(), definition);
+    profile
+        .validate(limits)
         .map_err(|(field, message)| ApiError::invalid_field(field, message))?;
-    check_key_references(&definition, tenant)?;
-    Ok(definition)
+    check_key_references(&profile.definition, &id.tenant)?;
+    Ok(profile.definition)
 }
 
 /// A definition as the API shows it: the shape it was sent in.
@@ -204,8 +207,15 @@ fn check_key_references(definition: &ProfileDefinition, tenant: &TenantId) -> Re
 mod tests {
     use super::*;
 
-    fn tenant() -> TenantId {
-        TenantId::parse("acme").unwrap()
+    fn id() -> ProfileId {
+        ProfileId::new(
+            TenantId::parse("acme").unwrap(),
+            ProfileName::parse("nightly").unwrap(),
+        )
+    }
+
+    fn definition_from(value: serde_json::Value, id: &ProfileId) -> Result<ProfileDefinition, ApiError> {
+        super::definition_from(value, id, &Limits::default())
     }
 
     #[test]
@@ -221,19 +231,19 @@ mod tests {
             "bundle": { "enabled": true, "format": "tar.gz" },
             "trivy": { "next_update_hours": 12 },
         });
-        let definition = definition_from(sent.clone(), &tenant()).unwrap();
+        let definition = definition_from(sent.clone(), &id()).unwrap();
         assert_eq!(definition.retention.max_days, 30);
         assert_eq!(definition.trivy.next_update_hours, 12);
         let shown = serde_json::to_value(definition_body(&definition).unwrap()).unwrap();
         assert_eq!(shown, sent, "what is shown is what was sent, key for key");
-        let reread = definition_from(shown, &tenant()).unwrap();
+        let reread = definition_from(shown, &id()).unwrap();
         assert_eq!(reread, definition);
     }
 
     #[test]
     fn errors_name_the_field() {
         let field = |value: serde_json::Value| {
-            let error = definition_from(value, &tenant()).unwrap_err();
+            let error = definition_from(value, &id()).unwrap_err();
             error.errors[0].field.clone()
         };
         assert_eq!(
@@ -262,7 +272,7 @@ mod tests {
         let with_keys = |keys: serde_json::Value| {
             definition_from(
                 serde_json::json!({ "targets": ["advisory"], "signing": { "keys": keys } }),
-                &tenant(),
+                &id(),
             )
         };
         assert!(with_keys(serde_json::json!(["kms://acme/signer"])).is_ok());

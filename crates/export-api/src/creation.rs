@@ -4,42 +4,44 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use export_api_types::CreateRunRequest;
 use export_core::{
-    MirrorBase, MirrorMode, OutputKind, PlannedDistribution, ProfileId, RunPlan, RunStatus, TenantId,
-    MANIFEST_PATH,
+    MirrorBase, MirrorMode, OutputKind, PlannedDistribution, ProfileId, ProjectId, RunPlan, RunRequest,
+    RunStatus, TenantId, Trigger, MANIFEST_PATH,
 };
 use export_store::{
     IdempotencyBegin, IdempotencyClaim, NewRun, Run, RunQuery, StoreError, IDEMPOTENCY_CLAIM,
 };
 
 use crate::catalog;
-use crate::context::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
 /// Items per second assumed for a profile without finished runs.
 const DEFAULT_THROUGHPUT: f64 = 2_000.0;
 
-/// The run `request` asks for, checked in the order of SPEC §2.1 from step 3 on
-/// (profile, plan, keys, egress), with its snapshot point and estimate.
+/// The run `request` asks of `tenant`'s profile `profile_id` (at its newest revision, or
+/// the `pinned` one), checked in the order of
+/// SPEC §2.1 from step 3 on (profile, plan, keys, egress), with its snapshot point and
+/// estimate. The one creation path: the API's requests (`Trigger::Api`, with the
+/// caller's project) and the scheduler's fires (no project) both come through here.
 pub(crate) async fn new_run(
     app: &AppState,
-    caller: &Caller,
-    request: CreateRunRequest,
+    tenant: &TenantId,
+    project: Option<&ProjectId>,
+    profile_id: &str,
+    pinned: Option<&str>,
+    request: RunRequest,
+    trigger: Trigger,
 ) -> Result<NewRun, ApiError> {
-    let profile = catalog::for_run(
-        app,
-        &caller.tenant,
-        &request.profile_id,
-        request.profile_revision.as_deref(),
-    )
-    .await?;
-    let mut plan = RunPlan::parse(&profile, request.into(), &app.config.limits)?;
-    resolve_mirror_base(app, &caller.tenant, &mut plan).await?;
-    check_keys(app, &caller.tenant, &plan).await?;
-    check_egress(app, &caller.tenant, &plan)?;
-    plan_run(app, caller, plan).await
+    let profile = catalog::for_run(app, tenant, profile_id, pinned).await?;
+    let mut plan = RunPlan::parse(&profile, request, &app.config.limits)?;
+    resolve_mirror_base(app, tenant, &mut plan).await?;
+    check_keys(app, tenant, &plan).await?;
+    check_egress(app, tenant, &plan)?;
+    let mut new_run = plan_run(app, tenant, plan).await?;
+    new_run.project = project.cloned();
+    new_run.trigger = trigger;
+    Ok(new_run)
 }
 
 /// What creating a run under an optional `Idempotency-Key` came to (SPEC §2.2).
@@ -252,8 +254,7 @@ fn check_egress(app: &AppState, tenant: &TenantId, plan: &RunPlan) -> Result<(),
 }
 
 /// Takes the snapshot point and estimates the run from the profile's past throughput.
-async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewRun, ApiError> {
-    let tenant = &caller.tenant;
+async fn plan_run(app: &AppState, tenant: &TenantId, plan: RunPlan) -> Result<NewRun, ApiError> {
     let snapshot = app.store.snapshot_point(tenant).await?;
     let mut items_total = 0;
     for target in &plan.targets {
@@ -274,12 +275,13 @@ async fn plan_run(app: &AppState, caller: &Caller, plan: RunPlan) -> Result<NewR
     let estimate_seconds = ((items_total as f64 / throughput.max(1.0)).ceil() as u64).max(1);
     Ok(NewRun {
         profile_id: plan.profile_id.clone(),
-        project: caller.project.clone(),
+        project: None,
         plan,
         watermark: snapshot.watermark,
         snapshot_at: snapshot.at,
         items_total,
         estimate_seconds,
         created_at: app.clock.now(),
+        trigger: Trigger::Api,
     })
 }

@@ -21,6 +21,7 @@ mod profiles;
 mod rate_limit;
 mod router;
 mod runs;
+mod scheduler;
 mod service;
 mod state;
 mod status_cache;
@@ -33,6 +34,7 @@ pub use event_streams::EventStreams;
 pub use openapi::openapi_document;
 pub use rate_limit::RateLimiter;
 pub use router::{admin_router, probe_router, router};
+pub use scheduler::{scheduled_profiles, FireOutcome, Scheduler, SCHEDULE_FIRES_METRIC};
 pub use service::ReadinessCache;
 pub use state::{ApiConfig, AppState, ProfileRegistry};
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use export_api_types::{
     OutputResponse, Progress, RunAccepted, RunErrorBody, RunLinks, RunStatusResponse, RunWarningBody,
+    TriggerBody,
 };
 // The manifest's DSSE envelope is shown as the manifest's `dsseUrl` rather than as an
 // output of its own.
@@ -59,6 +60,10 @@ pub(crate) fn run_status(links: &Links, run: &Run, now: DateTime<Utc>) -> RunSta
         outputs,
         progress: progress(run),
         queue_position: None,
+        trigger: TriggerBody {
+            kind: run.trigger.kind().as_str().to_owned(),
+            at: run.trigger.fire_time().map(format_timestamp),
+        },
         warnings: run
             .warnings
             .iter()

@@ -5,9 +5,11 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use chrono::{DateTime, Utc};
 use export_api_types::{
     Problem, ProfileBundle, ProfileDefinitionBody, ProfileEncryption, ProfileList, ProfileMirror,
-    ProfileResponse, ProfileRetention, ProfileRevisionList, ProfileRevisionResponse, ProfileSigning,
+    ProfileResponse, ProfileRetention, ProfileRevisionList, ProfileRevisionResponse, ProfileSchedule,
+    ProfileSigning,
 };
 use export_core::{BundleFormat, Profile, ProfileId, ProfileName};
 use export_store::StoreError;
@@ -32,7 +34,8 @@ pub(crate) async fn list_profiles(
 ) -> Result<Json<ProfileList>, ApiError> {
     caller.require(Scope::ExportRead)?;
     let entries = catalog::for_tenant(&app, &caller.tenant).await?;
-    let items = entries.iter().map(profile_response).collect();
+    let now = app.clock.now();
+    let items = entries.iter().map(|entry| profile_response(entry, now)).collect();
     Ok(Json(ProfileList { items }))
 }
 
@@ -63,7 +66,7 @@ pub(crate) async fn create_profile(
     if app.profiles.get(&caller.tenant, &id).is_some() {
         return Err(catalog::read_only(&id));
     }
-    let definition = catalog::definition_from(definition, &caller.tenant)?;
+    let definition = catalog::definition_from(definition, &id, &app.config.limits)?;
     let stored = app
         .store
         .create_profile(
@@ -76,7 +79,7 @@ pub(crate) async fn create_profile(
         .await
         .map_err(profile_error)?;
     let location = format!("/export-center/profiles/{id}");
-    let body = Json(profile_response(&ProfileEntry::Stored(stored)));
+    let body = Json(profile_response(&ProfileEntry::Stored(stored), app.clock.now()));
     Ok((StatusCode::CREATED, [(header::LOCATION, location)], body).into_response())
 }
 
@@ -98,7 +101,7 @@ pub(crate) async fn get_profile(
 ) -> Result<Json<ProfileResponse>, ApiError> {
     caller.require(Scope::ExportRead)?;
     let entry = catalog::find(&app, &caller.tenant, &profile_id).await?;
-    Ok(Json(profile_response(&entry)))
+    Ok(Json(profile_response(&entry, app.clock.now())))
 }
 
 /// Records a new revision of a profile of the API; the same definition again changes
@@ -133,7 +136,8 @@ pub(crate) async fn update_profile(
             format!("must be `{name}`, the profile's own name"),
         ));
     }
-    let definition = catalog::definition_from(definition, &caller.tenant)?;
+    let id = ProfileId::new(caller.tenant.clone(), name.clone());
+    let definition = catalog::definition_from(definition, &id, &app.config.limits)?;
     let stored = app
         .store
         .update_profile(
@@ -145,7 +149,10 @@ pub(crate) async fn update_profile(
         )
         .await
         .map_err(profile_error)?;
-    Ok(Json(profile_response(&ProfileEntry::Stored(stored))))
+    Ok(Json(profile_response(
+        &ProfileEntry::Stored(stored),
+        app.clock.now(),
+    )))
 }
 
 /// Archives a profile of the API: it takes no new runs; its runs and revisions stay.
@@ -254,7 +261,7 @@ fn revision_response(
     })
 }
 
-fn profile_response(entry: &ProfileEntry) -> ProfileResponse {
+fn profile_response(entry: &ProfileEntry, now: DateTime<Utc>) -> ProfileResponse {
     let profile = entry.profile();
     let def = &profile.definition;
     let stored = match entry {
@@ -290,6 +297,16 @@ fn profile_response(entry: &ProfileEntry) -> ProfileResponse {
             }
             .to_owned(),
         },
+        schedule: def.schedule.as_ref().map(|schedule| ProfileSchedule {
+            cron: schedule.cron.clone(),
+            timezone: schedule.timezone.clone(),
+            request: serde_json::to_value(&schedule.request).unwrap_or_default(),
+            next_fire_at: schedule
+                .fire_times()
+                .ok()
+                .and_then(|times| times.next_after(now))
+                .map(format_timestamp),
+        }),
         mirror: def.mirror.map(|mirror| ProfileMirror {
             mode: mirror.mode.to_string(),
             valid_days: mirror.valid_days,

@@ -11,7 +11,7 @@ use base64::Engine;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use export_api_types::{CreateRunRequest, Problem, RunAccepted, RunList, RunStatusResponse};
-use export_core::{ErrorCode, ProfileId, RunId, RunStatus, Sha256Digest, TenantId};
+use export_core::{ErrorCode, ProfileId, RunId, RunStatus, Sha256Digest, TenantId, Trigger, TriggerKind};
 use export_store::{CancelOutcome, IdempotencyClaim, Run, RunQuery};
 use serde::Deserialize;
 
@@ -65,7 +65,18 @@ pub(crate) async fn create_run(
         value: request,
         fingerprint,
     } = body;
-    let new_run = creation::new_run(&app, &caller, request).await?;
+    let profile_id = request.profile_id.clone();
+    let pinned = request.profile_revision.clone();
+    let new_run = creation::new_run(
+        &app,
+        &caller.tenant,
+        caller.project.as_ref(),
+        &profile_id,
+        pinned.as_deref(),
+        request.into(),
+        Trigger::Api,
+    )
+    .await?;
     let claim = key.map(|key| claim(&caller, key, fingerprint));
     match create_once(&app, &caller.tenant, new_run, claim.as_ref()).await? {
         Creation::Created(run) => {
@@ -230,6 +241,9 @@ pub(crate) struct ListRunsParams {
     /// Only runs of this profile.
     #[param(pattern = "^export-profile::[a-z0-9-]{1,64}::[a-z0-9-]{1,64}$")]
     profile_id: Option<String>,
+    /// Only runs made this way: `api` (a request) or `schedule` (a profile's schedule).
+    #[param(pattern = "^(api|schedule)$")]
+    trigger: Option<String>,
     /// Page size, 1-200 (default 50). Read as text, so a bad value is named.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
@@ -279,6 +293,17 @@ impl ListRunsParams {
                 ProfileId::parse(&text).map_err(|err| ApiError::invalid_field("profileId", err.to_string()))
             })
             .transpose()?;
+        let trigger = self
+            .trigger
+            .map(|text| {
+                TriggerKind::parse(&text).ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "trigger",
+                        format!("unknown trigger `{text}`, expected `api` or `schedule`"),
+                    )
+                })
+            })
+            .transpose()?;
         let limit = match self.limit {
             None => 50,
             Some(text) => text
@@ -295,6 +320,7 @@ impl ListRunsParams {
             project: caller.project.clone(),
             status,
             profile_id,
+            trigger,
             limit,
             after,
         })

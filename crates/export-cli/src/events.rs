@@ -290,7 +290,7 @@ fn bar_style() -> ProgressStyle {
 
 #[cfg(test)]
 mod tests {
-    use export_api_types::{OutputResponse, Progress, RunErrorBody};
+    use export_api_types::{OutputResponse, Progress, RunErrorBody, TriggerBody};
 
     use super::*;
 
@@ -355,6 +355,7 @@ mod tests {
             started_at: (state != "queued").then(|| "2025-12-06T10:00:01Z".to_owned()),
             completed_at: None,
             expires_at: None,
+            trigger: TriggerBody::default(),
             outputs: outputs
                 .iter()
                 .map(|kind| OutputResponse {

@@ -68,6 +68,9 @@ pub(crate) enum RunsCommand {
         /// The profile's name or id.
         #[arg(long)]
         profile: Option<String>,
+        /// Only runs made this way: `api` (a request) or `schedule` (a profile's schedule).
+        #[arg(long, value_parser = ["api", "schedule"])]
+        trigger: Option<String>,
         /// Runs per page (1-200).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200))]
         limit: Option<u32>,
@@ -162,6 +165,7 @@ pub(crate) async fn run(api: &Api, command: RunsCommand, json: bool) -> anyhow::
         RunsCommand::List {
             status,
             profile,
+            trigger,
             limit,
             cursor,
             all,
@@ -169,6 +173,7 @@ pub(crate) async fn run(api: &Api, command: RunsCommand, json: bool) -> anyhow::
             let mut query: Vec<(&'static str, String)> = Vec::new();
             query.extend(status.map(|status| ("status", status)));
             query.extend(profile.map(|profile| ("profileId", profile_id(api.tenant(), &profile))));
+            query.extend(trigger.map(|trigger| ("trigger", trigger)));
             query.extend(limit.map(|limit| ("limit", limit.to_string())));
             list(api, query, cursor, all, json).await
         }

@@ -56,10 +56,29 @@ pub(crate) fn profiles(items: &[ProfileResponse]) -> String {
                 p.mirror
                     .as_ref()
                     .map_or_else(|| "-".to_owned(), |mirror| mirror.mode.clone()),
+                p.schedule.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |schedule| format!("{} {}", schedule.cron, schedule.timezone),
+                ),
+                p.schedule
+                    .as_ref()
+                    .and_then(|schedule| schedule.next_fire_at.clone())
+                    .unwrap_or_else(|| "-".to_owned()),
             ]
         })
         .collect();
-    table(&["ID", "REVISION", "TARGETS", "FORMATS", "MIRROR"], &rows)
+    table(
+        &[
+            "ID",
+            "REVISION",
+            "TARGETS",
+            "FORMATS",
+            "MIRROR",
+            "SCHEDULE",
+            "NEXT FIRE",
+        ],
+        &rows,
+    )
 }
 
 /// One profile, a field per line.
@@ -123,10 +142,22 @@ pub(crate) fn runs(items: &[RunStatusResponse]) -> String {
                 short_profile(&run.profile_id).to_owned(),
                 run.created_at.clone(),
                 progress(run),
+                trigger(run),
             ]
         })
         .collect();
-    table(&["RUN", "STATUS", "PROFILE", "CREATED", "PROGRESS"], &rows)
+    table(
+        &["RUN", "STATUS", "PROFILE", "CREATED", "PROGRESS", "TRIGGER"],
+        &rows,
+    )
+}
+
+/// `api`, or `schedule@<fire time>`.
+fn trigger(run: &RunStatusResponse) -> String {
+    match &run.trigger.at {
+        Some(at) => format!("{}@{at}", run.trigger.kind),
+        None => run.trigger.kind.clone(),
+    }
 }
 
 /// One run: its fields, then outputs, warnings and errors.
@@ -137,6 +168,7 @@ pub(crate) fn run(run: &RunStatusResponse) -> String {
         ("profile", run.profile_id.clone()),
         ("priority", run.priority.clone()),
         ("created", run.created_at.clone()),
+        ("trigger", trigger(run)),
     ];
     let optional = [
         ("project", &run.project),

@@ -16,6 +16,7 @@ pub mod output;
 pub mod plan;
 pub mod profile;
 pub mod record;
+pub mod schedule;
 pub mod secret;
 pub mod status;
 pub mod target;
@@ -47,6 +48,7 @@ pub use profile::{
     SigningPolicy, TrivyOptions,
 };
 pub use record::{json_file_head, json_file_tail, DocumentFormat, EvidenceRecord};
+pub use schedule::{FireTimes, Schedule, ScheduleError, Trigger, TriggerKind};
 pub use secret::Secret;
 pub use status::{Priority, RunStatus};
 pub use target::{Format, Kind, Target};

@@ -14,41 +14,64 @@ use crate::profile::{BundleOptions, DistributionType, Profile, TrivyOptions};
 use crate::status::Priority;
 use crate::target::{Format, Kind, Target};
 
-/// A run request as the client sent it, every field optional but the profile.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A run request as the client sent it, every field optional but the profile. Its serde
+/// form is the body of `POST /export-center/runs` without `profileId` (camelCase, unknown
+/// fields refused): the form a profile's `schedule.request` is written in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub targets: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub formats: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution: Option<DistributionRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_days: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorRequest>,
 }
 
 /// `"mirror": {"mode": "full" | "delta", "baseRunId": …}` (SPEC §15).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MirrorRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_run_id: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DistributionRequest {
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signing: Option<SigningRequest>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SigningRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_ref: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EncryptionRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kms_key: Option<String>,
 }
 

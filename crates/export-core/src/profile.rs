@@ -7,7 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::canonical::{canonical_json, Sha256Digest};
 use crate::ids::ProfileId;
+use crate::limits::Limits;
 use crate::mirror::MirrorPolicy;
+use crate::plan::RunPlan;
+use crate::schedule::Schedule;
 use crate::target::{Format, Kind, Target};
 
 /// Where a run's outputs are published.
@@ -150,6 +153,10 @@ pub struct ProfileDefinition {
     /// out of the canonical form when absent, so older revisions keep their digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<MirrorPolicy>,
+    /// Runs made by the scheduler (SPEC §16); left out of the canonical form when absent,
+    /// so older revisions keep their digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
 }
 
 /// `trivy = { next_update_hours = 24 }`.
@@ -251,6 +258,11 @@ impl ProfileDefinition {
                 "encryption is enabled by default but no recipient is listed",
             );
         }
+        if let Some(schedule) = &self.schedule {
+            schedule
+                .fire_times()
+                .map_err(|err| (err.field.to_owned(), err.message))?;
+        }
         Ok(())
     }
 }
@@ -272,6 +284,20 @@ impl Profile {
             revision,
             definition,
         }
+    }
+
+    /// Checks the definition (`ProfileDefinition::validate`), then plans the schedule's
+    /// request against this very profile as `RunPlan::parse` would when it fires, so a
+    /// request that can never run is refused with its configuration, naming
+    /// `schedule.request.<field>`. What only the server can judge (keys, egress, a delta's
+    /// base) is checked when the schedule fires.
+    pub fn validate(&self, limits: &Limits) -> Result<(), (String, String)> {
+        self.definition.validate()?;
+        if let Some(schedule) = &self.definition.schedule {
+            RunPlan::parse(self, schedule.request.clone(), limits)
+                .map_err(|err| (format!("schedule.request.{}", err.field), err.message))?;
+        }
+        Ok(())
     }
 }
 
@@ -323,5 +349,74 @@ mod tests {
         assert!(!String::from_utf8(canonical_json(&def))
             .unwrap()
             .contains("mirror"));
+    }
+
+    fn profile_with_schedule(schedule: serde_json::Value) -> Profile {
+        let definition: ProfileDefinition = serde_json::from_value(serde_json::json!({
+            "targets": ["advisory", "vex"],
+            "formats": ["json"],
+            "schedule": schedule,
+        }))
+        .unwrap();
+        Profile::new(
+            ProfileId::new(
+                TenantId::parse("acme").unwrap(),
+                ProfileName::parse("nightly").unwrap(),
+            ),
+            definition,
+        )
+    }
+
+    #[test]
+    fn a_schedule_is_validated_with_its_fields_named() {
+        let limits = Limits::default();
+        let field = |schedule: serde_json::Value| {
+            profile_with_schedule(schedule)
+                .validate(&limits)
+                .err()
+                .map(|err| err.0)
+        };
+        assert_eq!(
+            field(
+                serde_json::json!({ "cron": "0 2 * * *", "timezone": "Europe/Berlin",
+                "request": { "targets": ["vex"], "retentionDays": 7 } })
+            ),
+            None
+        );
+        assert_eq!(
+            field(serde_json::json!({ "cron": "0 25 * * *", "timezone": "UTC" })).as_deref(),
+            Some("schedule.cron")
+        );
+        assert_eq!(
+            field(serde_json::json!({ "cron": "0 2 * * *", "timezone": "Mars/Olympus" })).as_deref(),
+            Some("schedule.timezone")
+        );
+        assert_eq!(
+            field(serde_json::json!({ "cron": "0 2 * * *", "timezone": "UTC",
+                "request": { "targets": ["vex", "policy"] } }))
+            .as_deref(),
+            Some("schedule.request.targets[1]")
+        );
+        assert_eq!(
+            field(serde_json::json!({ "cron": "0 2 * * *", "timezone": "UTC",
+                "request": { "formats": ["ndjson"] } }))
+            .as_deref(),
+            Some("schedule.request.formats[0]")
+        );
+        // The request is a run request body: unknown fields are refused when it is read.
+        let unknown: Result<ProfileDefinition, _> = serde_json::from_value(serde_json::json!({
+            "targets": ["vex"],
+            "schedule": { "cron": "0 2 * * *", "timezone": "UTC", "request": { "profileId": "x" } },
+        }));
+        assert!(unknown.unwrap_err().to_string().contains("profileId"));
+    }
+
+    #[test]
+    fn a_profile_without_a_schedule_keeps_its_revision() {
+        let def = definition();
+        assert!(def.schedule.is_none());
+        assert!(!String::from_utf8(canonical_json(&def))
+            .unwrap()
+            .contains("schedule"));
     }
 }

@@ -9,7 +9,9 @@ use anyhow::Context;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use export_api::{ApiConfig, AppState, EventHub, EventStreams, ProfileRegistry, RateLimiter, ReadinessCache};
+use export_api::{
+    ApiConfig, AppState, EventHub, EventStreams, ProfileRegistry, RateLimiter, ReadinessCache, Scheduler,
+};
 use export_artifacts::ArtifactStore;
 use export_auth::dev::DevIssuer;
 use export_auth::{
@@ -198,11 +200,18 @@ impl App {
         let base_url = self.public_base_url(address);
         Arc::make_mut(&mut self.state.config).public_base_url = base_url.clone();
 
-        let workers = if matches!(role, Role::Worker | Role::All) && self.config.workers.concurrency > 0 {
+        let mut workers = if matches!(role, Role::Worker | Role::All) && self.config.workers.concurrency > 0 {
             self.runner.spawn(shutdown.clone())
         } else {
             Vec::new()
         };
+        // The scheduler runs where workers do; replicas' schedulers race for each fire and
+        // the store keeps one run per fire (`Store::create_scheduled_run`).
+        if !workers.is_empty() {
+            let interval = Duration::from_secs(self.config.workers.scheduler_interval_seconds);
+            let scheduler = Scheduler::new(self.state.clone());
+            workers.push(tokio::spawn(scheduler.run(interval, shutdown.clone())));
+        }
         let router = if matches!(role, Role::Api | Role::All) {
             tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
             export_api::router(self.state.clone())

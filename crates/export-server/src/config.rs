@@ -311,6 +311,8 @@ pub struct WorkersConfig {
     pub max_attempts: u32,
     /// How often expired runs' bytes are deleted.
     pub janitor_interval_seconds: u64,
+    /// How often the scheduler looks for due schedule fires (SPEC §16).
+    pub scheduler_interval_seconds: u64,
 }
 
 impl Default for WorkersConfig {
@@ -323,6 +325,7 @@ impl Default for WorkersConfig {
             max_active_per_tenant: 4,
             max_attempts: 3,
             janitor_interval_seconds: 60,
+            scheduler_interval_seconds: 15,
         }
     }
 }
@@ -515,6 +518,10 @@ impl Config {
                 "workers.janitor_interval_seconds",
                 self.workers.janitor_interval_seconds,
             ),
+            (
+                "workers.scheduler_interval_seconds",
+                self.workers.scheduler_interval_seconds,
+            ),
         ] {
             if value == 0 {
                 bail!("{key}: must be positive");
@@ -613,13 +620,12 @@ impl Config {
             for (profile_name, definition) in &tenant.profiles {
                 let key = format!("tenants.{tenant_name}.profiles.{profile_name}");
                 let name = ProfileName::parse(profile_name).map_err(|err| anyhow::anyhow!("{key}: {err}"))?;
-                definition
-                    .validate()
+                // The definition, then its schedule's request planned against it.
+                let profile = Profile::new(ProfileId::new(tenant_id.clone(), name), definition.clone());
+                profile
+                    .validate(&self.limits)
                     .map_err(|(field, message)| anyhow::anyhow!("{key}.{field}: {message}"))?;
-                profiles.push(Profile::new(
-                    ProfileId::new(tenant_id.clone(), name),
-                    definition.clone(),
-                ));
+                profiles.push(profile);
             }
         }
         Ok(profiles)

@@ -41,6 +41,10 @@ pub fn describe_metrics() {
         "Time to answer an HTTP request (to its response head for streams), by method, route and status."
     );
     describe_counter!("export_runs_total", "Runs finished, by final status and profile.");
+    describe_counter!(
+        export_api::SCHEDULE_FIRES_METRIC,
+        "Schedule fires seen by this process, by outcome: created, already_fired (another process made the run), refused (the request cannot be planned; not retried), failed (retried)."
+    );
     describe_histogram!(
         "export_run_duration_seconds",
         Unit::Seconds,

@@ -201,6 +201,26 @@ pub trait Store: Send + Sync + 'static {
         idempotency: Option<&IdempotencyClaim>,
     ) -> Result<Run, StoreError>;
 
+    /// Creates the run of a schedule's fire (`run.trigger` is `Trigger::Schedule`) with
+    /// `create_run`'s transaction, at most once per (tenant, profile, fire time) across
+    /// every process: a unique constraint on the fire makes a second attempt, concurrent
+    /// or later, write nothing and answer `FireCreation::AlreadyFired` with the run that
+    /// exists. (`create_run` refuses such a duplicate with `StoreError::Conflict`.)
+    async fn create_scheduled_run(&self, tenant: &TenantId, run: NewRun) -> Result<FireCreation, StoreError>;
+
+    /// The schedule's state for the scheduler's catch-up rule: when a schedule with this
+    /// `cron` and `timezone` was first seen for the profile (recorded as `now` by the
+    /// first caller of any process; later callers read that), and the latest fire time a
+    /// run of the profile was made for.
+    async fn observe_schedule(
+        &self,
+        tenant: &TenantId,
+        profile: &ProfileId,
+        cron: &str,
+        timezone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleState, StoreError>;
+
     async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError>;
 
     /// Newest first (by day, then sequence), filtered, one page.

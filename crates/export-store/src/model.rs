@@ -3,8 +3,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
     DocumentFormat, ErrorCode, ImportedState, Kind, MirrorMode, OutputKind, Priority, Profile,
-    ProfileDefinition, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest, SourceName,
-    MANIFEST_DSSE_PATH, MANIFEST_PATH,
+    ProfileDefinition, ProfileId, ProjectId, RunId, RunPlan, RunStatus, Sha256Digest, SourceName, Trigger,
+    TriggerKind, MANIFEST_DSSE_PATH, MANIFEST_PATH,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +129,8 @@ pub struct NewRun {
     pub items_total: u64,
     pub estimate_seconds: u64,
     pub created_at: DateTime<Utc>,
+    /// A request to the API, or a schedule's fire (at most one run per fire).
+    pub trigger: Trigger,
 }
 
 impl NewRun {
@@ -201,6 +203,7 @@ pub struct Run {
     /// Where a succeeded run was published beyond our own artifact store: the pushed
     /// reference with its digest for an OCI distribution (`host/repo@sha256:…`).
     pub published_ref: Option<String>,
+    pub trigger: Trigger,
 }
 
 impl Run {
@@ -215,10 +218,29 @@ pub struct RunQuery {
     pub project: Option<ProjectId>,
     pub status: Option<RunStatus>,
     pub profile_id: Option<ProfileId>,
+    /// Only runs made this way (`?trigger=api|schedule`).
+    pub trigger: Option<TriggerKind>,
     /// Page size, 1-200.
     pub limit: u32,
     /// Continue after this run (exclusive), in newest-first order.
     pub after: Option<RunId>,
+}
+
+/// What creating the run of a schedule's fire came to (`Store::create_scheduled_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireCreation {
+    Created(Box<Run>),
+    /// A run for this fire exists already (another process made it): nothing was written.
+    AlreadyFired(RunId),
+}
+
+/// What the store knows of a profile's schedule (`Store::observe_schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScheduleState {
+    /// When a scheduler of any process first saw this schedule (its cron and time zone).
+    pub since: DateTime<Utc>,
+    /// The latest fire time a run of the profile was made for, by any schedule.
+    pub last_fire: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -23,6 +23,8 @@ mod proofs;
 #[cfg(feature = "sql")]
 mod runs;
 #[cfg(feature = "sql")]
+mod schedules;
+#[cfg(feature = "sql")]
 mod store;
 #[cfg(all(feature = "sql", feature = "testing"))]
 pub mod testing;
@@ -37,7 +39,7 @@ pub use evidence::removals_statement;
 use chrono::{DateTime, NaiveDate, Utc};
 use export_core::{
     DocumentFormat, EvidenceRecord, Kind, MirrorMode, OutputKind, ProfileId, ProjectId, RunId, RunStatus,
-    Sha256Digest, SourceName, TenantId,
+    Sha256Digest, SourceName, TenantId, Trigger, TriggerKind,
 };
 
 use crate::{MirrorImport, Run, RunOutput, StoreError, Tombstone};
@@ -175,9 +177,26 @@ pub fn run(row: &impl Columns) -> Result<(i64, Run), StoreError> {
         error,
         warnings: json_column(row, "warnings")?,
         published_ref: row.optional_text("published_ref")?,
+        trigger: trigger(row)?,
         outputs: Vec::new(),
     };
     Ok((row.integer("run_key")?, found))
+}
+
+/// A run's `trigger_type` and `trigger_at`: a scheduled run has its fire time, an API
+/// run none.
+fn trigger(row: &impl Columns) -> Result<Trigger, StoreError> {
+    let kind = parsed(row, "trigger_type", |text| {
+        TriggerKind::parse(text).ok_or("unknown trigger type")
+    })?;
+    match (kind, optional_timestamp_column(row, "trigger_at")?) {
+        (TriggerKind::Api, None) => Ok(Trigger::Api),
+        (TriggerKind::Schedule, Some(at)) => Ok(Trigger::Schedule { at }),
+        (kind, at) => Err(StoreError::corrupt(
+            "trigger_at",
+            format!("{at:?} with trigger type `{}`", kind.as_str()),
+        )),
+    }
 }
 
 /// An output row: `path`, `kind`, `output_id`, `format`, `sha256`, `bytes`,

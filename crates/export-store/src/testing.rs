@@ -20,9 +20,12 @@ use chrono::{DateTime, NaiveDate, TimeDelta, TimeZone, Utc};
 use export_core::{
     canonical_json, DocumentFormat, ErrorCode, EvidenceRecord, ImportedState, Kind, Limits, MirrorMode,
     Priority, Profile, ProfileId, ProfileName, ProjectId, RunId, RunPlan, RunRequest, RunStatus,
-    Sha256Digest, SourceName, Target, TenantId,
+    Sha256Digest, SourceName, Target, TenantId, Trigger,
 };
 use futures::{StreamExt, TryStreamExt};
+
+mod schedules;
+pub use schedules::*;
 
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
@@ -104,6 +107,9 @@ macro_rules! conformance_tests {
             an_archived_profile_takes_no_new_revision_and_stays_readable,
             updating_or_archiving_an_unknown_profile_is_not_found,
             profiles_are_per_tenant_and_active_profiles_span_tenants,
+            a_schedule_fire_makes_one_run_and_a_second_attempt_nothing,
+            list_runs_filters_by_trigger,
+            a_schedule_keeps_its_first_sighting_and_reads_its_latest_fire,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -116,6 +122,7 @@ macro_rules! conformance_tests {
             concurrent_mirror_imports_of_one_tenant_apply_one,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
             concurrent_updates_of_a_profile_number_every_revision_once,
+            concurrent_creators_of_one_fire_make_one_run,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -265,6 +272,7 @@ pub fn new_run(tenant: &TenantId, profile: &str, created_at: DateTime<Utc>, prio
         items_total: 0,
         estimate_seconds: 60,
         created_at,
+        trigger: Trigger::Api,
     }
 }
 
@@ -1820,6 +1828,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         items_total: 1234,
         estimate_seconds: 420,
         created_at: at(0),
+        trigger: Trigger::Api,
     };
     let run = create(store, &acme, new.clone()).await;
     let expected = Run {
@@ -1843,6 +1852,7 @@ pub async fn get_run_returns_every_field_as_created(store: &dyn Store) {
         warnings: Vec::new(),
         outputs: Vec::new(),
         published_ref: None,
+        trigger: Trigger::Api,
     };
     assert_eq!(run, expected);
     assert_eq!(run.priority(), Priority::High);

@@ -22,7 +22,10 @@ fn profiles_are_listed_as_json_and_as_a_table() {
     run.success();
     let mut lines = run.stdout.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
-    assert_eq!(header, ["ID", "REVISION", "TARGETS", "FORMATS", "MIRROR"]);
+    assert_eq!(
+        header,
+        ["ID", "REVISION", "TARGETS", "FORMATS", "MIRROR", "SCHEDULE", "NEXT", "FIRE"]
+    );
     assert!(
         run.stdout.contains("export-profile::tenant-default::default"),
         "{run}"

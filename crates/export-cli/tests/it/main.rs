@@ -4,6 +4,7 @@ mod commands;
 mod mirror;
 mod profiles;
 mod restart;
+mod schedules;
 mod support;
 mod tls;
 mod trivy;

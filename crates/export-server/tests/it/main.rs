@@ -24,5 +24,6 @@ mod processes;
 mod profiles;
 mod replicas;
 mod runs;
+mod schedules;
 mod service;
 mod signing;

@@ -348,3 +348,71 @@ async fn shown_revision(client: &TenantClient<'_>) -> String {
     assert_eq!(shown["version"], 2);
     shown["revision"].as_str().unwrap().to_owned()
 }
+
+#[tokio::test]
+async fn a_schedule_on_a_profile_of_the_api_fires_its_revision_until_it_is_archived() {
+    use chrono::TimeZone as _;
+    use export_api::{FireOutcome, Scheduler};
+
+    let clock =
+        crate::helpers::TestClock::starting_at(chrono::Utc.with_ymd_and_hms(2026, 6, 1, 9, 0, 30).unwrap());
+    let app = TestApp::spawn_at(clock.clone(), |_| {}).await;
+    let acme = app.tenant("acme");
+    // A schedule's request is checked as the configuration file's are.
+    let mut bad = nightly(&["advisory"], 3);
+    bad["schedule"] = json!({ "cron": "* * * * *", "timezone": "UTC", "request": { "formats": ["json"] } });
+    let response = acme
+        .admin(Method::POST, PROFILES)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    assert_eq!(
+        problem["errors"][0]["field"], "schedule.request.formats[0]",
+        "{problem}"
+    );
+    bad["schedule"]["timezone"] = json!("Mars/Olympus");
+    let response = acme
+        .admin(Method::POST, PROFILES)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    let problem = assert_problem(response, 400, "ERR_EXPORT_REQUEST_INVALID").await;
+    assert_eq!(problem["errors"][0]["field"], "schedule.timezone", "{problem}");
+
+    let mut body = nightly(&["advisory"], 3);
+    body["schedule"] =
+        json!({ "cron": "* * * * *", "timezone": "Europe/Berlin", "request": { "priority": "low" } });
+    let created = create(&acme, &body).await;
+    assert_eq!(
+        created["schedule"]["nextFireAt"], "2026-06-01T09:01:00Z",
+        "{created}"
+    );
+    let (_, revisions) = send(acme.get(&format!("{}/revisions", path(&acme, "nightly")))).await;
+    assert_eq!(
+        revisions["items"][0]["definition"]["schedule"]["cron"],
+        "* * * * *"
+    );
+
+    let scheduler = Scheduler::new(app.app.state.clone());
+    assert_eq!(scheduler.pass().await, [], "the first pass records the schedule");
+    clock.advance(chrono::Duration::seconds(60));
+    let outcomes = scheduler.pass().await;
+    let [FireOutcome::Created(run_id)] = outcomes.as_slice() else {
+        panic!("one run expected: {outcomes:?}");
+    };
+    let run = acme.run(&run_id.to_string()).await;
+    assert_eq!(run.profile_revision, created["revision"].as_str().unwrap());
+    assert_eq!(
+        (run.priority.as_str(), run.trigger.kind.as_str()),
+        ("low", "schedule")
+    );
+
+    // Archived, it fires no more.
+    let (status, _) = send(acme.admin(Method::DELETE, &path(&acme, "nightly"))).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(scheduler.pass().await, []);
+}

@@ -18,14 +18,14 @@ use crate::sql::{
     self, day_text, idempotency, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
 };
 use crate::{
-    CancelOutcome, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput, RunPage, RunQuery,
-    StoreError, TerminalEvent,
+    CancelOutcome, FireCreation, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput, RunPage,
+    RunQuery, StoreError, TerminalEvent,
 };
 
 /// The columns `run` reads, in every query that returns runs.
 const RUN_COLUMNS: &str = "run_key, tenant, day, seq, profile, project, status, plan, watermark, \
      snapshot_at, items_total, items_completed, estimate_seconds, created_at, started_at, completed_at, \
-     expires_at, attempts, cancel_requested, error, warnings, published_ref";
+     expires_at, attempts, cancel_requested, error, warnings, published_ref, trigger_type, trigger_at";
 
 const OUTPUT_COLUMNS: &str = "run_key, path, kind, output_id, format, sha256, bytes, media_type, records";
 
@@ -42,12 +42,17 @@ pub(crate) fn not_found(run_id: &RunId) -> StoreError {
     }
 }
 
+/// Creates a run, or finds that its schedule's fire already has one: then the
+/// transaction is abandoned (its sequence number too) and the existing run's id is the
+/// answer. The conflict is the unique index `runs_schedule_fire`; under PostgreSQL a
+/// concurrent creator of the same fire waits on it until the first commits, then finds
+/// the conflict, so a fire never yields two runs.
 pub(crate) async fn create<D: Dialect>(
     store: &D,
     tenant: &TenantId,
     new: NewRun,
     idempotency: Option<&IdempotencyClaim>,
-) -> Result<Run, StoreError> {
+) -> Result<FireCreation, StoreError> {
     let day = new.day();
     let mut tx = begin_write(store).await?;
     let counter = query(TAKE_COUNTER)
@@ -59,10 +64,12 @@ pub(crate) async fn create<D: Dialect>(
     let seq = D::Db::columns(&counter).integer("value")?;
     let sql = format!(
         "INSERT INTO runs (tenant, day, seq, profile, project, status, priority, plan, watermark, \
-         snapshot_at, items_total, estimate_seconds, created_at) \
-         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12) \
+         snapshot_at, items_total, estimate_seconds, created_at, trigger_type, trigger_at) \
+         VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+         ON CONFLICT (tenant, profile, trigger_at) DO NOTHING \
          RETURNING {RUN_COLUMNS}"
     );
+    let fire_time = new.trigger.fire_time().map(timestamp);
     let row = query(sql)
         .bind(tenant.as_str())
         .bind(day_text(day))
@@ -76,14 +83,28 @@ pub(crate) async fn create<D: Dialect>(
         .bind(int(new.items_total))
         .bind(int(new.estimate_seconds))
         .bind(timestamp(new.created_at))
-        .fetch_one(&mut tx)
+        .bind(new.trigger.kind().as_str())
+        .bind(fire_time.clone())
+        .fetch_optional(&mut tx)
         .await?;
+    let Some(row) = row else {
+        let existing =
+            query("SELECT tenant, day, seq FROM runs WHERE tenant = $1 AND profile = $2 AND trigger_at = $3")
+                .bind(tenant.as_str())
+                .bind(new.profile_id.to_string())
+                .bind(fire_time)
+                .fetch_one(&mut tx)
+                .await?;
+        return Ok(FireCreation::AlreadyFired(sql::run_id(&D::Db::columns(
+            &existing,
+        ))?));
+    };
     let (_, created) = sql::run(&D::Db::columns(&row))?;
     if let Some(claim) = idempotency {
         idempotency::complete::<D>(&mut tx, tenant, claim, &created.id).await?;
     }
     tx.commit().await.map_err(sql::db)?;
-    Ok(created)
+    Ok(FireCreation::Created(Box::new(created)))
 }
 
 /// `get` in one statement: the run joined with its outputs (one row per output, or one
@@ -144,6 +165,9 @@ pub(crate) async fn list<D: Dialect>(
     }
     if let Some(profile_id) = &run_query.profile_id {
         select.push(" AND profile = ").push_bind(profile_id.to_string());
+    }
+    if let Some(trigger) = run_query.trigger {
+        select.push(" AND trigger_type = ").push_bind(trigger.as_str());
     }
     if let Some(project) = &run_query.project {
         select.push(" AND project = ").push_bind(project.as_str());

@@ -13,11 +13,12 @@ use futures::stream::BoxStream;
 
 use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
-use crate::sql::{events, evidence, idempotency, mirror, profiles, proofs, runs};
+use crate::sql::{events, evidence, idempotency, mirror, profiles, proofs, runs, schedules};
 use crate::{
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
-    MirrorImport, NewEvidence, NewMirrorImport, NewRun, ProfileRevision, Run, RunEvent, RunOutcome,
-    RunOutput, RunPage, RunQuery, SnapshotPoint, Store, StoreError, StoredProfile, TerminalEvent, Tombstone,
+    CancelOutcome, EventActivity, FireCreation, IdempotencyBegin, IdempotencyClaim, IngestOutcome,
+    LeaseState, MirrorImport, NewEvidence, NewMirrorImport, NewRun, ProfileRevision, Run, RunEvent,
+    RunOutcome, RunOutput, RunPage, RunQuery, ScheduleState, SnapshotPoint, Store, StoreError, StoredProfile,
+    TerminalEvent, Tombstone,
 };
 
 #[async_trait]
@@ -132,7 +133,31 @@ impl<D: Dialect> Store for D {
         run: NewRun,
         idempotency: Option<&IdempotencyClaim>,
     ) -> Result<Run, StoreError> {
-        runs::create(self, tenant, run, idempotency).await
+        match runs::create(self, tenant, run, idempotency).await? {
+            FireCreation::Created(run) => Ok(*run),
+            FireCreation::AlreadyFired(run_id) => Err(StoreError::conflict(
+                "schedule fire",
+                format!("run `{run_id}` was made for this fire"),
+            )),
+        }
+    }
+
+    async fn create_scheduled_run(&self, tenant: &TenantId, run: NewRun) -> Result<FireCreation, StoreError> {
+        if run.trigger.fire_time().is_none() {
+            return Err(StoreError::conflict("schedule fire", "the run has no fire time"));
+        }
+        runs::create(self, tenant, run, None).await
+    }
+
+    async fn observe_schedule(
+        &self,
+        tenant: &TenantId,
+        profile: &ProfileId,
+        cron: &str,
+        timezone: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleState, StoreError> {
+        schedules::observe(self, tenant, profile, cron, timezone, now).await
     }
 
     async fn get_run(&self, tenant: &TenantId, run_id: &RunId) -> Result<Option<Run>, StoreError> {
