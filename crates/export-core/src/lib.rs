@@ -38,7 +38,9 @@ pub use mirror::{
     check_chain, ChainError, ChainStep, ImportedState, MirrorBase, MirrorDocument, MirrorMode, MirrorPolicy,
     Tombstone, MIRROR_PATH, TOMBSTONES_PATH,
 };
-pub use notification::{check_webhook_url, NotificationEvent, RetryPolicy, WebhookId, MAX_WEBHOOK_URL};
+pub use notification::{
+    check_webhook_url, NotificationEvent, RetryPolicy, WebhookId, WebhookUrlError, MAX_WEBHOOK_URL,
+};
 pub use output::OutputKind;
 pub use plan::{
     DistributionRequest, EncryptionRequest, MirrorRequest, PlanError, PlanErrorKind, PlannedDistribution,

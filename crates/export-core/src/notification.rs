@@ -117,31 +117,48 @@ pub const MAX_WEBHOOK_URL: usize = 2048;
 /// `http://` to a destination `egress_allowlist` lists; no user information; the host
 /// allowed by `policy` as named. The connections are judged again, address by address,
 /// by the egress proxy. The reason, for an error naming `url`.
-pub fn check_webhook_url(policy: &EgressPolicy, url: &str) -> Result<(), String> {
+pub fn check_webhook_url(policy: &EgressPolicy, url: &str) -> Result<(), WebhookUrlError> {
+    check_url(policy, url)
+}
+
+/// Why a webhook URL is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    /// Not an `https://` URL of a host.
+    #[error("{0}")]
+    Invalid(String),
+    /// The egress rules (SPEC §17) refuse its destination.
+    #[error("{0}")]
+    Egress(String),
+}
+
+fn check_url(policy: &EgressPolicy, url: &str) -> Result<(), WebhookUrlError> {
+    use WebhookUrlError::{Egress, Invalid};
     if url.len() > MAX_WEBHOOK_URL {
-        return Err(format!("must be at most {MAX_WEBHOOK_URL} characters"));
+        return Err(Invalid(format!("must be at most {MAX_WEBHOOK_URL} characters")));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("must not contain spaces or control characters".to_owned());
+        return Err(Invalid("must not contain spaces or control characters".to_owned()));
     }
     let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(rest), _) => (true, rest),
         (None, Some(rest)) => (false, rest),
-        (None, None) => return Err("must be an `https://` URL".to_owned()),
+        (None, None) => return Err(Invalid("must be an `https://` URL".to_owned())),
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if authority.contains('@') {
-        return Err("must not carry user information".to_owned());
+        return Err(Invalid("must not carry user information".to_owned()));
     }
-    let (host, port) = split_authority(authority).ok_or_else(|| format!("`{authority}` is not a host"))?;
-    if host.is_empty() {
-        return Err("has no host".to_owned());
-    }
-    policy.check_host(&host, port).map_err(|refusal| refusal.to_string())?;
+    let (host, port) = split_authority(authority)
+        .filter(|(host, _)| !host.is_empty())
+        .ok_or_else(|| Invalid(format!("`{authority}` is not a host")))?;
+    policy
+        .check_host(&host, port)
+        .map_err(|refusal| Egress(refusal.to_string()))?;
     if !https && !policy.allow.iter().any(|entry| lists(entry, &host, port)) {
-        return Err(format!(
+        return Err(Egress(format!(
             "plain HTTP to `{authority}` is refused: use `https://`, or list the host in `egress_allowlist`"
-        ));
+        )));
     }
     Ok(())
 }
@@ -248,7 +265,7 @@ mod tests {
             ("https://user:pw@hooks.example.com/", "user information"),
             ("https://hooks.example.com/a b", "spaces"),
         ] {
-            let err = check_webhook_url(&policy, url).unwrap_err();
+            let err = check_webhook_url(&policy, url).unwrap_err().to_string();
             assert!(err.contains(reason), "{url}: {err}");
         }
         let sealed = EgressPolicy {

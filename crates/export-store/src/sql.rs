@@ -17,6 +17,8 @@ mod idempotency;
 #[cfg(feature = "sql")]
 mod mirror;
 #[cfg(feature = "sql")]
+mod notifications;
+#[cfg(feature = "sql")]
 mod proofs;
 #[cfg(feature = "sql")]
 mod runs;

@@ -24,6 +24,10 @@ use export_core::{
 };
 use futures::{StreamExt, TryStreamExt};
 
+mod notifications;
+
+pub use notifications::*;
+
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
     MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery,
@@ -98,6 +102,12 @@ macro_rules! conformance_tests {
             runs_with_events_after_names_each_run_that_moved_once,
             get_run_reads_runs_with_and_without_outputs,
             proof_ids_are_accepted_once_until_their_record_expires,
+            a_runs_end_writes_one_notification_with_its_terminal_event,
+            preparing_a_notification_makes_a_delivery_per_subscriber,
+            a_claimed_delivery_is_taken_over_only_after_its_lease,
+            failed_deliveries_back_off_then_are_dead_lettered_after_a_day,
+            webhooks_and_deliveries_are_per_tenant,
+            a_deleted_webhook_gets_no_more_deliveries,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -109,6 +119,7 @@ macro_rules! conformance_tests {
             concurrent_removals_of_one_tenant_remove_each_item_once,
             concurrent_mirror_imports_of_one_tenant_apply_one,
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
+            concurrent_claimers_claim_each_delivery_once,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -3254,7 +3265,7 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
     assert_eq!(store.runs_due_for_expiry(at(500), 1).await.expect("due").len(), 1);
 
     store
-        .mark_expired(&acme, &finished[0])
+        .mark_expired(&acme, &finished[0], at(10_000))
         .await
         .expect("mark expired");
     let expired = get(store, &acme, &finished[0]).await;
@@ -3266,10 +3277,10 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
     );
     // Another tenant cannot expire acme's run, and a failed run never expires.
     assert_not_found(
-        store.mark_expired(&globex, &finished[2]).await,
+        store.mark_expired(&globex, &finished[2], at(10_000)).await,
         "another tenant's run",
     );
-    store.mark_expired(&acme, &failed.id).await.expect("no-op");
+    store.mark_expired(&acme, &failed.id, at(10_000)).await.expect("no-op");
     assert_eq!(get(store, &acme, &failed.id).await.status, RunStatus::Failed);
 }
 
