@@ -5,6 +5,10 @@ use export_core::plan::{DistributionRequest, EncryptionRequest, MirrorRequest, R
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+mod webhooks;
+
+pub use webhooks::*;
+
 /// `POST /export-center/runs`. Every field but `profileId` is optional and defaults to
 /// the profile's setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -23,6 +23,7 @@ mod runs;
 mod service;
 mod state;
 mod status_cache;
+mod webhooks;
 
 pub use context::{Caller, Scope};
 pub use error::ApiError;
@@ -33,6 +34,7 @@ pub use rate_limit::RateLimiter;
 pub use router::{admin_router, probe_router, router};
 pub use service::ReadinessCache;
 pub use state::{ApiConfig, AppState, ProfileRegistry};
+pub use webhooks::notification_body;
 
 /// The pure parsers of the download route, for the fuzz targets in `fuzz/`
 /// (docs/reliability.md): no server, no store. Not part of the API.

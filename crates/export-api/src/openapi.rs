@@ -29,6 +29,12 @@ use utoipa::OpenApi;
         crate::events::stream_run_events,
         crate::distributions::get_distribution,
         crate::artifacts::download_artifact,
+        crate::webhooks::create_webhook,
+        crate::webhooks::list_webhooks,
+        crate::webhooks::get_webhook,
+        crate::webhooks::delete_webhook,
+        crate::webhooks::rotate_webhook_secret,
+        crate::webhooks::list_deliveries,
         crate::service::openapi_json,
         crate::service::healthz,
         crate::service::readyz,
@@ -42,6 +48,7 @@ use utoipa::OpenApi;
         export_api_types::Problem,
         export_api_types::DistributionResponse,
         export_api_types::ReadinessStatus,
+        export_api_types::NotificationBody,
     ))
 )]
 struct ApiDoc;
@@ -98,13 +105,13 @@ fn conventions(doc: &mut Value) {
 
 /// `Authorization: DPoP <token>` with its `DPoP` proof (SPEC §3); the scopes each
 /// operation needs are in its description (`export:read` for `GET`, `export:write` for
-/// `POST`).
+/// `POST`, `export:admin` for webhook management).
 fn security_schemes() -> Value {
     json!({
         "dpop": {
             "type": "http",
             "scheme": "DPoP",
-            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` for POST."
+            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` for POST, `export:admin` to create, delete or rotate webhooks."
         },
         "dpopProof": {
             "type": "apiKey",
