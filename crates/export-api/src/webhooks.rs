@@ -138,7 +138,11 @@ pub(crate) async fn rotate_webhook_secret(
     caller.require(Scope::ExportAdmin)?;
     let webhook_id = visible_id(&caller, &id)?;
     let secret = generated_secret();
-    if !app.store.rotate_webhook_secret(&caller.tenant, &webhook_id, &secret).await? {
+    if !app
+        .store
+        .rotate_webhook_secret(&caller.tenant, &webhook_id, &secret)
+        .await?
+    {
         return Err(not_found(&id));
     }
     let webhook = app.store.get_webhook(&caller.tenant, &webhook_id).await?;
@@ -167,7 +171,11 @@ pub(crate) async fn list_deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     caller.require(Scope::ExportRead)?;
     let webhook_id = visible_id(&caller, &id)?;
-    let records = match app.store.webhook_deliveries(&caller.tenant, &webhook_id, DELIVERY_PAGE).await {
+    let records = match app
+        .store
+        .webhook_deliveries(&caller.tenant, &webhook_id, DELIVERY_PAGE)
+        .await
+    {
         Err(export_store::StoreError::NotFound { .. }) => return Err(not_found(&id)),
         found => found?,
     };
@@ -188,7 +196,11 @@ pub fn notification_body(app: &AppState, notification: &Notification, run: &Run)
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-fn new_webhook(app: &AppState, tenant: &TenantId, request: CreateWebhookRequest) -> Result<NewWebhook, ApiError> {
+fn new_webhook(
+    app: &AppState,
+    tenant: &TenantId,
+    request: CreateWebhookRequest,
+) -> Result<NewWebhook, ApiError> {
     check_webhook_url(&app.config.egress, &request.url).map_err(|err| match err {
         WebhookUrlError::Invalid(reason) => ApiError::invalid_field("url", reason),
         WebhookUrlError::Egress(reason) => ApiError::egress_blocked("url", reason),
@@ -215,7 +227,10 @@ fn parse_events(names: &[String]) -> Result<Vec<NotificationEvent>, ApiError> {
         .iter()
         .map(|name| {
             NotificationEvent::parse(name).ok_or_else(|| {
-                let known: Vec<&str> = NotificationEvent::ALL.iter().map(|event| event.as_str()).collect();
+                let known: Vec<&str> = NotificationEvent::ALL
+                    .iter()
+                    .map(|event| event.as_str())
+                    .collect();
                 ApiError::invalid_field(
                     "events",
                     format!("unknown event `{name}`; expected one of {}", known.join(", ")),
@@ -264,7 +279,11 @@ fn webhook_response(webhook: &Webhook) -> WebhookResponse {
     WebhookResponse {
         id: webhook.id.to_string(),
         url: webhook.url.clone(),
-        events: webhook.events.iter().map(|event| event.as_str().to_owned()).collect(),
+        events: webhook
+            .events
+            .iter()
+            .map(|event| event.as_str().to_owned())
+            .collect(),
         created_at: format_timestamp(webhook.created_at),
         secret: None,
     }

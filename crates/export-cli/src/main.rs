@@ -11,6 +11,7 @@ mod runs;
 mod sse;
 mod table;
 mod watch;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use serde::Serialize;
 use crate::api::{Api, Connection, ProblemError, Unreachable};
 use crate::events::Outcome;
 use crate::runs::RunsCommand;
+use crate::webhooks::WebhooksCommand;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -74,6 +76,11 @@ enum Command {
         // Boxed: `runs create` has many flags, and `Command` would be mostly padding.
         #[command(subcommand)]
         command: Box<RunsCommand>,
+    },
+    /// Registers, lists, shows and deletes webhooks; lists their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
     },
 }
 
@@ -184,6 +191,7 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
             Ok(Done::Ok)
         }
         Command::Runs { command } => runs::run(&api, *command, json).await,
+        Command::Webhooks { command } => webhooks::run(&api, command, json).await,
     }
 }
 

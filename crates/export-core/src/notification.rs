@@ -92,8 +92,10 @@ impl WebhookId {
         };
         let rest = text.strip_prefix(Self::PREFIX).ok_or_else(invalid)?;
         let (tenant, token) = rest.split_once("::").ok_or_else(invalid)?;
-        let hex_token =
-            token.len() == 16 && token.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let hex_token = token.len() == 16
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         if !hex_token {
             return Err(invalid());
         }
@@ -138,7 +140,9 @@ fn check_url(policy: &EgressPolicy, url: &str) -> Result<(), WebhookUrlError> {
         return Err(Invalid(format!("must be at most {MAX_WEBHOOK_URL} characters")));
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(Invalid("must not contain spaces or control characters".to_owned()));
+        return Err(Invalid(
+            "must not contain spaces or control characters".to_owned(),
+        ));
     }
     let (https, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
         (Some(rest), _) => (true, rest),

@@ -57,7 +57,12 @@ struct Inner {
 }
 
 impl Notifier {
-    pub fn new(store: Arc<dyn Store>, egress: EgressProxy, clock: Arc<dyn Clock>, config: NotifierConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        egress: EgressProxy,
+        clock: Arc<dyn Clock>,
+        config: NotifierConfig,
+    ) -> Self {
         let nats = config
             .nats_url
             .clone()
@@ -122,7 +127,10 @@ impl Notifier {
         for notification in &waiting {
             let tenant = notification.tenant();
             let Some(run) = inner.store.get_run(tenant, &notification.run_id).await? else {
-                return Err(StoreError::corrupt("notification", format!("{} names no run", notification.id)));
+                return Err(StoreError::corrupt(
+                    "notification",
+                    format!("{} names no run", notification.id),
+                ));
             };
             let body = render(notification, &run);
             let nats = inner.nats.is_some();
@@ -184,9 +192,17 @@ fn log_attempt(
     let id = &delivery.notification_id;
     let tenant = &delivery.tenant;
     match (state, &result.error) {
-        (None, _) => tracing::info!(tenant.id = %tenant, notification.id = %id, "delivery of {id} to {destination} was taken over; its attempt is not recorded"),
-        (Some(DeliveryState::Delivered { .. }), _) => tracing::info!(tenant.id = %tenant, notification.id = %id, "delivered {id} to {destination}"),
-        (Some(DeliveryState::Pending { next_attempt_at }), error) => tracing::info!(tenant.id = %tenant, notification.id = %id, error = ?error, "delivery of {id} to {destination} failed; next attempt at {next_attempt_at}"),
-        (Some(DeliveryState::DeadLettered { .. }), error) => tracing::warn!(tenant.id = %tenant, notification.id = %id, error = ?error, "delivery of {id} to {destination} dead-lettered after its retry window"),
+        (None, _) => {
+            tracing::info!(tenant.id = %tenant, notification.id = %id, "delivery of {id} to {destination} was taken over; its attempt is not recorded")
+        }
+        (Some(DeliveryState::Delivered { .. }), _) => {
+            tracing::info!(tenant.id = %tenant, notification.id = %id, "delivered {id} to {destination}")
+        }
+        (Some(DeliveryState::Pending { next_attempt_at }), error) => {
+            tracing::info!(tenant.id = %tenant, notification.id = %id, error = ?error, "delivery of {id} to {destination} failed; next attempt at {next_attempt_at}")
+        }
+        (Some(DeliveryState::DeadLettered { .. }), error) => {
+            tracing::warn!(tenant.id = %tenant, notification.id = %id, error = ?error, "delivery of {id} to {destination} dead-lettered after its retry window")
+        }
     }
 }

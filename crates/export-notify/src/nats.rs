@@ -31,12 +31,21 @@ impl NatsPublisher {
     }
 
     /// Publishes `body` on `subject` with `id`, at `now`.
-    pub(crate) async fn attempt(&self, subject: &str, id: &str, body: &[u8], now: DateTime<Utc>) -> AttemptResult {
+    pub(crate) async fn attempt(
+        &self,
+        subject: &str,
+        id: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+    ) -> AttemptResult {
         let started = Instant::now();
         let error = match tokio::time::timeout(self.timeout, self.publish(subject, id, body)).await {
             Ok(Ok(())) => None,
             Ok(Err(err)) => Some(err),
-            Err(_) => Some(format!("timeout: no acknowledgement within {}s", self.timeout.as_secs())),
+            Err(_) => Some(format!(
+                "timeout: no acknowledgement within {}s",
+                self.timeout.as_secs()
+            )),
         };
         AttemptResult {
             at: now,

@@ -94,9 +94,18 @@ async fn send(
             };
             (Some(status), Some(error))
         }
-        Err(err) if err.is_timeout() => (None, Some(format!("timeout: no answer within {}s", timeout.as_secs()))),
-        Err(err) if err.is_connect() => (None, Some("connect: the receiver could not be reached".to_owned())),
-        Err(_) => (None, Some("request: the request failed before an answer".to_owned())),
+        Err(err) if err.is_timeout() => (
+            None,
+            Some(format!("timeout: no answer within {}s", timeout.as_secs())),
+        ),
+        Err(err) if err.is_connect() => (
+            None,
+            Some("connect: the receiver could not be reached".to_owned()),
+        ),
+        Err(_) => (
+            None,
+            Some("request: the request failed before an answer".to_owned()),
+        ),
     }
 }
 

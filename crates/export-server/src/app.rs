@@ -212,9 +212,8 @@ impl App {
             // Rendered with the public base URL set above, so the links in a
             // notification's run status are the ones `GET /runs/{id}` would give.
             let state = self.state.clone();
-            let render: Renderer = Arc::new(move |notification, run| {
-                export_api::notification_body(&state, notification, run)
-            });
+            let render: Renderer =
+                Arc::new(move |notification, run| export_api::notification_body(&state, notification, run));
             workers.push(self.notifier.spawn(render, shutdown.clone()));
         }
         let router = if matches!(role, Role::Api | Role::All) {
@@ -286,7 +285,12 @@ impl Listeners {
 }
 
 /// The delivery task of `[notifications]`: its connections go through the egress proxy.
-fn notifier(config: &Config, store: &Arc<dyn Store>, egress: &EgressProxy, clock: &Arc<dyn Clock>) -> Notifier {
+fn notifier(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    egress: &EgressProxy,
+    clock: &Arc<dyn Clock>,
+) -> Notifier {
     let settings = &config.notifications;
     Notifier::new(
         store.clone(),

@@ -26,8 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use export_core::{
-    EvidenceRecord, ProfileId, RetryPolicy, RunId, Secret, SourceName, Target, TenantId,
-    WebhookId,
+    EvidenceRecord, ProfileId, RetryPolicy, RunId, Secret, SourceName, Target, TenantId, WebhookId,
 };
 use futures::stream::BoxStream;
 
@@ -336,7 +335,12 @@ pub trait Store: Send + Sync + 'static {
     /// Marks a succeeded run `expired` once its bytes are deleted, and writes its
     /// `run.expired` notification in the same transaction. The run record and its output
     /// records (the manifest digest among them) are kept.
-    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId, now: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;

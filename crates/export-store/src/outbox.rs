@@ -96,10 +96,16 @@ pub struct AttemptResult {
 /// Where a delivery stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeliveryState {
-    Pending { next_attempt_at: DateTime<Utc> },
-    Delivered { at: DateTime<Utc> },
+    Pending {
+        next_attempt_at: DateTime<Utc>,
+    },
+    Delivered {
+        at: DateTime<Utc>,
+    },
     /// No attempt succeeded within the retry window; no further attempt is made.
-    DeadLettered { at: DateTime<Utc> },
+    DeadLettered {
+        at: DateTime<Utc>,
+    },
 }
 
 /// One recorded attempt of a delivery.

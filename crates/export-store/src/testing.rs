@@ -3280,7 +3280,10 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
         store.mark_expired(&globex, &finished[2], at(10_000)).await,
         "another tenant's run",
     );
-    store.mark_expired(&acme, &failed.id, at(10_000)).await.expect("no-op");
+    store
+        .mark_expired(&acme, &failed.id, at(10_000))
+        .await
+        .expect("no-op");
     assert_eq!(get(store, &acme, &failed.id).await.status, RunStatus::Failed);
 }
 

@@ -6,3 +6,4 @@ mod restart;
 mod support;
 mod tls;
 mod trivy;
+mod webhooks;

@@ -67,12 +67,12 @@ impl NotificationsConfig {
             bail!("notifications.retry_max_seconds: must be at least notifications.retry_initial_seconds");
         }
         if let Some(url) = &self.nats_url {
-            let rest = url
-                .strip_prefix("nats://")
-                .or_else(|| url.strip_prefix("tls://"));
+            let rest = url.strip_prefix("nats://").or_else(|| url.strip_prefix("tls://"));
             let authority_ok = rest.is_some_and(|rest| !rest.is_empty() && !rest.contains(['/', ' ']));
             if !authority_ok {
-                bail!("notifications.nats_url: expected `nats://host:port` (or `tls://host:port`), got `{url}`");
+                bail!(
+                    "notifications.nats_url: expected `nats://host:port` (or `tls://host:port`), got `{url}`"
+                );
             }
         }
         Ok(())

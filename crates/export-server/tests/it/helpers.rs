@@ -261,7 +261,12 @@ impl TenantClient<'_> {
     }
 
     /// A request of this tenant (tenant header included) whose token has `scopes`.
-    pub(crate) fn with_scopes(&self, method: reqwest::Method, path: &str, scopes: &[&str]) -> reqwest::RequestBuilder {
+    pub(crate) fn with_scopes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scopes: &[&str],
+    ) -> reqwest::RequestBuilder {
         let url = self.app.url(path);
         let key = DpopKey::generate(Alg::EdDSA);
         let token = self.token(&key, scopes);

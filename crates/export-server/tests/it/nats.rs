@@ -55,7 +55,9 @@ fn free_port() -> u16 {
 
 /// Cancels a new queued run of `tiny`: a `run.cancelled` notification.
 async fn cancelled_run(acme: &TenantClient<'_>) -> String {
-    let run = acme.create_run(json!({ "profileId": acme.profile_id("tiny") })).await;
+    let run = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
     let cancel = acme
         .post(&format!("/export-center/runs/{}/cancel", run.run_id))
         .send()
@@ -108,7 +110,10 @@ async fn deliver_until(app: &TestApp, render: &export_notify::Renderer, url: &st
         if stream_messages(url).await.len() >= count {
             return;
         }
-        assert!(Instant::now() < deadline, "gave up waiting for {count} messages on NATS");
+        assert!(
+            Instant::now() < deadline,
+            "gave up waiting for {count} messages on NATS"
+        );
         app.clock.advance(chrono::Duration::seconds(10));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

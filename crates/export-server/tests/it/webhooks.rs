@@ -74,7 +74,10 @@ fn verifies(headers: &HeaderMap, body: &[u8]) -> bool {
     else {
         return false;
     };
-    let parts: HashMap<&str, &str> = header.split(',').filter_map(|part| part.split_once('=')).collect();
+    let parts: HashMap<&str, &str> = header
+        .split(',')
+        .filter_map(|part| part.split_once('='))
+        .collect();
     let (Some(t), Some(v1)) = (parts.get("t"), parts.get("v1")) else {
         return false;
     };
@@ -149,7 +152,9 @@ async fn a_receiver_verifies_each_event_type_sees_retries_and_gets_each_once() {
         .create_run(json!({ "profileId": acme.profile_id("tiny"), "retentionDays": 1 }))
         .await;
     app.run_pending().await;
-    let cancelled = acme.create_run(json!({ "profileId": acme.profile_id("tiny") })).await;
+    let cancelled = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
     let cancel = acme
         .post(&format!("/export-center/runs/{}/cancel", cancelled.run_id))
         .send()
@@ -157,7 +162,9 @@ async fn a_receiver_verifies_each_event_type_sees_retries_and_gets_each_once() {
         .unwrap();
     assert!(cancel.status().is_success());
     // A run the worker fails ends through the same store call as this one.
-    let failed = acme.create_run(json!({ "profileId": acme.profile_id("tiny") })).await;
+    let failed = acme
+        .create_run(json!({ "profileId": acme.profile_id("tiny") }))
+        .await;
     let store = &app.app.state.store;
     let failed_id = export_core::RunId::parse(&failed.run_id).unwrap();
     let tenant = failed_id.tenant.clone();
@@ -210,15 +217,31 @@ async fn a_receiver_verifies_each_event_type_sees_retries_and_gets_each_once() {
     for body in &delivered {
         assert_eq!(body["tenant"], "acme");
         let id = body["id"].as_str().unwrap();
-        assert_eq!(id, format!("{}/{}", body["data"]["runId"].as_str().unwrap(), body["type"].as_str().unwrap()));
+        assert_eq!(
+            id,
+            format!(
+                "{}/{}",
+                body["data"]["runId"].as_str().unwrap(),
+                body["type"].as_str().unwrap()
+            )
+        );
         assert_eq!(receiver.attempts()[id], 3, "two 500s, then delivered");
     }
     // The body's `data` is the run's status as the API renders it.
     let status = serde_json::to_value(acme.run(&succeeded.run_id).await).unwrap();
-    let expired = delivered.iter().find(|body| body["type"] == "run.expired").unwrap();
+    let expired = delivered
+        .iter()
+        .find(|body| body["type"] == "run.expired")
+        .unwrap();
     assert_eq!(expired["data"], status);
-    let first = delivered.iter().find(|body| body["type"] == "run.succeeded").unwrap();
-    assert!(!first["data"]["outputs"].as_array().unwrap().is_empty(), "{first}");
+    let first = delivered
+        .iter()
+        .find(|body| body["type"] == "run.succeeded")
+        .unwrap();
+    assert!(
+        !first["data"]["outputs"].as_array().unwrap().is_empty(),
+        "{first}"
+    );
     assert_eq!(receiver.seen.lock().unwrap().bad_signatures, 0);
 
     let deliveries: Value = acme
@@ -233,7 +256,12 @@ async fn a_receiver_verifies_each_event_type_sees_retries_and_gets_each_once() {
     assert_eq!(items.len(), 4, "{deliveries}");
     for item in items {
         assert_eq!(item["state"], "delivered", "{item}");
-        let statuses: Vec<&Value> = item["attempts"].as_array().unwrap().iter().map(|a| &a["httpStatus"]).collect();
+        let statuses: Vec<&Value> = item["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["httpStatus"])
+            .collect();
         assert_eq!(statuses, [&json!(500), &json!(500), &json!(204)], "{item}");
     }
 }
@@ -244,22 +272,50 @@ async fn webhook_endpoints_answer_every_status_and_keep_tenants_apart() {
     let (acme, globex) = (app.tenant("acme"), app.tenant("globex"));
     let body = json!({ "url": "https://hooks.example.com/x", "events": ["run.succeeded"] });
 
-    let anonymous = app.http.post(app.url("/export-center/webhooks")).json(&body).send().await.unwrap();
+    let anonymous = app
+        .http
+        .post(app.url("/export-center/webhooks"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status(), 401);
     let read_only = acme
-        .with_scopes(Method::POST, "/export-center/webhooks", &["export:read", "export:write"])
+        .with_scopes(
+            Method::POST,
+            "/export-center/webhooks",
+            &["export:read", "export:write"],
+        )
         .json(&body)
         .send()
         .await
         .unwrap();
     assert_eq!(read_only.status(), 403);
     for (bad, field) in [
-        (json!({ "url": "https://hooks.example.com/x", "events": ["run.started"] }), "events"),
-        (json!({ "url": "https://hooks.example.com/x", "events": [] }), "events"),
-        (json!({ "url": "https://10.1.2.3/hook", "events": ["run.failed"] }), "url"),
-        (json!({ "url": "https://169.254.169.254/hook", "events": ["run.failed"] }), "url"),
-        (json!({ "url": "http://hooks.example.com/x", "events": ["run.failed"] }), "url"),
-        (json!({ "url": "https://hooks.example.com/x", "events": ["run.failed"], "secret": "short" }), "secret"),
+        (
+            json!({ "url": "https://hooks.example.com/x", "events": ["run.started"] }),
+            "events",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/x", "events": [] }),
+            "events",
+        ),
+        (
+            json!({ "url": "https://10.1.2.3/hook", "events": ["run.failed"] }),
+            "url",
+        ),
+        (
+            json!({ "url": "https://169.254.169.254/hook", "events": ["run.failed"] }),
+            "url",
+        ),
+        (
+            json!({ "url": "http://hooks.example.com/x", "events": ["run.failed"] }),
+            "url",
+        ),
+        (
+            json!({ "url": "https://hooks.example.com/x", "events": ["run.failed"], "secret": "short" }),
+            "secret",
+        ),
     ] {
         let response = acme
             .with_scopes(Method::POST, "/export-center/webhooks", ADMIN)
@@ -285,9 +341,19 @@ async fn webhook_endpoints_answer_every_status_and_keep_tenants_apart() {
     let id = created["id"].as_str().unwrap();
     let path = format!("/export-center/webhooks/{id}");
 
-    let listed: Value = acme.get("/export-center/webhooks").send().await.unwrap().json().await.unwrap();
+    let listed: Value = acme
+        .get("/export-center/webhooks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1);
-    assert!(listed["items"][0].get("secret").is_none(), "never listed: {listed}");
+    assert!(
+        listed["items"][0].get("secret").is_none(),
+        "never listed: {listed}"
+    );
     let shown: Value = acme.get(&path).send().await.unwrap().json().await.unwrap();
     assert_eq!((&shown["url"], &shown["events"]), (&body["url"], &body["events"]));
     assert!(shown.get("secret").is_none());
@@ -295,14 +361,31 @@ async fn webhook_endpoints_answer_every_status_and_keep_tenants_apart() {
     // Another tenant's webhook does not exist for it.
     assert_eq!(globex.get(&path).send().await.unwrap().status(), 404);
     assert_eq!(
-        globex.with_scopes(Method::DELETE, &path, ADMIN).send().await.unwrap().status(),
+        globex
+            .with_scopes(Method::DELETE, &path, ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
         404
     );
     assert_eq!(
-        globex.get(&format!("{path}/deliveries")).send().await.unwrap().status(),
+        globex
+            .get(&format!("{path}/deliveries"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
         404
     );
-    let empty: Value = globex.get("/export-center/webhooks").send().await.unwrap().json().await.unwrap();
+    let empty: Value = globex
+        .get("/export-center/webhooks")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(empty["items"], json!([]));
 
     let rotated = acme
@@ -314,10 +397,31 @@ async fn webhook_endpoints_answer_every_status_and_keep_tenants_apart() {
     let rotated: Value = rotated.json().await.unwrap();
     assert_ne!(rotated["secret"].as_str().unwrap(), secret);
 
-    assert_eq!(acme.with_scopes(Method::DELETE, &path, &["export:read"]).send().await.unwrap().status(), 403);
-    assert_eq!(acme.with_scopes(Method::DELETE, &path, ADMIN).send().await.unwrap().status(), 204);
+    assert_eq!(
+        acme.with_scopes(Method::DELETE, &path, &["export:read"])
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        acme.with_scopes(Method::DELETE, &path, ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
     assert_eq!(acme.get(&path).send().await.unwrap().status(), 404);
-    assert_eq!(acme.with_scopes(Method::DELETE, &path, ADMIN).send().await.unwrap().status(), 404);
+    assert_eq!(
+        acme.with_scopes(Method::DELETE, &path, ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -351,18 +455,30 @@ fn on_postgres(data: &std::path::Path, database_url: &str) -> Command {
 /// An admin client of `tenant-default` minted by the server binary.
 fn admin_client(mut command: Command) -> export_auth::http::DpopClient {
     let output = command
-        .args(["token", "--tenant", "tenant-default", "--scopes", "export:read export:write export:admin"])
+        .args([
+            "token",
+            "--tenant",
+            "tenant-default",
+            "--scopes",
+            "export:read export:write export:admin",
+        ])
         .output()
         .unwrap();
     assert!(output.status.success());
     let minted: Value = serde_json::from_slice(&output.stdout).unwrap();
     let key = export_auth::client::DpopKey::from_pkcs8_pem(minted["dpopKey"].as_str().unwrap()).unwrap();
-    export_auth::http::DpopClient::new(crate::helpers::http_client(), minted["accessToken"].as_str().unwrap(), key)
+    export_auth::http::DpopClient::new(
+        crate::helpers::http_client(),
+        minted["accessToken"].as_str().unwrap(),
+        key,
+    )
 }
 
 async fn call(client: &export_auth::http::DpopClient, method: Method, url: &str, body: Value) -> Value {
     let response = client
-        .send(method, url, |request| request.header("X-StellaOps-Tenant", "tenant-default").json(&body))
+        .send(method, url, |request| {
+            request.header("X-StellaOps-Tenant", "tenant-default").json(&body)
+        })
         .await
         .unwrap();
     assert!(response.status().is_success(), "{url}: {}", response.status());
@@ -398,7 +514,10 @@ async fn each_event_is_delivered_once_across_a_killed_server_on_postgres() {
     }
     // Every event has been tried (and refused) at least once: the process dies with
     // deliveries pending, maybe one in flight.
-    wait("a first attempt of every event", || receiver.attempts().len() == 3).await;
+    wait("a first attempt of every event", || {
+        receiver.attempts().len() == 3
+    })
+    .await;
     assert!(receiver.delivered().is_empty());
     drop(first);
 

@@ -12,8 +12,8 @@ use crate::sql::database::{query, SqlDatabase};
 use crate::sql::dialect::{begin_write, Dialect};
 use crate::sql::{self, optional_timestamp_column, parsed, timestamp, timestamp_column, Columns};
 use crate::{
-    AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryState, DeliveryTarget, NewWebhook,
-    Notification, StoreError, Webhook,
+    AttemptResult, ClaimedDelivery, DeliveryAttempt, DeliveryRecord, DeliveryState, DeliveryTarget,
+    NewWebhook, Notification, StoreError, Webhook,
 };
 
 /// The `target` of a delivery to NATS; a webhook's is its id, which never reads so.
@@ -65,7 +65,9 @@ fn parse_events(text: &str) -> Result<Vec<NotificationEvent>, String> {
 }
 
 fn event_column(row: &impl Columns) -> Result<NotificationEvent, StoreError> {
-    parsed(row, "event", |text| NotificationEvent::parse(text).ok_or("unknown event"))
+    parsed(row, "event", |text| {
+        NotificationEvent::parse(text).ok_or("unknown event")
+    })
 }
 
 pub(crate) async fn create_webhook<D: Dialect>(

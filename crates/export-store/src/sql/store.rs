@@ -6,17 +6,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use export_core::{EvidenceRecord, ProfileId, RetryPolicy, RunId, Secret, SourceName, Target, TenantId, WebhookId};
+use export_core::{
+    EvidenceRecord, ProfileId, RetryPolicy, RunId, Secret, SourceName, Target, TenantId, WebhookId,
+};
 use futures::stream::BoxStream;
 
 use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
 use crate::sql::{events, evidence, idempotency, mirror, notifications, proofs, runs};
 use crate::{
-    AttemptResult, ClaimedDelivery, DeliveryRecord, DeliveryState, NewWebhook, Notification, Webhook,
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
-    MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunEvent, RunOutcome, RunOutput, RunPage,
-    RunQuery, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone,
+    AttemptResult, CancelOutcome, ClaimedDelivery, DeliveryRecord, DeliveryState, EventActivity,
+    IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, MirrorImport, NewEvidence,
+    NewMirrorImport, NewRun, NewWebhook, Notification, Run, RunEvent, RunOutcome, RunOutput, RunPage,
+    RunQuery, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone, Webhook,
 };
 
 #[async_trait]
@@ -256,7 +258,12 @@ impl<D: Dialect> Store for D {
         runs::due_for_expiry(self, now, limit).await
     }
 
-    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         runs::mark_expired(self, tenant, run_id, now).await
     }
 

@@ -53,7 +53,10 @@ async fn ended_run(store: &dyn Store, tenant: &TenantId, outcome: RunOutcome, en
 }
 
 async fn unprepared(store: &dyn Store) -> Vec<Notification> {
-    store.unprepared_notifications(100).await.expect("unprepared notifications")
+    store
+        .unprepared_notifications(100)
+        .await
+        .expect("unprepared notifications")
 }
 
 /// Prepares every waiting notification with a body naming it.
@@ -62,7 +65,13 @@ async fn prepare_all(store: &dyn Store, nats: bool, now: DateTime<Utc>) -> usize
     for notification in &waiting {
         let body = format!("{{\"id\":\"{}\"}}", notification.id);
         let prepared = store
-            .prepare_notification(notification.tenant(), &notification.id, body.as_bytes(), nats, now)
+            .prepare_notification(
+                notification.tenant(),
+                &notification.id,
+                body.as_bytes(),
+                nats,
+                now,
+            )
             .await
             .expect("prepare notification");
         assert!(prepared, "{} was waiting", notification.id);
@@ -87,7 +96,11 @@ fn attempt(at: DateTime<Utc>, status: u16) -> AttemptResult {
     }
 }
 
-async fn record(store: &dyn Store, delivery: &ClaimedDelivery, result: &AttemptResult) -> Option<DeliveryState> {
+async fn record(
+    store: &dyn Store,
+    delivery: &ClaimedDelivery,
+    result: &AttemptResult,
+) -> Option<DeliveryState> {
     store
         .record_delivery_attempt(&delivery.tenant, delivery, result, &RETRY)
         .await
@@ -104,13 +117,23 @@ pub async fn a_runs_end_writes_one_notification_with_its_terminal_event(store: &
     let running = create(store, &acme, normal_run(&acme, at(250))).await;
     claim(store, "worker-1", at(260), 100).await.expect("claimed");
     let queued = create(store, &acme, normal_run(&acme, at(265))).await;
-    assert_eq!(unprepared(store).await.len(), 2, "queued and running runs tell nothing");
     assert_eq!(
-        store.request_cancel(&acme, &running.id, at(270)).await.expect("cancel"),
+        unprepared(store).await.len(),
+        2,
+        "queued and running runs tell nothing"
+    );
+    assert_eq!(
+        store
+            .request_cancel(&acme, &running.id, at(270))
+            .await
+            .expect("cancel"),
         CancelOutcome::Requested
     );
     assert_eq!(
-        store.request_cancel(&acme, &queued.id, at(300)).await.expect("cancel"),
+        store
+            .request_cancel(&acme, &queued.id, at(300))
+            .await
+            .expect("cancel"),
         CancelOutcome::Cancelled
     );
     // A second end of the same run is no end, and tells nothing.
@@ -145,7 +168,13 @@ pub async fn a_runs_end_writes_one_notification_with_its_terminal_event(store: &
 pub async fn preparing_a_notification_makes_a_delivery_per_subscriber(store: &dyn Store) {
     let acme = tenant("acme");
     let on_success = webhook(store, &acme, 1, &[NotificationEvent::Succeeded]).await;
-    webhook(store, &acme, 2, &[NotificationEvent::Failed, NotificationEvent::Expired]).await;
+    webhook(
+        store,
+        &acme,
+        2,
+        &[NotificationEvent::Failed, NotificationEvent::Expired],
+    )
+    .await;
     let run_id = ended_run(store, &acme, succeeded(at(9_000)), at(100)).await;
     let waiting = unprepared(store).await;
     assert_eq!(waiting.len(), 1);
@@ -165,8 +194,14 @@ pub async fn preparing_a_notification_makes_a_delivery_per_subscriber(store: &dy
     assert_eq!(claimed.len(), 2, "one webhook and NATS: {claimed:?}");
     for delivery in &claimed {
         assert_eq!(delivery.body, b"{\"first\":1}", "the first rendering is kept");
-        assert_eq!(delivery.notification_id, Notification::id_of(&run_id, NotificationEvent::Succeeded));
-        assert_eq!((delivery.event, delivery.event_at, delivery.failures), (NotificationEvent::Succeeded, at(100), 0));
+        assert_eq!(
+            delivery.notification_id,
+            Notification::id_of(&run_id, NotificationEvent::Succeeded)
+        );
+        assert_eq!(
+            (delivery.event, delivery.event_at, delivery.failures),
+            (NotificationEvent::Succeeded, at(100), 0)
+        );
     }
     assert_eq!(
         claimed[0].target,
@@ -190,21 +225,38 @@ pub async fn a_claimed_delivery_is_taken_over_only_after_its_lease(store: &dyn S
     let first = claim_deliveries(store, "replica-1", at(110)).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].lease_until, at(170));
-    assert!(claim_deliveries(store, "replica-2", at(169)).await.is_empty(), "the lease holds");
+    assert!(
+        claim_deliveries(store, "replica-2", at(169)).await.is_empty(),
+        "the lease holds"
+    );
     let second = claim_deliveries(store, "replica-2", at(170)).await;
     assert_eq!(second.len(), 1, "taken over when the lease lapsed");
     assert_eq!(second[0].key, first[0].key);
 
-    assert_eq!(record(store, &first[0], &attempt(at(171), 204)).await, None, "the first claim is gone");
+    assert_eq!(
+        record(store, &first[0], &attempt(at(171), 204)).await,
+        None,
+        "the first claim is gone"
+    );
     assert_eq!(
         record(store, &second[0], &attempt(at(172), 204)).await,
         Some(DeliveryState::Delivered { at: at(172) })
     );
-    assert!(claim_deliveries(store, "replica-1", at(10_000)).await.is_empty(), "delivered once");
+    assert!(
+        claim_deliveries(store, "replica-1", at(10_000)).await.is_empty(),
+        "delivered once"
+    );
     let webhook_id = WebhookId::new(acme.clone(), [1; 8]);
-    let records = store.webhook_deliveries(&acme, &webhook_id, 10).await.expect("deliveries");
+    let records = store
+        .webhook_deliveries(&acme, &webhook_id, 10)
+        .await
+        .expect("deliveries");
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].attempts.len(), 1, "only the live claim's attempt is recorded");
+    assert_eq!(
+        records[0].attempts.len(),
+        1,
+        "only the live claim's attempt is recorded"
+    );
     assert_eq!(records[0].attempts[0].http_status, Some(204));
 }
 
@@ -224,9 +276,16 @@ pub async fn failed_deliveries_back_off_then_are_dead_lettered_after_a_day(store
         assert_eq!(claimed[0].failures, failures - 1);
         let state = record(store, &claimed[0], &attempt(now, 500)).await;
         let next = now + TimeDelta::seconds(wait);
-        assert_eq!(state, Some(DeliveryState::Pending { next_attempt_at: next }));
+        assert_eq!(
+            state,
+            Some(DeliveryState::Pending {
+                next_attempt_at: next
+            })
+        );
         assert!(
-            claim_deliveries(store, "replica-1", next - TimeDelta::seconds(1)).await.is_empty(),
+            claim_deliveries(store, "replica-1", next - TimeDelta::seconds(1))
+                .await
+                .is_empty(),
             "not due before its backoff"
         );
         now = next;
@@ -237,19 +296,30 @@ pub async fn failed_deliveries_back_off_then_are_dead_lettered_after_a_day(store
     assert_eq!(claimed.len(), 1);
     let state = record(store, &claimed[0], &attempt(late, 503)).await;
     assert_eq!(state, Some(DeliveryState::DeadLettered { at: late }));
-    assert!(claim_deliveries(store, "replica-1", late + TimeDelta::days(2)).await.is_empty());
+    assert!(claim_deliveries(store, "replica-1", late + TimeDelta::days(2))
+        .await
+        .is_empty());
 
-    let records = store.webhook_deliveries(&acme, &webhook_id, 10).await.expect("deliveries");
+    let records = store
+        .webhook_deliveries(&acme, &webhook_id, 10)
+        .await
+        .expect("deliveries");
     assert_eq!(records.len(), 1);
     let delivery = &records[0];
-    assert_eq!((&delivery.run_id, delivery.event), (&run_id, NotificationEvent::Failed));
+    assert_eq!(
+        (&delivery.run_id, delivery.event),
+        (&run_id, NotificationEvent::Failed)
+    );
     assert_eq!(delivery.state, DeliveryState::DeadLettered { at: late });
     let statuses: Vec<(u32, Option<u16>)> = delivery
         .attempts
         .iter()
         .map(|attempt| (attempt.attempt, attempt.http_status))
         .collect();
-    assert_eq!(statuses, [(1, Some(500)), (2, Some(500)), (3, Some(500)), (4, Some(503))]);
+    assert_eq!(
+        statuses,
+        [(1, Some(500)), (2, Some(500)), (3, Some(500)), (4, Some(503))]
+    );
     assert_eq!(delivery.attempts[0].duration_ms, 12);
     assert_eq!(delivery.attempts[3].error.as_deref(), Some("http_status: 503"));
 }
@@ -261,13 +331,27 @@ pub async fn webhooks_and_deliveries_are_per_tenant(store: &dyn Store) {
     let acme_hook = webhook(store, &acme, 1, &NotificationEvent::ALL).await;
     let globex_hook = webhook(store, &globex, 2, &[NotificationEvent::Succeeded]).await;
     assert_eq!(
-        store.webhooks(&acme).await.expect("list").iter().map(|w| &w.id).collect::<Vec<_>>(),
+        store
+            .webhooks(&acme)
+            .await
+            .expect("list")
+            .iter()
+            .map(|w| &w.id)
+            .collect::<Vec<_>>(),
         [&acme_hook]
     );
-    let shown = store.get_webhook(&acme, &acme_hook).await.expect("get").expect("exists");
+    let shown = store
+        .get_webhook(&acme, &acme_hook)
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(
         (shown.url.as_str(), shown.events.as_slice(), shown.created_at),
-        ("https://hooks.example.com/1", NotificationEvent::ALL.as_slice(), at(1))
+        (
+            "https://hooks.example.com/1",
+            NotificationEvent::ALL.as_slice(),
+            at(1)
+        )
     );
     assert_eq!(store.get_webhook(&globex, &acme_hook).await.expect("get"), None);
     assert!(!store.delete_webhook(&globex, &acme_hook).await.expect("delete"));
@@ -286,7 +370,11 @@ pub async fn webhooks_and_deliveries_are_per_tenant(store: &dyn Store) {
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].tenant, globex);
     assert!(matches!(&claimed[0].target, DeliveryTarget::Webhook { id, .. } if *id == globex_hook));
-    assert!(store.webhook_deliveries(&acme, &acme_hook, 10).await.expect("deliveries").is_empty());
+    assert!(store
+        .webhook_deliveries(&acme, &acme_hook, 10)
+        .await
+        .expect("deliveries")
+        .is_empty());
 
     // Rotation changes what the next claim signs with.
     assert!(store
@@ -294,7 +382,9 @@ pub async fn webhooks_and_deliveries_are_per_tenant(store: &dyn Store) {
         .await
         .expect("rotate"));
     let retried = claim_deliveries(store, "replica-2", at(1_000)).await;
-    assert!(matches!(&retried[0].target, DeliveryTarget::Webhook { secret, .. } if secret.expose() == "rotated"));
+    assert!(
+        matches!(&retried[0].target, DeliveryTarget::Webhook { secret, .. } if secret.expose() == "rotated")
+    );
 }
 
 /// A deleted webhook gets nothing more: its pending deliveries and its history go with it.
