@@ -8,6 +8,9 @@ use utoipa::ToSchema;
 mod profiles;
 
 pub use profiles::*;
+mod webhooks;
+
+pub use webhooks::*;
 
 /// `POST /export-center/runs`. Every field but `profileId` is optional and defaults to
 /// the profile's setting.

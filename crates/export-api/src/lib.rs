@@ -25,6 +25,7 @@ mod scheduler;
 mod service;
 mod state;
 mod status_cache;
+mod webhooks;
 
 pub use catalog::active_profiles;
 pub use context::{Caller, Scope};
@@ -37,6 +38,7 @@ pub use router::{admin_router, probe_router, router};
 pub use scheduler::{scheduled_profiles, FireOutcome, Scheduler, SCHEDULE_FIRES_METRIC};
 pub use service::ReadinessCache;
 pub use state::{ApiConfig, AppState, ProfileRegistry};
+pub use webhooks::notification_body;
 
 /// The pure parsers of the download route, for the fuzz targets in `fuzz/`
 /// (docs/reliability.md): no server, no store. Not part of the API.

@@ -34,6 +34,12 @@ use utoipa::OpenApi;
         crate::events::stream_run_events,
         crate::distributions::get_distribution,
         crate::artifacts::download_artifact,
+        crate::webhooks::create_webhook,
+        crate::webhooks::list_webhooks,
+        crate::webhooks::get_webhook,
+        crate::webhooks::delete_webhook,
+        crate::webhooks::rotate_webhook_secret,
+        crate::webhooks::list_deliveries,
         crate::service::openapi_json,
         crate::service::healthz,
         crate::service::readyz,
@@ -49,6 +55,7 @@ use utoipa::OpenApi;
         export_api_types::Problem,
         export_api_types::DistributionResponse,
         export_api_types::ReadinessStatus,
+        export_api_types::NotificationBody,
     ))
 )]
 struct ApiDoc;
@@ -105,13 +112,13 @@ fn conventions(doc: &mut Value) {
 
 /// `Authorization: DPoP <token>` with its `DPoP` proof (SPEC §3); the scopes each
 /// operation needs are in its description (`export:read` for `GET`, `export:write` for
-/// runs' `POST`, `export:admin` for managing profiles).
+/// runs' `POST`, `export:admin` for managing profiles and webhooks).
 fn security_schemes() -> Value {
     json!({
         "dpop": {
             "type": "http",
             "scheme": "DPoP",
-            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` to create and cancel runs, `export:admin` to create, change and archive profiles."
+            "description": "A DPoP-bound access token (RFC 9449) of the configured issuer, with `export:read` for GET and HEAD, `export:write` to create and cancel runs, `export:admin` to create, change and archive profiles and to create, delete or rotate webhooks."
         },
         "dpopProof": {
             "type": "apiKey",
@@ -257,7 +264,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(secured, 19, "7 GET, their 7 HEAD, 3 POST, a PUT and a DELETE");
+        assert_eq!(secured, 28, "10 GET, their 10 HEAD, 5 POST, a PUT and 2 DELETE");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
 use crate::status_cache::{self, StatusCache};
-use crate::{artifacts, distributions, events, problem_layer, profiles, runs, service};
+use crate::{artifacts, distributions, events, problem_layer, profiles, runs, service, webhooks};
 
 /// The public listener of an API process: the `/export-center` API, `/healthz` and the
 /// bare `/readyz`.
@@ -43,6 +43,22 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/export-center/distributions/{id}",
             get(distributions::get_distribution),
+        )
+        .route(
+            "/export-center/webhooks",
+            post(webhooks::create_webhook).get(webhooks::list_webhooks),
+        )
+        .route(
+            "/export-center/webhooks/{webhook_id}",
+            get(webhooks::get_webhook).delete(webhooks::delete_webhook),
+        )
+        .route(
+            "/export-center/webhooks/{webhook_id}/rotate-secret",
+            post(webhooks::rotate_webhook_secret),
+        )
+        .route(
+            "/export-center/webhooks/{webhook_id}/deliveries",
+            get(webhooks::list_deliveries),
         )
         .route("/export-center/openapi.json", get(service::openapi_json))
         .merge(probes());

@@ -12,6 +12,7 @@ mod runs;
 mod sse;
 mod table;
 mod watch;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ use crate::api::{Api, Connection, ProblemError, Unreachable};
 use crate::events::Outcome;
 use crate::profiles::ProfilesCommand;
 use crate::runs::RunsCommand;
+use crate::webhooks::WebhooksCommand;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -78,6 +80,11 @@ enum Command {
         // Boxed: `runs create` has many flags, and `Command` would be mostly padding.
         #[command(subcommand)]
         command: Box<RunsCommand>,
+    },
+    /// Registers, lists, shows and deletes webhooks; lists their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: WebhooksCommand,
     },
 }
 
@@ -182,6 +189,7 @@ async fn run(cli: Cli) -> anyhow::Result<Done> {
             profiles::run(&api, command.unwrap_or(ProfilesCommand::List), json).await
         }
         Command::Runs { command } => runs::run(&api, *command, json).await,
+        Command::Webhooks { command } => webhooks::run(&api, command, json).await,
     }
 }
 

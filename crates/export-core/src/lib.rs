@@ -12,6 +12,7 @@ pub mod ids;
 pub mod limits;
 pub mod manifest;
 pub mod mirror;
+pub mod notification;
 pub mod output;
 pub mod plan;
 pub mod profile;
@@ -37,6 +38,9 @@ pub use manifest::{
 pub use mirror::{
     check_chain, ChainError, ChainStep, ImportedState, MirrorBase, MirrorDocument, MirrorMode, MirrorPolicy,
     Tombstone, MIRROR_PATH, TOMBSTONES_PATH,
+};
+pub use notification::{
+    check_webhook_url, NotificationEvent, RetryPolicy, WebhookId, WebhookUrlError, MAX_WEBHOOK_URL,
 };
 pub use output::OutputKind;
 pub use plan::{

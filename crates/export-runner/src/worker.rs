@@ -164,7 +164,10 @@ impl Runner {
             }
             for run_id in due {
                 let deleted = inner.artifacts.delete_run(&run_id).await?;
-                inner.store.mark_expired(&run_id.tenant, &run_id).await?;
+                inner
+                    .store
+                    .mark_expired(&run_id.tenant, &run_id, inner.clock.now())
+                    .await?;
                 tracing::info!(tenant.id = %run_id.tenant, run.id = %run_id, "run {run_id} expired; deleted {deleted} artifacts");
                 expired += 1;
             }

@@ -20,6 +20,7 @@ use export_auth::{
 use export_core::{Clock, SystemClock};
 use export_distribution::{ObjectPublisher, UrlSigner, UrlSigningKey};
 use export_egress::EgressProxy;
+use export_notify::{Notifier, NotifierConfig, Renderer};
 use export_oci::OciPublisher;
 use export_runner::{EventNotifier, Runner, RunnerConfig};
 use export_signing::Keyring;
@@ -50,6 +51,8 @@ pub struct App {
     pub config: Config,
     pub state: AppState,
     pub runner: Runner,
+    /// Delivers run notifications (webhooks, NATS) in processes that run workers.
+    pub notifier: Notifier,
 }
 
 impl App {
@@ -127,6 +130,7 @@ impl App {
             notify,
         );
         let wake = runner.clone();
+        let notifier = notifier(&config, &store, &egress, &clock);
         let auth = authenticator(&config, &store, started, &egress)?;
         let state = AppState {
             store,
@@ -167,6 +171,7 @@ impl App {
             config,
             state,
             runner,
+            notifier,
         })
     }
 
@@ -205,12 +210,19 @@ impl App {
         } else {
             Vec::new()
         };
-        // The scheduler runs where workers do; replicas' schedulers race for each fire and
-        // the store keeps one run per fire (`Store::create_scheduled_run`).
+        // The scheduler and the notification delivery run where workers do; replicas'
+        // schedulers race for each fire and the store keeps one run per fire
+        // (`Store::create_scheduled_run`); deliveries are claimed under a lease.
         if !workers.is_empty() {
             let interval = Duration::from_secs(self.config.workers.scheduler_interval_seconds);
             let scheduler = Scheduler::new(self.state.clone());
             workers.push(tokio::spawn(scheduler.run(interval, shutdown.clone())));
+            // Rendered with the public base URL set above, so the links in a
+            // notification's run status are the ones `GET /runs/{id}` would give.
+            let state = self.state.clone();
+            let render: Renderer =
+                Arc::new(move |notification, run| export_api::notification_body(&state, notification, run));
+            workers.push(self.notifier.spawn(render, shutdown.clone()));
         }
         let router = if matches!(role, Role::Api | Role::All) {
             tracing::info!(%address, public_base_url = %base_url, "export center listening on {address}");
@@ -278,6 +290,30 @@ impl Listeners {
     pub fn admin_addr(&self) -> std::io::Result<SocketAddr> {
         self.admin.local_addr()
     }
+}
+
+/// The delivery task of `[notifications]`: its connections go through the egress proxy.
+fn notifier(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    egress: &EgressProxy,
+    clock: &Arc<dyn Clock>,
+) -> Notifier {
+    let settings = &config.notifications;
+    Notifier::new(
+        store.clone(),
+        egress.clone(),
+        clock.clone(),
+        NotifierConfig {
+            owner: format!("{}-{}", hostname(), std::process::id()),
+            lease: Duration::from_secs(settings.lease_seconds),
+            retry: settings.retry(),
+            poll_interval: Duration::from_millis(settings.poll_interval_ms),
+            timeout: Duration::from_secs(settings.timeout_seconds),
+            batch: settings.batch,
+            nats_url: settings.nats_url.clone(),
+        },
+    )
 }
 
 /// The access-token verifier of the configured `auth.mode`.

@@ -16,6 +16,10 @@ use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+mod notifications;
+
+pub use notifications::NotificationsConfig;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -27,6 +31,8 @@ pub struct Config {
     pub auth: AuthSettings,
     pub events: EventsConfig,
     pub workers: WorkersConfig,
+    /// Webhook and NATS deliveries of run notifications (SPEC §16).
+    pub notifications: NotificationsConfig,
     pub limits: Limits,
     pub logging: LoggingConfig,
     /// No egress: see SPEC §11.
@@ -406,6 +412,7 @@ impl Config {
         self.validate_egress()?;
         self.validate_url_signing()?;
         self.validate_limits()?;
+        self.notifications.validate()?;
         self.validate_auth()?;
         self.profiles()?;
         Ok(())

@@ -7,12 +7,15 @@
 //! every query. The only cross-tenant methods are the worker's (`claim_next_run`,
 //! `queue_depth`), which hand back runs whose ids carry their tenant, the event
 //! streams' `event_watermark` (a bare number) and `runs_with_events_after` (run ids),
-//! the operator's `latest_mirror_imports` (each import with its tenant), and the DPoP
-//! proof records (`record_proof`, `prune_proofs`), which name nothing.
+//! the operator's `latest_mirror_imports` (each import with its tenant), the
+//! notification outbox's `unprepared_notifications` and `claim_deliveries` (each row
+//! with its tenant), and the DPoP proof records (`record_proof`, `prune_proofs`), which
+//! name nothing.
 
 mod error;
 pub mod ingest_plan;
 mod model;
+mod outbox;
 pub mod sql;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -23,13 +26,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use export_core::{
-    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RunId, SourceName, Target, TenantId,
+    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RetryPolicy, RunId, Secret, SourceName,
+    Target, TenantId, WebhookId,
 };
 use futures::stream::BoxStream;
 
 pub use error::StoreError;
 pub use export_core::Tombstone;
 pub use model::*;
+pub use outbox::*;
 
 /// How long an idempotency record is kept (SPEC §2.2).
 pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -227,7 +232,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_runs(&self, tenant: &TenantId, query: &RunQuery) -> Result<RunPage, StoreError>;
 
     /// Cancels a queued run at once, appending `TerminalEvent::cancelled` to its stream
-    /// in the same transaction, or flags a running one for its worker to stop.
+    /// and writing its `run.cancelled` notification in the same transaction, or flags a
+    /// running one for its worker to stop.
     async fn request_cancel(
         &self,
         tenant: &TenantId,
@@ -282,7 +288,8 @@ pub trait Store: Send + Sync + 'static {
         path: &str,
     ) -> Result<Option<RunOutput>, StoreError>;
 
-    /// Ends a run and appends `event` to its stream, in one transaction. A failed or
+    /// Ends a run and appends `event` to its stream, in one transaction, which also
+    /// writes the run's notification (`run.succeeded`, `run.failed`, `run.cancelled`). A failed or
     /// cancelled run loses its output records (the runner has deleted their bytes); a
     /// succeeded one gets `completed_at`, `expires_at` and its warnings. A run that has
     /// already ended is left as it is, and gets no second terminal event.
@@ -346,9 +353,15 @@ pub trait Store: Send + Sync + 'static {
     /// expiry first, at most `limit` (for the retention janitor).
     async fn runs_due_for_expiry(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<RunId>, StoreError>;
 
-    /// Marks a succeeded run `expired` once its bytes are deleted. The run record and
-    /// its output records (the manifest digest among them) are kept.
-    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError>;
+    /// Marks a succeeded run `expired` once its bytes are deleted, and writes its
+    /// `run.expired` notification in the same transaction. The run record and its output
+    /// records (the manifest digest among them) are kept.
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Queued runs of all tenants (for `export_queue_depth`).
     async fn queue_depth(&self) -> Result<u64, StoreError>;
@@ -409,6 +422,86 @@ pub trait Store: Send + Sync + 'static {
     /// The profiles of every tenant that are not archived, for the scheduler; each
     /// carries its tenant in its id.
     async fn active_profiles(&self) -> Result<Vec<StoredProfile>, StoreError>;
+
+    // --- webhooks and the notification outbox (SPEC §16) -----------------------------
+    //
+    // A run's end writes a notification in its own transaction (`finish_run`,
+    // `request_cancel` of a queued run, `mark_expired`). A delivery task then renders
+    // its body once (`prepare_notification`, which also makes its deliveries) and sends
+    // each delivery under a lease (`claim_deliveries`, `record_delivery_attempt`).
+
+    /// Registers a webhook. An id already taken is `StoreError::Conflict`.
+    async fn create_webhook(&self, tenant: &TenantId, webhook: &NewWebhook) -> Result<Webhook, StoreError>;
+
+    /// The tenant's webhooks, oldest first.
+    async fn webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>, StoreError>;
+
+    async fn get_webhook(&self, tenant: &TenantId, id: &WebhookId) -> Result<Option<Webhook>, StoreError>;
+
+    /// Deletes the webhook with its deliveries and their attempts (pending ones are not
+    /// sent); false when the tenant has no such webhook.
+    async fn delete_webhook(&self, tenant: &TenantId, id: &WebhookId) -> Result<bool, StoreError>;
+
+    /// Replaces the webhook's secret: every attempt after this signs with `secret`.
+    /// False when the tenant has no such webhook.
+    async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        secret: &Secret,
+    ) -> Result<bool, StoreError>;
+
+    /// The webhook's deliveries, newest event first (at most `limit`), each with its
+    /// attempts; `StoreError::NotFound` when the tenant has no such webhook.
+    async fn webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+
+    /// Notifications of every tenant whose body is not rendered yet, oldest first, at
+    /// most `limit` (for the delivery task; each names its run, whose id carries the
+    /// tenant).
+    async fn unprepared_notifications(&self, limit: u32) -> Result<Vec<Notification>, StoreError>;
+
+    /// Stores the rendered `body` of a notification and, in the same transaction, makes
+    /// its deliveries: one per webhook of the tenant subscribed to its event, and one to
+    /// NATS with `nats`, each due at once. A compare-and-set: true for the one call that
+    /// stored the body; a notification already prepared (by another process) is left as
+    /// it is.
+    async fn prepare_notification(
+        &self,
+        tenant: &TenantId,
+        notification_id: &str,
+        body: &[u8],
+        nats: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Claims up to `limit` deliveries of any tenant that are due (pending, their next
+    /// attempt at or before `now`, and not under a live lease) for `owner` until `now +
+    /// lease`, oldest due first. Until then no other claimant gets them; a claimant that
+    /// dies leaves them to the next claim after the lease.
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError>;
+
+    /// Records the attempt of a claimed delivery and releases its lease: delivered, or
+    /// due again after `retry`'s backoff, or dead-lettered when that falls outside its
+    /// window. `None` when the claim is no longer the caller's (its lease lapsed and
+    /// another claim took the delivery, or its webhook was deleted): nothing is recorded.
+    async fn record_delivery_attempt(
+        &self,
+        tenant: &TenantId,
+        delivery: &ClaimedDelivery,
+        result: &AttemptResult,
+        retry: &RetryPolicy,
+    ) -> Result<Option<DeliveryState>, StoreError>;
 
     // --- DPoP proofs ------------------------------------------------------------------
 

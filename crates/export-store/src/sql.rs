@@ -16,6 +16,7 @@ mod evidence;
 mod idempotency;
 #[cfg(feature = "sql")]
 mod mirror;
+mod notifications;
 #[cfg(feature = "sql")]
 mod profiles;
 #[cfg(feature = "sql")]

@@ -26,6 +26,9 @@ use futures::{StreamExt, TryStreamExt};
 
 mod schedules;
 pub use schedules::*;
+mod notifications;
+
+pub use notifications::*;
 
 use crate::{
     CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
@@ -110,6 +113,12 @@ macro_rules! conformance_tests {
             a_schedule_fire_makes_one_run_and_a_second_attempt_nothing,
             list_runs_filters_by_trigger,
             a_schedule_keeps_its_first_sighting_and_reads_its_latest_fire,
+            a_runs_end_writes_one_notification_with_its_terminal_event,
+            preparing_a_notification_makes_a_delivery_per_subscriber,
+            a_claimed_delivery_is_taken_over_only_after_its_lease,
+            failed_deliveries_back_off_then_are_dead_lettered_after_a_day,
+            webhooks_and_deliveries_are_per_tenant,
+            a_deleted_webhook_gets_no_more_deliveries,
         );
 
         $crate::conformance_tests!(@shared $factory;
@@ -123,6 +132,7 @@ macro_rules! conformance_tests {
             concurrent_takeovers_of_a_lapsed_idempotency_claim_start_one_request,
             concurrent_updates_of_a_profile_number_every_revision_once,
             concurrent_creators_of_one_fire_make_one_run,
+            concurrent_claimers_claim_each_delivery_once,
         );
     };
     (@shared $factory:expr; $($name:ident),* $(,)?) => {
@@ -3271,7 +3281,7 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
     assert_eq!(store.runs_due_for_expiry(at(500), 1).await.expect("due").len(), 1);
 
     store
-        .mark_expired(&acme, &finished[0])
+        .mark_expired(&acme, &finished[0], at(10_000))
         .await
         .expect("mark expired");
     let expired = get(store, &acme, &finished[0]).await;
@@ -3283,10 +3293,13 @@ pub async fn succeeded_runs_past_retention_are_due_and_expire_keeping_their_reco
     );
     // Another tenant cannot expire acme's run, and a failed run never expires.
     assert_not_found(
-        store.mark_expired(&globex, &finished[2]).await,
+        store.mark_expired(&globex, &finished[2], at(10_000)).await,
         "another tenant's run",
     );
-    store.mark_expired(&acme, &failed.id).await.expect("no-op");
+    store
+        .mark_expired(&acme, &failed.id, at(10_000))
+        .await
+        .expect("no-op");
     assert_eq!(get(store, &acme, &failed.id).await.status, RunStatus::Failed);
 }
 

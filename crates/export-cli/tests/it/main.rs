@@ -8,3 +8,4 @@ mod schedules;
 mod support;
 mod tls;
 mod trivy;
+mod webhooks;

@@ -286,6 +286,27 @@ impl TenantClient<'_> {
             .header("DPoP", proof)
     }
 
+    /// A request of this tenant (tenant header included) whose token has `scopes`.
+    pub(crate) fn with_scopes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        scopes: &[&str],
+    ) -> reqwest::RequestBuilder {
+        let url = self.app.url(path);
+        let key = DpopKey::generate(Alg::EdDSA);
+        let token = self.token(&key, scopes);
+        let public = url.replacen(&self.app.base, &self.app.public_base, 1);
+        let htu = public.split('?').next().unwrap().to_owned();
+        let proof = key.proof_at(method.as_str(), &htu, Some(&token), None, self.app.clock.now());
+        self.app
+            .http
+            .request(method, url)
+            .header("Authorization", format!("DPoP {token}"))
+            .header("DPoP", proof)
+            .header("X-StellaOps-Tenant", &self.tenant)
+    }
+
     pub(crate) fn get(&self, path: &str) -> reqwest::RequestBuilder {
         self.authed(reqwest::Method::GET, path)
             .header("X-StellaOps-Tenant", &self.tenant)

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use export_core::{ProfileId, ProjectId, RunId, RunStatus, TenantId};
+use export_core::{NotificationEvent, ProfileId, ProjectId, RunId, RunStatus, TenantId};
 use futures::future::BoxFuture;
 use sqlx::Transaction;
 
@@ -14,6 +14,7 @@ use crate::sql::database::{query, Executes, SqlDatabase};
 use crate::sql::dialect::{begin_write, Dialect};
 use crate::sql::events::insert_event;
 use crate::sql::evidence::TAKE_COUNTER;
+use crate::sql::notifications;
 use crate::sql::{
     self, day_text, idempotency, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
 };
@@ -265,6 +266,7 @@ pub(crate) async fn request_cancel<D: Dialect>(
             let key = D::Db::columns(&row).integer("run_key")?;
             let event = TerminalEvent::cancelled(run_id);
             insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
+            notifications::insert(&mut tx, run_id, NotificationEvent::Cancelled, now).await?;
             CancelOutcome::Cancelled
         }
         RunStatus::Running => {
@@ -332,7 +334,7 @@ pub(crate) async fn claim_next<D: Dialect>(
     Ok(Some(claimed))
 }
 
-fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+pub(crate) fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     TimeDelta::from_std(lease)
         .ok()
         .and_then(|lease| now.checked_add_signed(lease))
@@ -534,6 +536,9 @@ pub(crate) async fn finish<D: Dialect>(
             .await?;
     }
     insert_event(&mut tx, tenant, key, event.event, &event.data, now).await?;
+    if let Some(ended) = NotificationEvent::for_status(outcome.status()) {
+        notifications::insert(&mut tx, run_id, ended, now).await?;
+    }
     tx.commit().await.map_err(sql::db)?;
     Ok(())
 }
@@ -617,17 +622,24 @@ pub(crate) async fn mark_expired<D: Dialect>(
     store: &D,
     tenant: &TenantId,
     run_id: &RunId,
+    now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
-    let done = query(
-        "UPDATE runs SET status = 'expired' WHERE tenant = $1 AND day = $2 AND seq = $3 AND status = 'succeeded'",
+    let mut tx = begin_write(store).await?;
+    let expired = query(
+        "UPDATE runs SET status = 'expired' WHERE tenant = $1 AND day = $2 AND seq = $3 AND status = 'succeeded' \
+         RETURNING run_key",
     )
     .bind(tenant.as_str())
     .bind(&day)
     .bind(seq)
-    .execute(store.pool())
+    .fetch_optional(&mut tx)
     .await?;
-    if D::rows_affected(&done) == 0 && get(store, tenant, run_id).await?.is_none() {
+    if expired.is_some() {
+        notifications::insert(&mut tx, run_id, NotificationEvent::Expired, now).await?;
+    }
+    tx.commit().await.map_err(sql::db)?;
+    if expired.is_none() && get(store, tenant, run_id).await?.is_none() {
         return Err(not_found(run_id));
     }
     Ok(())

@@ -7,18 +7,20 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use export_core::{
-    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RunId, SourceName, Target, TenantId,
+    EvidenceRecord, ProfileDefinition, ProfileId, ProfileName, RetryPolicy, RunId, Secret, SourceName,
+    Target, TenantId, WebhookId,
 };
 use futures::stream::BoxStream;
 
 use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
-use crate::sql::{events, evidence, idempotency, mirror, profiles, proofs, runs, schedules};
+use crate::sql::{events, evidence, idempotency, mirror, notifications, profiles, proofs, runs, schedules};
 use crate::{
-    CancelOutcome, EventActivity, FireCreation, IdempotencyBegin, IdempotencyClaim, IngestOutcome,
-    LeaseState, MirrorImport, NewEvidence, NewMirrorImport, NewRun, ProfileRevision, Run, RunEvent,
-    RunOutcome, RunOutput, RunPage, RunQuery, ScheduleState, SnapshotPoint, Store, StoreError, StoredProfile,
-    TerminalEvent, Tombstone,
+    AttemptResult, CancelOutcome, ClaimedDelivery, DeliveryRecord, DeliveryState, EventActivity,
+    FireCreation, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, MirrorImport, NewEvidence,
+    NewMirrorImport, NewRun, NewWebhook, Notification, ProfileRevision, Run, RunEvent, RunOutcome, RunOutput,
+    RunPage, RunQuery, ScheduleState, SnapshotPoint, Store, StoreError, StoredProfile, TerminalEvent,
+    Tombstone, Webhook,
 };
 
 #[async_trait]
@@ -282,8 +284,13 @@ impl<D: Dialect> Store for D {
         runs::due_for_expiry(self, now, limit).await
     }
 
-    async fn mark_expired(&self, tenant: &TenantId, run_id: &RunId) -> Result<(), StoreError> {
-        runs::mark_expired(self, tenant, run_id).await
+    async fn mark_expired(
+        &self,
+        tenant: &TenantId,
+        run_id: &RunId,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        runs::mark_expired(self, tenant, run_id, now).await
     }
 
     async fn queue_depth(&self) -> Result<u64, StoreError> {
@@ -356,5 +363,74 @@ impl<D: Dialect> Store for D {
 
     async fn prune_proofs(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
         proofs::prune(self, now).await
+    }
+
+    async fn create_webhook(&self, tenant: &TenantId, webhook: &NewWebhook) -> Result<Webhook, StoreError> {
+        notifications::create_webhook(self, tenant, webhook).await
+    }
+
+    async fn webhooks(&self, tenant: &TenantId) -> Result<Vec<Webhook>, StoreError> {
+        notifications::webhooks(self, tenant).await
+    }
+
+    async fn get_webhook(&self, tenant: &TenantId, id: &WebhookId) -> Result<Option<Webhook>, StoreError> {
+        notifications::get_webhook(self, tenant, id).await
+    }
+
+    async fn delete_webhook(&self, tenant: &TenantId, id: &WebhookId) -> Result<bool, StoreError> {
+        notifications::delete_webhook(self, tenant, id).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        secret: &Secret,
+    ) -> Result<bool, StoreError> {
+        notifications::rotate_secret(self, tenant, id, secret).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        tenant: &TenantId,
+        id: &WebhookId,
+        limit: u32,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        notifications::deliveries(self, tenant, id, limit).await
+    }
+
+    async fn unprepared_notifications(&self, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        notifications::unprepared(self, limit).await
+    }
+
+    async fn prepare_notification(
+        &self,
+        tenant: &TenantId,
+        notification_id: &str,
+        body: &[u8],
+        nats: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        notifications::prepare(self, tenant, notification_id, body, nats, now).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedDelivery>, StoreError> {
+        notifications::claim(self, owner, now, lease, limit).await
+    }
+
+    async fn record_delivery_attempt(
+        &self,
+        tenant: &TenantId,
+        delivery: &ClaimedDelivery,
+        result: &AttemptResult,
+        retry: &RetryPolicy,
+    ) -> Result<Option<DeliveryState>, StoreError> {
+        notifications::record_attempt(self, tenant, delivery, result, retry).await
     }
 }
