@@ -11,7 +11,8 @@ fn a_profile_is_created_revised_run_and_archived_with_exportctl() {
     let first = dir.path().join("nightly.toml");
     std::fs::write(
         &first,
-        "targets = [\"advisory\"]\nformats = [\"ndjson\"]\nretention = { default_days = 3, max_days = 30 }\n",
+        "targets = [\"advisory\"]\nformats = [\"ndjson\"]\nretention = { default_days = 3, max_days = 30 }\n\
+         schedule = { cron = \"0 2 * * *\", timezone = \"Europe/Berlin\", request = { priority = \"low\" } }\n",
     )
     .unwrap();
     let created = server.run(&[
