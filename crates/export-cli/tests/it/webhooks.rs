@@ -5,16 +5,18 @@ use crate::support::{run, Server, TENANT};
 
 /// `exportctl` with a token that also has `export:admin`.
 fn admin(server: &Server, args: &[&str]) -> crate::support::Run {
-    let token = server.data_dir().join("admin-token.json");
+    scoped(server, "export:read export:write export:admin", args)
+}
+
+/// `exportctl` with a token of `scopes` (space-separated).
+fn scoped(server: &Server, scopes: &str, args: &[&str]) -> crate::support::Run {
+    let token = server
+        .data_dir()
+        .join(format!("token-{}.json", scopes.replace([' ', ':'], "-")));
     if !token.exists() {
         let output = server
             .command("token")
-            .args([
-                "--tenant",
-                TENANT,
-                "--scopes",
-                "export:read export:write export:admin",
-            ])
+            .args(["--tenant", TENANT, "--scopes", scopes])
             .output()
             .expect("running export-center token");
         assert!(
@@ -43,7 +45,7 @@ fn webhooks_are_created_listed_rotated_and_deleted() {
         "--event",
         "run.failed",
     ];
-    let refused = server.run(&args);
+    let refused = scoped(&server, "export:read export:write", &args);
     assert_ne!(refused.code, 0, "needs export:admin: {refused}");
     assert!(refused.stderr.contains("export:admin"), "{refused}");
 
