@@ -16,6 +16,7 @@ mod evidence;
 mod idempotency;
 #[cfg(feature = "sql")]
 mod mirror;
+#[cfg(feature = "sql")]
 mod notifications;
 #[cfg(feature = "sql")]
 mod profiles;
