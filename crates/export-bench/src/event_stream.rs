@@ -22,6 +22,23 @@ pub struct EventStream {
     body: Body,
 }
 
+/// An answer other than 200 to a stream request: its status, its `DPoP-Nonce` header
+/// (a `use_dpop_nonce` challenge names the nonce to retry with) and the start of its body.
+#[derive(Debug)]
+pub struct Refused {
+    pub status: u16,
+    pub nonce: Option<String>,
+    pub body: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.status, self.body)
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// How the response body is framed, and where the decoder is in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Body {
@@ -69,12 +86,14 @@ impl EventStream {
             .and_then(|line| line.split(' ').nth(1))
             .and_then(|code| code.parse::<u16>().ok())
             .ok_or_else(|| anyhow!("not an HTTP response: {head:?}"))?;
-        let chunked = lines.any(|line| {
-            line.split_once(':').is_some_and(|(name, value)| {
-                name.eq_ignore_ascii_case("transfer-encoding")
-                    && value.to_ascii_lowercase().contains("chunked")
-            })
-        });
+        let (mut chunked, mut nonce) = (false, None);
+        for (name, value) in lines.filter_map(|line| line.split_once(':')) {
+            if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked |= value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("dpop-nonce") {
+                nonce = Some(value.trim().to_owned());
+            }
+        }
         let mut opened = Self {
             stream,
             raw,
@@ -83,7 +102,12 @@ impl EventStream {
         if status != 200 {
             let mut body = Vec::new();
             while body.len() < 4096 && opened.read_body(&mut body).await? {}
-            bail!("{status}: {}", String::from_utf8_lossy(&body));
+            return Err(Refused {
+                status,
+                nonce,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+            .into());
         }
         Ok(opened)
     }
@@ -109,6 +133,47 @@ impl EventStream {
             }
         }
     }
+}
+
+/// One server-sent event message: its `id`, `event` and `data` fields (`data` lines
+/// joined by newlines); comments and `retry` are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Message {
+    pub id: Option<i64>,
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl Message {
+    /// Whether the event ends its run's stream (SPEC §7).
+    pub fn is_terminal(&self) -> bool {
+        matches!(self.event.as_deref(), Some("completed" | "failed" | "cancelled"))
+    }
+}
+
+/// Takes the first complete message (up to and including its blank line) out of
+/// `buffer`, the decoded body read so far; `None` while no message is complete.
+pub fn next_message(buffer: &mut Vec<u8>) -> Option<Message> {
+    let end = buffer.windows(2).position(|pair| pair == b"\n\n")?;
+    let mut message = Message::default();
+    for line in buffer[..end].split(|byte| *byte == b'\n') {
+        let line = std::str::from_utf8(line).unwrap_or_default();
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => message.id = value.parse::<i64>().ok(),
+            "event" => message.event = Some(value.to_owned()),
+            "data" => {
+                if !message.data.is_empty() {
+                    message.data.push('\n');
+                }
+                message.data.push_str(value);
+            }
+            _ => {}
+        }
+    }
+    buffer.drain(..end + 2);
+    Some(message)
 }
 
 /// Decodes as much of `raw` as it holds into `out`, leaving in `raw` what belongs to a
@@ -238,6 +303,29 @@ mod tests {
         let server = serve_once(b"HTTP/1.1 404 Not Found\r\ncontent-length: 9\r\n\r\nno such r").await;
         let err = EventStream::open(server, None, &get()).await.err().unwrap();
         assert_eq!(format!("{err:#}"), "404: no such r");
+    }
+
+    #[test]
+    fn messages_are_taken_one_at_a_time_and_comments_are_left_out() {
+        let mut buffer =
+            b"retry: 2000\n: connected\n\nid: 1\nevent: started\ndata: {}\n\nid: 2\nevent: comp".to_vec();
+        assert_eq!(next_message(&mut buffer), Some(Message::default()));
+        let started = next_message(&mut buffer).unwrap();
+        assert_eq!(
+            (started.id, started.event.as_deref(), started.data.as_str()),
+            (Some(1), Some("started"), "{}")
+        );
+        assert!(!started.is_terminal());
+        assert_eq!(
+            next_message(&mut buffer),
+            None,
+            "the second message is not complete"
+        );
+        buffer.extend_from_slice(b"leted\ndata: {}\n\n");
+        let completed = next_message(&mut buffer).unwrap();
+        assert_eq!(completed.id, Some(2));
+        assert!(completed.is_terminal());
+        assert!(buffer.is_empty());
     }
 
     #[test]

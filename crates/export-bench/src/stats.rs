@@ -113,6 +113,13 @@ impl ProcSample {
     }
 }
 
+/// The number of open file descriptors of a process (entries of `/proc/<pid>/fd`).
+pub fn open_fds(pid: &str) -> anyhow::Result<usize> {
+    let entries =
+        std::fs::read_dir(format!("/proc/{pid}/fd")).with_context(|| format!("reading /proc/{pid}/fd"))?;
+    Ok(entries.count())
+}
+
 /// The machine's CPU time (all cores, busy and idle) from `/proc/stat`, in ticks, to
 /// tell how busy the whole machine was during a measurement (other processes included).
 #[derive(Debug, Clone, Copy)]

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use clap::Parser;
 use export_bench::client::{self, Credentials};
-use export_bench::event_stream::EventStream;
+use export_bench::event_stream::{self, EventStream};
 use export_bench::stats::{self, MachineSample, ProcSample};
 use export_core::RunId;
 use http::Method;
@@ -418,26 +418,12 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
 
     let mut arrived = stats::unix_micros();
     loop {
-        while let Some(end) = find_blank_line(&buffer) {
-            let message: Vec<u8> = buffer.drain(..end.1).collect();
-            let message = &message[..end.0];
-            let (mut id, mut name) = (None, None);
-            for line in message.split(|byte| *byte == b'\n') {
-                let line = std::str::from_utf8(line).unwrap_or_default();
-                let (field, value) = line.split_once(':').unwrap_or((line, ""));
-                let value = value.strip_prefix(' ').unwrap_or(value);
-                match field {
-                    "id" => id = value.parse::<i64>().ok(),
-                    "event" => name = Some(value.to_owned()),
-                    _ => {}
-                }
-            }
-            if let Some(id) = id {
+        while let Some(message) = event_stream::next_message(&mut buffer) {
+            if let Some(id) = message.id {
                 seen.arrivals.push((id, arrived));
-                let name = name.unwrap_or_default();
-                let terminal = matches!(name.as_str(), "completed" | "failed" | "cancelled");
+                let terminal = message.is_terminal();
                 if index == 0 {
-                    seen.names.insert(id, name);
+                    seen.names.insert(id, message.event.unwrap_or_default());
                 }
                 if terminal {
                     seen.terminal = true;
@@ -465,14 +451,6 @@ async fn subscriber(index: usize, shared: Arc<Shared>) -> Seen {
     }
     shared.open.fetch_sub(1, Ordering::Relaxed);
     seen
-}
-
-/// The end of the first message in `buffer`: (message length, length with its blank line).
-fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
-    buffer
-        .windows(2)
-        .position(|pair| pair == b"\n\n")
-        .map(|at| (at, at + 2))
 }
 
 /// Completeness, spread and commit-to-arrival delays.
