@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use export_auth::client::{authorization_header, DpopKey};
 use export_auth::dev::DevIssuer;
+use export_auth::http::DpopClient;
 use export_auth::Alg;
 use export_core::TenantId;
 use http::{HeaderValue, Method, Request, StatusCode};
@@ -93,6 +94,19 @@ impl Credentials {
         })
     }
 
+    /// The project's DPoP client (`export_auth::http::DpopClient`: a fresh proof per
+    /// request, nonce challenges answered) over `http`, with these credentials; `None`
+    /// without authentication.
+    pub fn dpop_client(&self, http: reqwest::Client) -> Option<DpopClient> {
+        let token = self.token.clone()?;
+        Some(DpopClient::new(http, token, self.key.clone()))
+    }
+
+    /// The tenant header's value.
+    pub fn tenant(&self) -> &HeaderValue {
+        &self.tenant
+    }
+
     /// Whether requests carry a token and proofs.
     pub fn authenticated(&self) -> bool {
         self.token.is_some()
@@ -108,6 +122,13 @@ impl Credentials {
     pub fn proof(&self, method: &str, url: &str) -> Option<String> {
         let token = self.token.as_deref()?;
         Some(self.key.proof(method, url, Some(token), None))
+    }
+
+    /// Like [`Credentials::proof`], carrying the server's `nonce` when given (the answer to
+    /// a `use_dpop_nonce` challenge).
+    pub fn proof_with_nonce(&self, method: &str, url: &str, nonce: Option<&str>) -> Option<String> {
+        let token = self.token.as_deref()?;
+        Some(self.key.proof(method, url, Some(token), nonce))
     }
 
     /// Like [`Credentials::proof`], with `iat` = `issued_at` (pre-generated proofs).
