@@ -13,7 +13,8 @@ pub struct RegistryServer {
     child: Child,
     /// `127.0.0.1:<port>`.
     pub address: String,
-    _dir: tempfile::TempDir,
+    /// Its configuration, its log and its storage.
+    dir: tempfile::TempDir,
 }
 
 /// Where the registry binary is (`EXPORT_CENTER_TEST_REGISTRY` overrides).
@@ -77,23 +78,20 @@ impl RegistryServer {
             ),
         )
         .expect("registry config");
-        // The registry logs every 404 of a blob probe as an error: keep it in a file.
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
-        let child = Command::new(&binary)
-            .arg("serve")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", binary.display()));
         let server = Self {
-            child,
+            child: spawn(dir.path()),
             address,
-            _dir: dir,
+            dir,
         };
         server.wait_until_ready();
         server
+    }
+
+    /// Starts a stopped registry again on its address, with what it stored.
+    pub fn start_again(&mut self) {
+        self.stop();
+        self.child = spawn(self.dir.path());
+        self.wait_until_ready();
     }
 
     fn wait_until_ready(&self) {
@@ -137,6 +135,25 @@ impl RegistryServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the registry of the configuration in `dir`.
+fn spawn(dir: &std::path::Path) -> Child {
+    let binary = binary();
+    // The registry logs every 404 of a blob probe as an error: keep it in a file.
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("registry.log"))
+        .expect("registry log");
+    Command::new(&binary)
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", binary.display()))
 }
 
 impl Drop for RegistryServer {

@@ -276,12 +276,25 @@ impl Runner {
         };
         heartbeat.abort();
 
-        if lease_lost.load(Ordering::SeqCst) {
+        // Only the attempt that still holds the run may end it or delete its bytes: a
+        // worker whose lease lapsed (a stalled process, a database that was away) while
+        // another took the run over would otherwise fail that worker's attempt under its
+        // feet. An attempt that cannot tell (the database is still away) ends nothing:
+        // its lease lapses and the run is tried again.
+        if lease_lost.load(Ordering::SeqCst) || !self.still_holds(&run).await? {
             tracing::warn!(
                 "run {} was taken over by another worker; leaving it to that worker",
                 run.id
             );
             return Ok(());
+        }
+        if let Ok(Err(ExportError::Internal(err))) = &result {
+            if backend_failure(err) {
+                // Not the run's fault: the database or the artifact store went away
+                // mid-run. The attempt is left to lapse and the run tried again, up to
+                // `max_attempts`, from a clean slate.
+                anyhow::bail!("run {} stopped, to be tried again: {err:#}", run.id);
+            }
         }
         let now = inner.clock.now();
         let outcome = match result {
@@ -336,6 +349,28 @@ impl Runner {
         metrics::histogram!("export_run_duration_seconds", "profile" => profile)
             .record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Whether this attempt still holds `run`: its lease renewed just now (so no other
+    /// worker can claim the run for a lease period) and no later attempt has begun.
+    async fn still_holds(&self, run: &Run) -> anyhow::Result<bool> {
+        let inner = &self.inner;
+        let tenant = &run.id.tenant;
+        let state = inner
+            .store
+            .heartbeat(
+                tenant,
+                &run.id,
+                &inner.config.worker_id,
+                inner.clock.now(),
+                inner.config.lease,
+            )
+            .await?;
+        if !state.owned {
+            return Ok(false);
+        }
+        let current = inner.store.get_run(tenant, &run.id).await?;
+        Ok(current.is_some_and(|current| current.attempts == run.attempts))
     }
 
     /// Records how the run ended, with the terminal event of its stream in the same
@@ -405,3 +440,17 @@ impl Runner {
 
 /// How soon a running run notices a cancel request.
 const CANCEL_POLL: Duration = Duration::from_millis(500);
+
+/// Whether `err` comes from the database or the artifact store failing a request (a
+/// restart, a dropped connection) rather than from the run itself.
+fn backend_failure(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<export_store::StoreError>(),
+            Some(export_store::StoreError::Backend(_))
+        ) || matches!(
+            cause.downcast_ref::<export_artifacts::ArtifactError>(),
+            Some(export_artifacts::ArtifactError::Backend(_))
+        )
+    })
+}

@@ -188,8 +188,8 @@ impl App {
         Ok(Listeners { public, admin })
     }
 
-    /// Serves until `shutdown` is cancelled; then event streams end, in-flight requests
-    /// may finish within `server.shutdown_grace_seconds`, and runs in progress finish.
+    /// Serves until `shutdown` is cancelled; then event streams end, and in-flight
+    /// requests and runs in progress may finish within `server.shutdown_grace_seconds`.
     ///
     /// Every role serves `/healthz` and the bare `/readyz` on the public listener, and
     /// `/healthz`, `/readyz` with details and `/metrics` on the operator listener; the
@@ -251,10 +251,8 @@ impl App {
                 end_streams.cancelled().await;
                 streams.close_all();
             },
+            drain(workers, shutdown.clone(), limits.shutdown_grace),
         );
-        for worker in workers {
-            let _ = worker.await;
-        }
         Ok(())
     }
 
@@ -471,4 +469,21 @@ fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".to_owned())
+}
+
+/// Once `shutdown` is cancelled, lets the workers finish the runs in hand within `grace`;
+/// a run still going then is left behind: the process exits, the run's lease lapses and
+/// another worker takes it over from the start (every step is idempotent), so a rolling
+/// restart never waits on a long export.
+async fn drain(workers: Vec<tokio::task::JoinHandle<()>>, shutdown: CancellationToken, grace: Duration) {
+    shutdown.cancelled().await;
+    if tokio::time::timeout(grace, futures::future::join_all(workers))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "runs still in hand after the shutdown grace period of {} s are left to other workers, which take them over once their leases lapse",
+            grace.as_secs()
+        );
+    }
 }

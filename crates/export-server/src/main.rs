@@ -195,7 +195,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let outcome = runtime.block_on(run(cli));
+    // A blocking write of a run left behind after the shutdown grace period (its lease
+    // lapses, another worker takes the run over) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -215,7 +219,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let signal = shutdown.clone();
             tokio::spawn(async move {
                 shutdown_signal().await;
-                tracing::info!("shutting down: finishing in-flight requests and runs");
+                tracing::info!(
+                    "shutting down: finishing in-flight requests and runs within the grace period"
+                );
                 signal.cancel();
             });
             app.serve(listeners, role, shutdown).await?;

@@ -54,20 +54,7 @@ impl S3Server {
             .prefix("s3s-fs-")
             .tempdir()
             .expect("create the S3 server's data directory");
-        let binary = binary();
-        let mut child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(["--access-key", Self::ACCESS_KEY_ID])
-            .args(["--secret-key", Self::SECRET_ACCESS_KEY])
-            .arg(data_dir.path())
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", binary.display()));
-        let endpoint = read_endpoint(&mut child);
+        let (child, endpoint) = spawn(data_dir.path(), 0);
         let server = Self {
             child,
             endpoint,
@@ -118,6 +105,22 @@ impl S3Server {
         let _ = self.child.wait();
     }
 
+    /// Stops the server and starts it again on the same port with the same data directory,
+    /// as an operator's restart does: what it stored survives, connections do not.
+    pub fn restart(&mut self, down_for: Duration) {
+        self.kill();
+        std::thread::sleep(down_for);
+        let port = self
+            .endpoint
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .expect("an endpoint with a port");
+        let (child, endpoint) = spawn(self.data_dir.path(), port);
+        assert_eq!(endpoint, self.endpoint, "s3s-fs came back on another address");
+        self.child = child;
+        self.wait_until_it_answers();
+    }
+
     fn wait_until_it_answers(&self) {
         let address = self.endpoint.strip_prefix("http://").expect("an http endpoint");
         let deadline = Instant::now() + STARTUP_TIMEOUT;
@@ -135,6 +138,26 @@ impl Drop for S3Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `s3s-fs` over `data_dir` on `port` (0: one the kernel picks) and returns it with
+/// the endpoint it logs.
+fn spawn(data_dir: &Path, port: u16) -> (Child, String) {
+    let binary = binary();
+    let mut child = Command::new(&binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", S3Server::ACCESS_KEY_ID])
+        .args(["--secret-key", S3Server::SECRET_ACCESS_KEY])
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start `{}`: {err}", binary.display()));
+    let endpoint = read_endpoint(&mut child);
+    (child, endpoint)
 }
 
 /// The `s3s-fs` binary: on `PATH`, or where `cargo install` puts it.

@@ -5,6 +5,7 @@
 mod airgap;
 mod auth;
 mod auth_hardening;
+mod chaos;
 mod connections;
 mod control;
 mod crash;

@@ -58,7 +58,14 @@ pub(crate) fn command(data: &Path) -> Command {
 /// listeners, which it names in its log. Ports are never chosen ahead (another test could
 /// take one in between and answer in the server's place); a server that cannot start
 /// fails the test with what it wrote.
-pub(crate) async fn start(mut command: Command, serve_args: &[&str]) -> Server {
+pub(crate) async fn start(command: Command, serve_args: &[&str]) -> Server {
+    try_start(command, serve_args)
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}"))
+}
+
+/// [`start`], with a server that could not start as an error saying why.
+pub(crate) async fn try_start(mut command: Command, serve_args: &[&str]) -> Result<Server, String> {
     // The tests' own HTTP clients need the process's rustls provider.
     export_egress::install_crypto_provider();
     let mut child = command
@@ -75,18 +82,19 @@ pub(crate) async fn start(mut command: Command, serve_args: &[&str]) -> Server {
     let (bound, addresses) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || read_log(BufReader::new(stderr), bound));
     match tokio::time::timeout(Duration::from_secs(60), addresses).await {
-        Ok(Ok(Ok((address, admin_address)))) => Server {
+        Ok(Ok(Ok((address, admin_address)))) => Ok(Server {
             child,
             address,
             admin_address,
-        },
+        }),
         Ok(Ok(Err(log))) => {
             let status = child.wait().unwrap();
-            panic!("the server did not start ({status}):\n{log}")
+            Err(format!("the server did not start ({status}):\n{log}"))
         }
         Ok(Err(_)) | Err(_) => {
             let _ = child.kill();
-            panic!("the server did not name its listeners within 60 s")
+            let _ = child.wait();
+            Err("the server did not name its listeners within 60 s".to_owned())
         }
     }
 }
