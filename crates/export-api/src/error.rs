@@ -7,6 +7,9 @@ use export_api_types::FieldError;
 use export_core::{ErrorCode, PlanError, PlanErrorKind};
 use export_store::StoreError;
 
+/// When a request refused for want of storage may be sent again.
+const STORAGE_FULL_RETRY_SECONDS: u64 = 60;
+
 #[derive(Debug)]
 pub struct ApiError {
     pub code: ErrorCode,
@@ -73,6 +76,19 @@ impl ApiError {
         Self::new(ErrorCode::NotFound, format!("{} not found", what.into()))
     }
 
+    /// `507 ERR_EXPORT_STORAGE_FULL` with `Retry-After`: the service's storage had no room
+    /// for what the request writes, so nothing of it was stored. The cause is logged with
+    /// the trace id, never sent.
+    pub fn storage_full(source: impl Into<anyhow::Error>) -> Self {
+        let mut error = Self::new(
+            ErrorCode::StorageFull,
+            "the service's storage is full, so nothing was stored; retry once space is freed",
+        );
+        error.retry_after = Some(STORAGE_FULL_RETRY_SECONDS);
+        error.source = Some(source.into());
+        error
+    }
+
     pub fn internal(source: impl Into<anyhow::Error>) -> Self {
         let mut error = Self::new(
             ErrorCode::Internal,
@@ -85,7 +101,10 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        Self::internal(err)
+        match err {
+            StoreError::StorageFull(_) => Self::storage_full(err),
+            err => Self::internal(err),
+        }
     }
 }
 
@@ -129,7 +148,9 @@ impl IntoResponse for ApiError {
                 response.headers_mut().insert(*name, value);
             }
         }
-        let detail = if self.status.is_server_error() && self.source.is_some() {
+        // The detail of an internal error could tell what the cause says; the other
+        // codes' details are written for the client.
+        let detail = if self.code == ErrorCode::Internal && self.source.is_some() {
             "an internal error occurred; quote the trace id to the operator".to_owned()
         } else {
             self.detail

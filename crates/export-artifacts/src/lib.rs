@@ -21,7 +21,7 @@ mod store;
 pub mod testing;
 mod writer;
 
-pub use error::ArtifactError;
+pub use error::{ArtifactError, StorageFull};
 pub use key::{validate_output_path, ArtifactKey, MAX_OUTPUT_PATH_BYTES};
 pub use s3::{S3Location, S3Settings, DEFAULT_S3_REGION};
 pub use store::{ArtifactRead, ArtifactStore, Written};

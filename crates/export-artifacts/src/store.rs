@@ -190,7 +190,10 @@ impl ArtifactStore {
             sha256: sha256_of(bytes.clone()).await?,
             bytes: bytes.len() as u64,
         };
-        self.inner.put(key.as_path(), bytes.into()).await?;
+        self.inner
+            .put(key.as_path(), bytes.into())
+            .await
+            .map_err(|err| ArtifactError::write(key, err))?;
         Ok(written)
     }
 
@@ -328,7 +331,10 @@ impl ArtifactStore {
         );
         let key = ArtifactKey::internal(Path::from_iter([HEALTH_PREFIX, name.as_str()]));
         let payload = Bytes::from(name.clone().into_bytes());
-        self.inner.put(key.as_path(), payload.clone().into()).await?;
+        self.inner
+            .put(key.as_path(), payload.clone().into())
+            .await
+            .map_err(|err| ArtifactError::write(&key, err))?;
         let read = self.read_all(&key).await;
         let deleted = self.inner.delete(key.as_path()).await;
         if read? != payload {

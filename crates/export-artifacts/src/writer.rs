@@ -116,11 +116,15 @@ impl ArtifactWriter {
                 self.store
                     .put(self.key.as_path(), rest.into())
                     .await
-                    .map_err(ArtifactError::Backend)?;
+                    .map_err(|err| ArtifactError::write(&self.key, err))?;
             }
             Some(mut upload) => {
                 upload.put(rest);
-                upload.finish().await.map_err(ArtifactError::Backend)?;
+                // On failure `finish` aborts the upload itself: no part is left behind.
+                upload
+                    .finish()
+                    .await
+                    .map_err(|err| ArtifactError::write(&self.key, err))?;
             }
         }
         Ok(Written {
@@ -164,7 +168,7 @@ impl ArtifactWriter {
                     .store
                     .put_multipart(self.key.as_path())
                     .await
-                    .map_err(ArtifactError::Backend)?;
+                    .map_err(|err| ArtifactError::write(&self.key, err))?;
                 self.upload
                     .insert(WriteMultipart::new_with_chunk_size(upload, PART_SIZE))
             }
@@ -172,7 +176,7 @@ impl ArtifactWriter {
         upload
             .wait_for_capacity(MAX_PARTS_IN_FLIGHT)
             .await
-            .map_err(ArtifactError::Backend)?;
+            .map_err(|err| ArtifactError::write(&self.key, err))?;
         // A part of exactly `PART_SIZE` bytes is uploaded at once, without a copy.
         upload.put(part);
         Ok(())

@@ -33,6 +33,11 @@ pub enum ErrorCode {
     BaseMissing,
     #[serde(rename = "ERR_EXPORT_TIMEOUT")]
     Timeout,
+    /// The service's storage (the artifact store or the database) cannot take a write:
+    /// no space left, a quota reached, or an object store refusing writes. Retryable once
+    /// space returns; nothing of the refused write is kept.
+    #[serde(rename = "ERR_EXPORT_STORAGE_FULL")]
+    StorageFull,
     #[serde(rename = "ERR_EXPORT_INTERNAL")]
     Internal,
     #[serde(rename = "ERR_UNAUTHENTICATED")]
@@ -46,7 +51,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::RequestInvalid,
         Self::ProfileNotFound,
         Self::NotFound,
@@ -60,6 +65,7 @@ impl ErrorCode {
         Self::EgressBlocked,
         Self::BaseMissing,
         Self::Timeout,
+        Self::StorageFull,
         Self::Internal,
         Self::Unauthenticated,
         Self::TenantRequired,
@@ -82,6 +88,7 @@ impl ErrorCode {
             Self::EgressBlocked => "ERR_EXPORT_EGRESS_BLOCKED",
             Self::BaseMissing => "ERR_EXPORT_BASE_MISSING",
             Self::Timeout => "ERR_EXPORT_TIMEOUT",
+            Self::StorageFull => "ERR_EXPORT_STORAGE_FULL",
             Self::Internal => "ERR_EXPORT_INTERNAL",
             Self::Unauthenticated => "ERR_UNAUTHENTICATED",
             Self::TenantRequired => "ERR_TENANT_REQUIRED",
@@ -108,6 +115,8 @@ impl ErrorCode {
             Self::IdempotencyMismatch => 422,
             Self::RateLimit => 429,
             Self::DistributionFailed => 502,
+            // RFC 4918 §11.5: the server is unable to store what the request needs.
+            Self::StorageFull => 507,
             Self::Timeout | Self::Internal => 500,
         }
     }
@@ -128,6 +137,7 @@ impl ErrorCode {
             Self::EgressBlocked => "Egress blocked",
             Self::BaseMissing => "Mirror base missing",
             Self::Timeout => "Timed out",
+            Self::StorageFull => "Insufficient storage",
             Self::Internal => "Internal error",
             Self::Unauthenticated => "Unauthenticated",
             Self::TenantRequired => "Tenant required",

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use export_artifacts::ArtifactStore;
+use export_artifacts::{ArtifactError, ArtifactStore};
 use export_core::{Clock, ErrorCode};
 use export_distribution::ObjectPublisher;
 use export_oci::OciPublisher;
 use export_signing::Keyring;
-use export_store::{Run, RunError, RunOutcome, Store, TerminalEvent};
+use export_store::{Run, RunError, RunOutcome, Store, StoreError, TerminalEvent};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -318,11 +318,21 @@ impl Runner {
             }),
             Ok(Err(ExportError::Internal(err))) => {
                 tracing::error!(error = format!("{err:#}"), "run {} failed", run.id);
-                RunOutcome::Failed(RunError {
-                    code: ErrorCode::Internal,
-                    message: "the export failed unexpectedly; the server log has the cause under this run id"
-                        .to_owned(),
-                    retry_after_seconds: Some(60),
+                RunOutcome::Failed(match storage_full(&err) {
+                    Some(reason) => RunError {
+                        code: ErrorCode::StorageFull,
+                        message: format!(
+                            "{reason}; nothing of the run was kept: retry it once space is freed"
+                        ),
+                        retry_after_seconds: Some(STORAGE_FULL_RETRY_SECONDS),
+                    },
+                    None => RunError {
+                        code: ErrorCode::Internal,
+                        message:
+                            "the export failed unexpectedly; the server log has the cause under this run id"
+                                .to_owned(),
+                        retry_after_seconds: Some(60),
+                    },
                 })
             }
             Err(_elapsed) => RunOutcome::Failed(RunError {
@@ -437,6 +447,24 @@ impl Runner {
         })
     }
 }
+
+/// Why storage with no room stopped an export, if it did: the artifact store refused an
+/// output (`ArtifactError::StorageFull`) or the database a write (`StoreError::StorageFull`),
+/// anywhere in the error's chain.
+fn storage_full(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(|cause| {
+        if let Some(ArtifactError::StorageFull { reason, .. }) = cause.downcast_ref() {
+            return Some(reason.to_string());
+        }
+        match cause.downcast_ref() {
+            Some(StoreError::StorageFull(_)) => Some("the database is full".to_owned()),
+            _ => None,
+        }
+    })
+}
+
+/// When a run that failed for want of storage may be tried again.
+const STORAGE_FULL_RETRY_SECONDS: u64 = 300;
 
 /// How soon a running run notices a cancel request.
 const CANCEL_POLL: Duration = Duration::from_millis(500);

@@ -83,6 +83,7 @@ impl SqliteStore {
             .row_buffer_size(ROW_BUFFER);
         let pool = SqlitePoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
+            .before_acquire(|conn, _| Box::pin(usable(conn)))
             .connect_with(options)
             .await
             .map_err(db)?;
@@ -107,6 +108,28 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Whether a pooled connection may be handed out: not when sqlx still counts it inside a
+/// transaction.
+///
+/// That is a connection whose transaction SQLite ended on its own: a `COMMIT` that finds
+/// the disk full (`SQLITE_FULL`) rolls the transaction back, the `ROLLBACK` sqlx then
+/// sends fails for want of a transaction, and its count stays at one, so every later
+/// `BEGIN IMMEDIATE` on that connection would fail, long after space returned. Such a
+/// connection is closed, and the pool opens a fresh one. (A transaction dropped without
+/// its commit leaves its `ROLLBACK` queued on the connection's worker; the ping waits for
+/// it first.)
+async fn usable(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    use sqlx::Connection as _;
+    if conn.is_in_transaction() {
+        conn.ping().await?;
+    }
+    let usable = !conn.is_in_transaction();
+    if !usable {
+        tracing::warn!("closing a database connection whose transaction the database ended on its own");
+    }
+    Ok(usable)
 }
 
 /// Whether `url` names an in-memory database (`sqlite::memory:`, `?mode=memory`), which

@@ -12,6 +12,11 @@ pub enum StoreError {
     /// nothing was written, and retrying the same call gives the same answer.
     #[error("conflicting {what}: {detail}")]
     Conflict { what: &'static str, detail: String },
+    /// The database has no room for the write (SQLite's `SQLITE_FULL`, PostgreSQL's
+    /// `disk_full`, or `ENOSPC`): the transaction was rolled back, and the same call
+    /// succeeds once space returns.
+    #[error("the database is full")]
+    StorageFull(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("database error")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

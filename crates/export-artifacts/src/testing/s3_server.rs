@@ -19,7 +19,7 @@ const LISTENING: &str = "server is running at ";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running `s3s-fs` process: an S3 API on `127.0.0.1`, storing its buckets as
-/// directories of a temporary data directory (objects are plain files under
+/// directories of a temporary data directory (or the caller's, [`S3Server::start_in`]) (objects are plain files under
 /// `<data_dir>/<bucket>/<key>`; multipart parts and metadata live beside the buckets).
 ///
 /// The bucket [`S3Server::BUCKET`] exists from the start; [`S3Server::create_bucket`] adds
@@ -29,14 +29,17 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct S3Server {
     child: Child,
     endpoint: String,
-    data_dir: tempfile::TempDir,
+    data_dir: PathBuf,
+    /// The temporary data directory of [`S3Server::start`], removed on drop; `None` for
+    /// the caller's directory of [`S3Server::start_in`].
+    _temporary: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for S3Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("S3Server")
             .field("endpoint", &self.endpoint)
-            .field("data_dir", &self.data_dir.path())
+            .field("data_dir", &self.data_dir)
             .finish_non_exhaustive()
     }
 }
@@ -50,15 +53,25 @@ impl S3Server {
     /// Starts `s3s-fs` on a port the kernel picks (read back from its log, so two tests
     /// never race for a port), and returns once it accepts connections.
     pub fn start() -> Self {
-        let data_dir = tempfile::Builder::new()
+        let temporary = tempfile::Builder::new()
             .prefix("s3s-fs-")
             .tempdir()
             .expect("create the S3 server's data directory");
-        let (child, endpoint) = spawn(data_dir.path(), 0);
+        let mut server = Self::start_in(temporary.path());
+        server._temporary = Some(temporary);
+        server
+    }
+
+    /// Starts `s3s-fs` as [`S3Server::start`] does, storing its buckets in `data_dir`
+    /// (an existing directory, left in place on drop): a small volume, say, to see what
+    /// a full disk under the bucket does.
+    pub fn start_in(data_dir: &Path) -> Self {
+        let (child, endpoint) = spawn(data_dir, 0);
         let server = Self {
             child,
             endpoint,
-            data_dir,
+            data_dir: data_dir.to_owned(),
+            _temporary: None,
         };
         server.create_bucket(Self::BUCKET);
         server.wait_until_it_answers();
@@ -90,13 +103,13 @@ impl S3Server {
     /// Creates the bucket `name`: for `s3s-fs`, a bucket is a directory of its data
     /// directory.
     pub fn create_bucket(&self, name: &str) {
-        std::fs::create_dir_all(self.data_dir.path().join(name))
+        std::fs::create_dir_all(self.data_dir.join(name))
             .unwrap_or_else(|err| panic!("create bucket `{name}`: {err}"));
     }
 
     /// Where the server keeps its buckets, to look at what is stored.
     pub fn data_dir(&self) -> &Path {
-        self.data_dir.path()
+        &self.data_dir
     }
 
     /// Stops the server now (to test what happens when S3 is down); dropping does it too.
@@ -115,7 +128,7 @@ impl S3Server {
             .rsplit_once(':')
             .and_then(|(_, port)| port.parse().ok())
             .expect("an endpoint with a port");
-        let (child, endpoint) = spawn(self.data_dir.path(), port);
+        let (child, endpoint) = spawn(&self.data_dir, port);
         assert_eq!(endpoint, self.endpoint, "s3s-fs came back on another address");
         self.child = child;
         self.wait_until_it_answers();

@@ -10,6 +10,7 @@ mod connections;
 mod control;
 mod crash;
 mod determinism;
+mod disk;
 mod distributions;
 mod downloads;
 mod egress;

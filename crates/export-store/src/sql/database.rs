@@ -19,9 +19,22 @@ use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Pool,
 use crate::sql::Columns;
 use crate::StoreError;
 
-/// A database failure, as the store reports it.
+/// A database failure, as the store reports it: `StorageFull` when the database had no
+/// room for the write, else `Backend`.
 pub fn db(err: sqlx::Error) -> StoreError {
-    StoreError::backend(err)
+    let full = match &err {
+        sqlx::Error::Database(database) => {
+            // SQLITE_FULL (13), and PostgreSQL's SQLSTATE 53100 `disk_full`.
+            matches!(database.code().as_deref(), Some("13" | "53100"))
+        }
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if full {
+        StoreError::StorageFull(Box::new(err))
+    } else {
+        StoreError::backend(err)
+    }
 }
 
 /// An argument of a statement.
