@@ -1,5 +1,6 @@
 //! What must hold once the faults stop, and the summary table.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::io::Read;
@@ -249,9 +250,9 @@ async fn same_bytes_as_a_calm_process(cluster: &mut Cluster, outcomes: &[(Wanted
     let mut reference: HashMap<(&str, &str), BTreeMap<String, Vec<u8>>> = HashMap::new();
     let mut compared = 0;
     for (wanted, run_id, files) in downloaded {
-        if !reference.contains_key(&(wanted.tenant, wanted.profile)) {
+        if let Entry::Vacant(slot) = reference.entry((wanted.tenant, wanted.profile)) {
             let calm_run = calm_run(cluster, on_the_same_database(), &bases, wanted).await;
-            reference.insert((wanted.tenant, wanted.profile), download(&calm_run).await);
+            slot.insert(download(&calm_run).await);
         }
         let expected = &reference[&(wanted.tenant, wanted.profile)];
         assert_eq!(
