@@ -361,26 +361,22 @@ impl Runner {
         Ok(())
     }
 
-    /// Whether this attempt still holds `run`: its lease renewed just now (so no other
-    /// worker can claim the run for a lease period) and no later attempt has begun.
+    /// Whether this attempt still holds `run`: its lease renewed just now, so no other
+    /// attempt can claim the run for a lease period.
     async fn still_holds(&self, run: &Run) -> anyhow::Result<bool> {
         let inner = &self.inner;
-        let tenant = &run.id.tenant;
         let state = inner
             .store
             .heartbeat(
-                tenant,
+                &run.id.tenant,
                 &run.id,
                 &inner.config.worker_id,
+                run.attempts,
                 inner.clock.now(),
                 inner.config.lease,
             )
             .await?;
-        if !state.owned {
-            return Ok(false);
-        }
-        let current = inner.store.get_run(tenant, &run.id).await?;
-        Ok(current.is_some_and(|current| current.attempts == run.attempts))
+        Ok(state.owned)
     }
 
     /// Records how the run ended, with the terminal event of its stream in the same
@@ -409,6 +405,7 @@ impl Runner {
         let inner = self.inner.clone();
         let tenant = run.id.tenant.clone();
         let run_id = run.id.clone();
+        let attempt = run.attempts;
         tokio::spawn(async move {
             let config = &inner.config;
             let mut last_beat = Instant::now();
@@ -429,6 +426,7 @@ impl Runner {
                         &tenant,
                         &run_id,
                         &config.worker_id,
+                        attempt,
                         inner.clock.now(),
                         config.lease,
                     )

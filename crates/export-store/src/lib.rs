@@ -254,13 +254,15 @@ pub trait Store: Send + Sync + 'static {
         max_active_per_tenant: u32,
     ) -> Result<Option<Run>, StoreError>;
 
-    /// Extends `worker`'s lease; tells whether it still holds it and whether a cancel
-    /// was requested.
+    /// Extends the lease of `worker`'s attempt number `attempt` (the run's `attempts` when
+    /// it claimed it); tells whether that attempt still holds the run (no other worker, and
+    /// no later attempt of its own, took it over) and whether a cancel was requested.
     async fn heartbeat(
         &self,
         tenant: &TenantId,
         run_id: &RunId,
         worker: &str,
+        attempt: u32,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<LeaseState, StoreError>;

@@ -1719,7 +1719,9 @@ pub async fn tenants_never_see_each_others_data(store: &dyn Store) {
         CancelOutcome::NotFound
     );
     assert_not_found(
-        store.heartbeat(&globex, &run.id, "worker-1", at(2), LEASE).await,
+        store
+            .heartbeat(&globex, &run.id, "worker-1", 1, at(2), LEASE)
+            .await,
         "heartbeat",
     );
     assert_not_found(store.set_progress(&globex, &run.id, 5, 10).await, "set progress");
@@ -2368,7 +2370,7 @@ pub async fn run_whose_lease_expired_is_claimed_again(store: &dyn Store) {
     assert_eq!(again.started_at, Some(at(0)));
     assert_eq!(
         store
-            .heartbeat(&acme, &run.id, "worker-1", at(32), LEASE)
+            .heartbeat(&acme, &run.id, "worker-1", 1, at(32), LEASE)
             .await
             .expect("heartbeat"),
         LeaseState {
@@ -2378,13 +2380,22 @@ pub async fn run_whose_lease_expired_is_claimed_again(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .heartbeat(&acme, &run.id, "worker-2", at(32), LEASE)
+            .heartbeat(&acme, &run.id, "worker-2", 2, at(32), LEASE)
             .await
             .expect("heartbeat"),
         LeaseState {
             owned: true,
             cancel_requested: false
         }
+    );
+    // An earlier attempt never holds the run, even under the worker name of the current
+    // one (a process that claimed its own lapsed run again in another loop).
+    assert!(
+        !store
+            .heartbeat(&acme, &run.id, "worker-2", 1, at(33), LEASE)
+            .await
+            .expect("heartbeat")
+            .owned
     );
     assert_eq!(claim(store, "worker-3", at(50), NO_LIMIT).await, None);
 }
@@ -2747,7 +2758,7 @@ pub async fn heartbeat_extends_the_lease_of_its_owner(store: &dyn Store) {
         .expect("a run to claim");
     assert_eq!(
         store
-            .heartbeat(&acme, &run.id, "worker-1", at(20), LEASE)
+            .heartbeat(&acme, &run.id, "worker-1", 1, at(20), LEASE)
             .await
             .expect("heartbeat"),
         LeaseState {
@@ -2766,14 +2777,14 @@ pub async fn heartbeat_extends_the_lease_of_its_owner(store: &dyn Store) {
     assert_eq!(taken_over.id, run.id);
     assert!(
         !store
-            .heartbeat(&acme, &run.id, "worker-1", at(52), LEASE)
+            .heartbeat(&acme, &run.id, "worker-1", 1, at(52), LEASE)
             .await
             .expect("heartbeat")
             .owned
     );
     assert_not_found(
         store
-            .heartbeat(&acme, &unknown_run(&acme), "worker-1", at(52), LEASE)
+            .heartbeat(&acme, &unknown_run(&acme), "worker-1", 1, at(52), LEASE)
             .await,
         "heartbeat of an unknown run",
     );
@@ -2791,7 +2802,7 @@ pub async fn heartbeat_reports_a_cancel_request(store: &dyn Store) {
     );
     assert_eq!(
         store
-            .heartbeat(&acme, &run.id, "worker-1", at(10), LEASE)
+            .heartbeat(&acme, &run.id, "worker-1", 1, at(10), LEASE)
             .await
             .expect("heartbeat"),
         LeaseState {
@@ -3010,7 +3021,7 @@ pub async fn succeeded_run_records_its_completion(store: &dyn Store) {
     assert_eq!(claim(store, "worker-2", at(1000), NO_LIMIT).await, None);
     assert!(
         !store
-            .heartbeat(&acme, &run.id, "worker-1", at(101), LEASE)
+            .heartbeat(&acme, &run.id, "worker-1", 1, at(101), LEASE)
             .await
             .expect("heartbeat")
             .owned,

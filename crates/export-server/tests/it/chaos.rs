@@ -109,12 +109,15 @@ async fn replicas_on_postgres_and_s3_survive_kill_9_rolling_restarts_and_outages
 
     let mut tally = Tally::default();
     inject_faults(&mut cluster, &settings, began, &mut tally).await;
+    tally.window = began.elapsed();
 
+    // Every client task ends once its run's follower has seen the terminal event.
+    let calm = Instant::now();
     let mut created = Vec::new();
     for creation in creations {
         created.push(creation.await.expect("a client task failed"));
     }
-    tally.window = began.elapsed();
+    tally.settled = calm.elapsed();
     let report = Report::check(&mut cluster, &clients, created, tally).await;
     println!("{report}");
 }

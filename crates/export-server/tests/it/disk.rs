@@ -21,7 +21,9 @@ use export_distribution::testing::S3Server;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, download_all, output_name, shared_data, TestApp};
+use crate::helpers::{
+    assert_problem, download_all, files_under, output_name, run_prefix, shared_data, TestApp,
+};
 
 /// A tmpfs of a few MiB mounted on a fresh temporary directory, unmounted on drop.
 struct SmallVolume {
@@ -112,7 +114,7 @@ impl SmallVolume {
 
     /// Every file on the volume but the filler, relative to it, sorted.
     fn files(&self) -> Vec<String> {
-        let mut files: Vec<String> = walk(self.path())
+        let mut files: Vec<String> = files_under(self.path())
             .into_iter()
             .map(|path| path.strip_prefix(self.path()).unwrap().display().to_string())
             .filter(|path| path != "filler")
@@ -134,25 +136,6 @@ impl Drop for SmallVolume {
             let _ = Command::new("umount").arg("-l").arg(self.path()).status();
         }
     }
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(walk(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found
-}
-
-/// The part of the artifact key layout that names a run: `runs/<tenant>/<date>/<seq>`.
-fn run_prefix(run_id: &str) -> String {
-    let parts: Vec<&str> = run_id.split("::").collect();
-    format!("runs/{}/{}/{}", parts[1], parts[2], parts[3])
 }
 
 /// The OSV corpus, ingested as a source of its own, makes data files of a few MiB.
@@ -506,7 +489,7 @@ async fn a_bucket_that_fills_up_fails_the_run_typed_and_keeps_no_object_of_it() 
     ingest_corpus(&app).await;
     let acme = app.tenant("acme");
     let objects = || {
-        let mut files: Vec<String> = walk(bucket.path())
+        let mut files: Vec<String> = files_under(bucket.path())
             .into_iter()
             .map(|path| path.strip_prefix(bucket.path()).unwrap().display().to_string())
             .filter(|path| path != "filler")

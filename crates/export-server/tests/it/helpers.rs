@@ -134,12 +134,7 @@ impl TestApp {
 
     /// Where the artifact store keeps a run's files.
     pub(crate) fn run_dir(&self, run_id: &str) -> PathBuf {
-        let parts: Vec<&str> = run_id.split("::").collect();
-        self.data_dir
-            .join("artifacts/runs")
-            .join(parts[1])
-            .join(parts[2])
-            .join(parts[3])
+        self.data_dir.join("artifacts").join(run_prefix(run_id))
     }
 
     pub(crate) fn tenant(&self, tenant: &str) -> TenantClient<'_> {
@@ -394,6 +389,27 @@ pub(crate) async fn assert_problem(response: Response, status: u16, code: &str) 
         "{body}"
     );
     body
+}
+
+/// The part of the artifact key layout that names a run: `runs/<tenant>/<date>/<seq>`
+/// for `export-run::<tenant>::<date>::<seq>`.
+pub(crate) fn run_prefix(run_id: &str) -> String {
+    let parts: Vec<&str> = run_id.split("::").collect();
+    format!("runs/{}/{}/{}", parts[1], parts[2], parts[3])
+}
+
+/// Every file under `dir`, at any depth (none when `dir` does not exist).
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
 }
 
 pub(crate) fn fixtures() -> PathBuf {

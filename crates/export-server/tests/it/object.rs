@@ -6,7 +6,7 @@ use export_distribution::testing::S3Server;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, download_all, output_name, TestApp, TestClock};
+use crate::helpers::{assert_problem, download_all, files_under, output_name, TestApp, TestClock};
 use export_server::config::ObjectDistributionConfig;
 
 /// The `host:port` of the S3 server: what the allowlist must name to reach it.
@@ -223,26 +223,14 @@ async fn the_artifact_store_can_live_on_s3() {
         );
     }
     assert!(!app.run_dir(&done.run_id).exists(), "nothing on the local disk");
-    let stored = walk(&s3.data_dir().join(S3Server::BUCKET).join("artifacts"));
+    let stored: Vec<String> = files_under(&s3.data_dir().join(S3Server::BUCKET).join("artifacts"))
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect();
     assert!(
         stored.iter().any(|p| p.ends_with("manifest.json")),
         "the outputs are objects in the bucket: {stored:?}"
     );
     let ready = app.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::OK);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<String> {
-    let mut found = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.extend(walk(&path));
-            } else {
-                found.push(path.display().to_string());
-            }
-        }
-    }
-    found
 }

@@ -139,16 +139,23 @@ fn read_log(
 
 /// A DPoP client of `tenant-default`, with a token `command` mints.
 pub(crate) fn client(command: Command) -> DpopClient {
-    let (access_token, key) = mint(command);
+    client_as(command, "tenant-default")
+}
+
+/// A DPoP client of `tenant`, with a token `command` mints.
+pub(crate) fn client_as(command: Command, tenant: &str) -> DpopClient {
+    let (access_token, key) = mint_as(command, tenant);
     DpopClient::new(crate::helpers::http_client(), &access_token, key)
 }
 
 /// An access token of `tenant-default` and its DPoP key, as `command` mints them.
-pub(crate) fn mint(mut command: Command) -> (String, DpopKey) {
-    let output = command
-        .args(["token", "--tenant", "tenant-default"])
-        .output()
-        .unwrap();
+pub(crate) fn mint(command: Command) -> (String, DpopKey) {
+    mint_as(command, "tenant-default")
+}
+
+/// An access token of `tenant` and its DPoP key, as `command` mints them.
+fn mint_as(mut command: Command, tenant: &str) -> (String, DpopKey) {
+    let output = command.args(["token", "--tenant", tenant]).output().unwrap();
     assert!(
         output.status.success(),
         "{}",

@@ -10,7 +10,7 @@ use export_signing::{verify_envelope, DsseEnvelope, VerifyingKey, MANIFEST_PAYLO
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, download_all, TestApp, TEST_AGE_IDENTITY};
+use crate::helpers::{assert_problem, download_all, files_under, TestApp, TEST_AGE_IDENTITY};
 
 async fn signed_app() -> (TestApp, String) {
     let app = TestApp::spawn().await;
@@ -276,7 +276,7 @@ async fn an_encrypted_bundle_decrypts_with_age_and_no_plaintext_is_at_rest() {
 
     // Nothing in the artifact store is a plaintext data file or bundle.
     let mut stored = Vec::new();
-    for entry in walk(&app.data_dir.join("artifacts")) {
+    for entry in files_under(&app.data_dir.join("artifacts")) {
         let name = entry.file_name().unwrap().to_string_lossy().into_owned();
         stored.push(name.clone());
         let bytes = std::fs::read(&entry).unwrap();
@@ -291,19 +291,6 @@ async fn an_encrypted_bundle_decrypts_with_age_and_no_plaintext_is_at_rest() {
         );
     }
     assert!(stored.iter().any(|n| n == "bundle.tar.zst.age"), "{stored:?}");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -366,7 +353,7 @@ async fn a_bundle_over_the_cap_fails_the_run_and_leaves_no_bytes() {
     assert_eq!(done.status, "failed");
     assert_eq!(done.errors[0].code, "ERR_EXPORT_TOO_LARGE");
     assert!(done.outputs.is_empty());
-    let left = walk(&app.data_dir.join("artifacts"));
+    let left = files_under(&app.data_dir.join("artifacts"));
     assert!(
         left.iter().all(|p| p.to_string_lossy().contains("_health")),
         "partial bytes left: {left:?}"

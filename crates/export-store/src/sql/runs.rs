@@ -346,6 +346,7 @@ pub(crate) async fn heartbeat<D: Dialect>(
     tenant: &TenantId,
     run_id: &RunId,
     worker: &str,
+    attempt: u32,
     now: DateTime<Utc>,
     lease: Duration,
 ) -> Result<LeaseState, StoreError> {
@@ -353,13 +354,14 @@ pub(crate) async fn heartbeat<D: Dialect>(
     let extended = query(
         "UPDATE runs SET lease_expires_at = $1 \
          WHERE tenant = $2 AND day = $3 AND seq = $4 AND status = 'running' AND worker = $5 \
-         RETURNING cancel_requested",
+         AND attempts = $6 RETURNING cancel_requested",
     )
     .bind(timestamp(lease_end(now, lease)))
     .bind(tenant.as_str())
     .bind(&day)
     .bind(seq)
     .bind(worker)
+    .bind(i64::from(attempt))
     .fetch_optional(store.pool())
     .await?;
     if let Some(row) = extended {
@@ -368,7 +370,7 @@ pub(crate) async fn heartbeat<D: Dialect>(
             cancel_requested: D::Db::columns(&row).boolean("cancel_requested")?,
         });
     }
-    // Not ours (any more): another worker took it over, or it ended.
+    // Not this attempt's (any more): another attempt took it over, or it ended.
     let row = query("SELECT cancel_requested FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3")
         .bind(tenant.as_str())
         .bind(&day)

@@ -194,10 +194,11 @@ impl<D: Dialect> Store for D {
         tenant: &TenantId,
         run_id: &RunId,
         worker: &str,
+        attempt: u32,
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<LeaseState, StoreError> {
-        runs::heartbeat(self, tenant, run_id, worker, now, lease).await
+        runs::heartbeat(self, tenant, run_id, worker, attempt, now, lease).await
     }
 
     async fn set_progress(

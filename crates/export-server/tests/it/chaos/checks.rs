@@ -13,11 +13,11 @@ use export_core::Sha256Digest;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 
-use super::cluster::{client_of, Cluster, SHUTDOWN_GRACE, TENANTS};
+use super::cluster::{Cluster, SHUTDOWN_GRACE, TENANTS};
 use super::load::{create, get, Wanted};
 use super::Created;
-use crate::helpers::{http_client, output_name, TEST_AGE_IDENTITY};
-use crate::processes::{command, start};
+use crate::helpers::{files_under, http_client, output_name, run_prefix, TEST_AGE_IDENTITY};
+use crate::processes::{client_as, command, start};
 
 /// What the faults were, as they happened.
 #[derive(Debug, Default)]
@@ -31,7 +31,10 @@ pub(crate) struct Tally {
     pub(crate) registry_outage: Option<Duration>,
     /// Per kind of fault, the time from it until every replica was ready again.
     pub(crate) recoveries: BTreeMap<&'static str, Vec<Duration>>,
+    /// From the first creation to the last fault.
     pub(crate) window: Duration,
+    /// From the last fault until every run had ended and its follower had seen it.
+    pub(crate) settled: Duration,
 }
 
 /// The figures of a passed check.
@@ -43,7 +46,6 @@ pub(crate) struct Report {
     retries: u32,
     resumed: u32,
     takeovers: i64,
-    settled: Duration,
     compared: usize,
     tags: usize,
     objects: usize,
@@ -59,7 +61,6 @@ impl Report {
         tally: Tally,
     ) -> Self {
         let bases = cluster.api_bases.clone();
-        let settling = Instant::now();
         let mut statuses = Vec::new();
         for run in &created {
             statuses.push(
@@ -72,7 +73,6 @@ impl Report {
                 .await,
             );
         }
-        let settled = settling.elapsed();
         exactly_once_per_key(clients, &bases, &created).await;
         for (run, status) in created.iter().zip(&statuses) {
             events_once_each(run, status);
@@ -154,7 +154,6 @@ impl Report {
             retries: created.iter().map(|run| run.retries).sum(),
             resumed: created.iter().map(|run| run.events.resumed).sum(),
             takeovers: takeovers.unwrap_or(0),
-            settled,
             compared,
             tags,
             objects,
@@ -296,7 +295,7 @@ async fn calm_run(
             "ref": format!("{}/{}/calm:reference", cluster.registry.address, wanted.tenant),
         });
     }
-    let client = client_of(minter, &cluster.config, wanted.tenant);
+    let client = client_as(minter, wanted.tenant);
     let (run_id, _) = create(
         &client,
         bases,
@@ -429,8 +428,7 @@ async fn complete(http: &reqwest::Client, registry: &str, repository: &str, refe
 fn only_outputs_in_the_bucket(bucket: &Path, outcomes: &[(Wanted, Value)]) -> usize {
     let mut expected = BTreeSet::new();
     for (_, status) in outcomes {
-        // export-run::<tenant>::<date>::<seq> is stored under runs/<tenant>/<date>/<seq>/.
-        let run: Vec<&str> = status["runId"].as_str().unwrap().split("::").collect();
+        let run = run_prefix(status["runId"].as_str().unwrap());
         // Every run here is signed: its envelope is kept beside the bundle (the `completed`
         // event links it as `manifestDsseUrl`).
         let names = status["outputs"]
@@ -440,28 +438,19 @@ fn only_outputs_in_the_bucket(bucket: &Path, outcomes: &[(Wanted, Value)]) -> us
             .map(|output| output_name(output["url"].as_str().unwrap()))
             .chain(["manifest.dsse.json".to_owned()]);
         for name in names {
-            expected.insert(format!("artifacts/runs/{}/{}/{}/{name}", run[1], run[2], run[3]));
+            expected.insert(format!("artifacts/{run}/{name}"));
         }
     }
-    let mut stored = BTreeSet::new();
-    walk(bucket, bucket, &mut stored);
+    let stored: BTreeSet<String> = files_under(bucket)
+        .iter()
+        .map(|path| path.strip_prefix(bucket).unwrap().display().to_string())
+        .collect();
     let unexpected: Vec<&String> = stored.difference(&expected).collect();
     assert!(
         unexpected.is_empty(),
         "objects no succeeded run lists: {unexpected:?}"
     );
     stored.len()
-}
-
-fn walk(root: &Path, dir: &Path, found: &mut BTreeSet<String>) {
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(root, &path, found);
-        } else {
-            found.insert(path.strip_prefix(root).unwrap().display().to_string());
-        }
-    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -538,8 +527,8 @@ impl fmt::Display for Report {
         }
         writeln!(
             f,
-            "| every run ended after the last fault within | {} |",
-            seconds(&self.settled)
+            "| every run ended, and was seen to end, after the last fault within | {} |",
+            seconds(&tally.settled)
         )?;
         writeln!(
             f,

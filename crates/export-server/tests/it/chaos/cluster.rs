@@ -12,11 +12,10 @@ use export_artifacts::testing::S3Server;
 use export_auth::http::DpopClient;
 use export_oci::testing::RegistryServer;
 use rustix::process::{kill_process, Pid, Signal};
-use serde_json::Value;
 
 use super::postgres::PrivatePostgres;
 use crate::helpers::{fixtures, http_client, shared_data};
-use crate::processes::{command, try_start, Server};
+use crate::processes::{client_as, command, try_start, Server};
 
 /// The tenants, each with every profile of [`PROFILES`].
 pub(crate) const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
@@ -115,7 +114,7 @@ impl Cluster {
 
     /// A DPoP client of `tenant`, with a token the service mints (dev mode).
     pub(crate) fn client(&self, tenant: &str) -> DpopClient {
-        client_of(self.command(), &self.config, tenant)
+        client_as(self.command(), tenant)
     }
 
     /// SIGKILL: no shutdown, no cleanup; the replica stays down until [`Self::restart`].
@@ -210,23 +209,6 @@ impl Cluster {
         }
         since.elapsed()
     }
-}
-
-/// A DPoP client of `tenant`, with a token `command` mints under `config`.
-pub(crate) fn client_of(mut command: Command, config: &Path, tenant: &str) -> DpopClient {
-    let output = command
-        .args(["token", "--tenant", tenant, "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let minted: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let key = export_auth::client::DpopKey::from_pkcs8_pem(minted["dpopKey"].as_str().unwrap()).unwrap();
-    DpopClient::new(http_client(), minted["accessToken"].as_str().unwrap(), key)
 }
 
 /// The configuration every replica reads: the tenants' profiles, the registry, fast
