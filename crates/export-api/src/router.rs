@@ -10,7 +10,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::state::AppState;
-use crate::status_cache::{self, StatusCache};
+use crate::status_cache::StatusCache;
 use crate::{artifacts, distributions, events, problem_layer, profiles, runs, service, webhooks};
 
 /// The public listener of an API process: the `/export-center` API, `/healthz` and the
@@ -18,7 +18,7 @@ use crate::{artifacts, distributions, events, problem_layer, profiles, runs, ser
 pub fn router(state: AppState) -> Router {
     // Per router, like the rest of the process's state; not in `AppState`, whose
     // construction belongs to the server's wiring. Only `get_run` uses it.
-    let statuses = Arc::new(StatusCache::new(status_cache::DEFAULT_CAPACITY));
+    let statuses = Arc::new(StatusCache::new(state.config.status_cache_entries));
     let bounded = Router::new()
         .route(
             "/export-center/profiles",

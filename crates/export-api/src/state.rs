@@ -40,6 +40,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// The issuer's JWKS file, checked by readiness.
     pub jwks_file: Option<std::path::PathBuf>,
+    /// Ended runs whose rendered status is kept in memory (`status_cache`).
+    pub status_cache_entries: usize,
 }
 
 /// The profiles of every tenant, from configuration.

@@ -21,9 +21,6 @@ use export_core::{RunId, RunStatus};
 use export_store::Run;
 use hashlink::LruCache;
 
-/// Ended runs kept; each entry holds the run and one rendered body (a few KiB).
-pub(crate) const DEFAULT_CAPACITY: usize = 1024;
-
 pub(crate) struct StatusCache {
     entries: Mutex<LruCache<RunId, Arc<CachedStatus>>>,
 }

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use export_artifacts::{ArtifactError, ArtifactStore};
-use export_core::{Clock, ErrorCode};
+use export_core::{Clock, ErrorCode, RunStatus};
 use export_distribution::ObjectPublisher;
 use export_oci::OciPublisher;
 use export_signing::Keyring;
-use export_store::{Run, RunError, RunOutcome, Store, StoreError, TerminalEvent};
+use export_store::{Finished, Run, RunError, RunOutcome, Store, StoreError, TerminalEvent};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -347,8 +347,15 @@ impl Runner {
         if !matches!(outcome, RunOutcome::Succeeded { .. }) {
             inner.artifacts.delete_run(&run.id).await?;
         }
-        let status = outcome.status();
-        self.finish(&run, outcome, now).await?;
+        let mut status = outcome.status();
+        if self.finish(&run, outcome, now).await? == Finished::CancelRequested {
+            // A cancel was accepted after the export's last look at its token: the
+            // cancel wins, as its `202` promised.
+            inner.artifacts.delete_run(&run.id).await?;
+            status = RunStatus::Cancelled;
+            self.finish(&run, RunOutcome::Cancelled, inner.clock.now())
+                .await?;
+        }
         tracing::info!(
             "run {} finished {status} in {:.3} s",
             run.id,
@@ -382,14 +389,15 @@ impl Runner {
     /// Records how the run ended, with the terminal event of its stream in the same
     /// write, and wakes this process's listeners. Download links are signed by the
     /// stream from the paths the event names.
-    async fn finish(&self, run: &Run, outcome: RunOutcome, now: DateTime<Utc>) -> anyhow::Result<()> {
+    async fn finish(&self, run: &Run, outcome: RunOutcome, now: DateTime<Utc>) -> anyhow::Result<Finished> {
         let event = TerminalEvent::of(&run.id, &outcome, run.plan.signing.enabled);
-        self.inner
+        let finished = self
+            .inner
             .store
             .finish_run(&run.id.tenant, &run.id, outcome, &event, now)
             .await?;
         self.inner.export.events.stored(&run.id);
-        Ok(())
+        Ok(finished)
     }
 
     /// Renews the lease while the run executes and watches for a cancel request: the

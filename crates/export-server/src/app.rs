@@ -152,6 +152,7 @@ impl App {
                 jwks_file: (config.auth.mode == AuthMode::Jwt)
                     .then(|| config.auth.jwks_file.clone())
                     .flatten(),
+                status_cache_entries: config.server.status_cache_entries,
             }),
             events,
             event_streams: Arc::new(EventStreams::new(config.limits.sse_streams_per_tenant)),

@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// A readiness result is reused this long, so probes do not each write to the
     /// artifact store; 0 checks on every probe.
     pub readiness_cache_seconds: u64,
+    /// The rendered status of this many ended runs is kept in memory (a few KiB each),
+    /// so polling a finished run reads no database and signs no link; at least 1.
+    pub status_cache_entries: usize,
     // --- end of operator listener and connection limits ---
 }
 
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             request_timeout_seconds: 30,
             shutdown_grace_seconds: 25,
             readiness_cache_seconds: 5,
+            status_cache_entries: 1024,
         }
     }
 }
@@ -433,6 +437,9 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 bail!("server.public_base_url: `{url}` must start with http:// or https://");
             }
+        }
+        if self.server.status_cache_entries == 0 {
+            bail!("server.status_cache_entries: must be at least 1");
         }
         Ok(())
     }

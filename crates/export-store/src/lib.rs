@@ -294,7 +294,10 @@ pub trait Store: Send + Sync + 'static {
     /// writes the run's notification (`run.succeeded`, `run.failed`, `run.cancelled`). A failed or
     /// cancelled run loses its output records (the runner has deleted their bytes); a
     /// succeeded one gets `completed_at`, `expires_at` and its warnings. A run that has
-    /// already ended is left as it is, and gets no second terminal event.
+    /// already ended is left as it is, and gets no second terminal event. A success is
+    /// refused ([`Finished::CancelRequested`]) once a cancel of the run was accepted: the
+    /// check is made under the run's row lock, so no cancel answered `202` is lost to a
+    /// run that was just finishing.
     async fn finish_run(
         &self,
         tenant: &TenantId,
@@ -302,7 +305,7 @@ pub trait Store: Send + Sync + 'static {
         outcome: RunOutcome,
         event: &TerminalEvent,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Finished, StoreError>;
 
     /// Appends an event to the run's stream with the next sequence number (1, 2, 3 …).
     async fn append_event(

@@ -268,6 +268,19 @@ pub struct LeaseState {
     pub cancel_requested: bool,
 }
 
+/// What [`crate::Store::finish_run`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The run ended as asked, with its terminal event.
+    Recorded,
+    /// The run had already ended; nothing was written.
+    AlreadyEnded,
+    /// A success was refused because a cancel was accepted (`202`) while the run ran:
+    /// nothing was written, and the worker must delete the run's bytes and end it
+    /// cancelled, so that an accepted cancel always ends in `cancelled`.
+    CancelRequested,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     Succeeded {

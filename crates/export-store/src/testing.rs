@@ -31,7 +31,7 @@ mod notifications;
 pub use notifications::*;
 
 use crate::{
-    CancelOutcome, EventActivity, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
+    CancelOutcome, EventActivity, Finished, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState,
     MirrorImport, NewEvidence, NewMirrorImport, NewRun, Run, RunError, RunOutcome, RunOutput, RunQuery,
     RunWarning, SnapshotPoint, Store, StoreError, TerminalEvent, Tombstone, IDEMPOTENCY_TTL,
 };
@@ -394,12 +394,12 @@ async fn finish(
     run_id: &RunId,
     outcome: RunOutcome,
     now: DateTime<Utc>,
-) {
+) -> Finished {
     let event = TerminalEvent::of(run_id, &outcome, false);
     store
         .finish_run(tenant, run_id, outcome, &event, now)
         .await
-        .expect("finish run");
+        .expect("finish run")
 }
 
 fn succeeded(expires_at: DateTime<Utc>) -> RunOutcome {
@@ -3105,7 +3105,8 @@ pub async fn finished_run_keeps_its_first_outcome(store: &dyn Store) {
 
 /// Ending a run appends its terminal event in the same write, so a stream never finds an
 /// ended run without it; a run that had already ended gets no second one. Cancelling a
-/// queued run appends `cancelled`; cancelling a running one only asks its worker.
+/// queued run appends `cancelled`; cancelling a running one only asks its worker, and
+/// its worker's success is then refused, so the run ends `cancelled`.
 pub async fn a_runs_end_and_its_terminal_event_are_stored_together(store: &dyn Store) {
     let acme = tenant("acme");
     let events = |run_id: RunId| {
@@ -3139,7 +3140,10 @@ pub async fn a_runs_end_and_its_terminal_event_are_stored_together(store: &dyn S
     assert_eq!(events(done.id.clone()).await, expected);
     assert_eq!(completed.data["manifestPath"], "manifest.json");
     assert_eq!(completed.data["manifestDssePath"], "manifest.dsse.json");
-    finish(store, &acme, &done.id, RunOutcome::Cancelled, at(3)).await;
+    assert_eq!(
+        finish(store, &acme, &done.id, RunOutcome::Cancelled, at(3)).await,
+        Finished::AlreadyEnded
+    );
     assert_eq!(
         events(done.id.clone()).await,
         expected,
@@ -3178,6 +3182,29 @@ pub async fn a_runs_end_and_its_terminal_event_are_stored_together(store: &dyn S
         CancelOutcome::Requested
     );
     assert_eq!(events(running.id.clone()).await, [], "its worker ends it");
+    assert_eq!(
+        finish(store, &acme, &running.id, succeeded(at(1000)), at(9)).await,
+        Finished::CancelRequested,
+        "an accepted cancel is not lost to a run that was just finishing"
+    );
+    assert_eq!(get(store, &acme, &running.id).await.status, RunStatus::Running);
+    assert_eq!(
+        events(running.id.clone()).await,
+        [],
+        "the refused success left no event"
+    );
+    assert_eq!(
+        finish(store, &acme, &running.id, RunOutcome::Cancelled, at(9)).await,
+        Finished::Recorded
+    );
+    assert_eq!(
+        events(running.id.clone()).await,
+        [(
+            1,
+            "cancelled".to_owned(),
+            serde_json::json!({ "runId": running.id.to_string(), "status": "cancelled" }),
+        )]
+    );
     let failed = TerminalEvent::of(&running.id, &RunOutcome::Failed(failure()), false);
     assert_eq!(failed.event, "failed");
     assert_eq!(failed.data["code"], "ERR_EXPORT_TIMEOUT");

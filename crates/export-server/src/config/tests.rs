@@ -169,6 +169,10 @@ fn the_operator_listener_and_connection_limits_are_validated() {
             "[limits]\nsse_streams_per_tenant = 0\n",
             "limits.sse_streams_per_tenant",
         ),
+        (
+            "[server]\nstatus_cache_entries = 0\n",
+            "server.status_cache_entries",
+        ),
     ] {
         let err = format!("{:#}", load_toml(toml).unwrap_err());
         assert!(err.contains(key), "{toml}: {err}");

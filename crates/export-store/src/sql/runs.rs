@@ -19,8 +19,8 @@ use crate::sql::{
     self, day_text, idempotency, int, run_key, timestamp, timestamp_column, to_json, unsigned_column, Columns,
 };
 use crate::{
-    CancelOutcome, FireCreation, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput, RunPage,
-    RunQuery, StoreError, TerminalEvent,
+    CancelOutcome, Finished, FireCreation, IdempotencyClaim, LeaseState, NewRun, Run, RunOutcome, RunOutput,
+    RunPage, RunQuery, StoreError, TerminalEvent,
 };
 
 /// The columns `run` reads, in every query that returns runs.
@@ -479,11 +479,11 @@ pub(crate) async fn finish<D: Dialect>(
     outcome: RunOutcome,
     event: &TerminalEvent,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Finished, StoreError> {
     let (day, seq) = run_key(tenant, run_id).ok_or_else(|| not_found(run_id))?;
     let mut tx = begin_write(store).await?;
     let row = query(format!(
-        "SELECT run_key, status FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3{}",
+        "SELECT run_key, status, cancel_requested FROM runs WHERE tenant = $1 AND day = $2 AND seq = $3{}",
         D::FOR_UPDATE
     ))
     .bind(tenant.as_str())
@@ -497,7 +497,10 @@ pub(crate) async fn finish<D: Dialect>(
     let status = row.text("status")?;
     let status = RunStatus::parse(&status).ok_or_else(|| StoreError::corrupt("status", status))?;
     if status.is_terminal() {
-        return Ok(());
+        return Ok(Finished::AlreadyEnded);
+    }
+    if matches!(outcome, RunOutcome::Succeeded { .. }) && row.boolean("cancel_requested")? {
+        return Ok(Finished::CancelRequested);
     }
 
     let (warnings, error, expires_at, published_ref) = match &outcome {
@@ -542,7 +545,7 @@ pub(crate) async fn finish<D: Dialect>(
         notifications::insert(&mut tx, run_id, ended, now).await?;
     }
     tx.commit().await.map_err(sql::db)?;
-    Ok(())
+    Ok(Finished::Recorded)
 }
 
 /// Items per second over the profile's latest succeeded runs: their items over their

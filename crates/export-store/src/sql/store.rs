@@ -16,7 +16,7 @@ use crate::sql::database::query;
 use crate::sql::dialect::Dialect;
 use crate::sql::{events, evidence, idempotency, mirror, notifications, profiles, proofs, runs, schedules};
 use crate::{
-    AttemptResult, CancelOutcome, ClaimedDelivery, DeliveryRecord, DeliveryState, EventActivity,
+    AttemptResult, CancelOutcome, ClaimedDelivery, DeliveryRecord, DeliveryState, EventActivity, Finished,
     FireCreation, IdempotencyBegin, IdempotencyClaim, IngestOutcome, LeaseState, MirrorImport, NewEvidence,
     NewMirrorImport, NewRun, NewWebhook, Notification, ProfileRevision, Run, RunEvent, RunOutcome, RunOutput,
     RunPage, RunQuery, ScheduleState, SnapshotPoint, Store, StoreError, StoredProfile, TerminalEvent,
@@ -236,7 +236,7 @@ impl<D: Dialect> Store for D {
         outcome: RunOutcome,
         event: &TerminalEvent,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Finished, StoreError> {
         runs::finish(self, tenant, run_id, outcome, event, now).await
     }
 
