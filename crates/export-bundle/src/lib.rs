@@ -1,6 +1,7 @@
 //! Streaming, reproducible `tar.zst`, `tar.gz` and `zip` bundle writers (SPEC §10).
 #![doc = include_str!("../README.md")]
 
+mod compressor;
 mod error;
 mod writer;
 

@@ -10,15 +10,14 @@ use flate2::{Compression, GzBuilder};
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
+use zstd::stream::zio;
+
+use crate::compressor::{Compressor, CONTEXTS};
 use crate::BundleError;
 
 /// The Unix mode of every entry: a regular file, `rw-r--r--`.
 pub const ENTRY_MODE: u32 = 0o644;
 
-/// The zstd level of `tar.zst` bundles.
-const ZSTD_LEVEL: i32 = 3;
-/// zstd's worker threads for `tar.zst` bundles.
-const ZSTD_WORKERS: u32 = 2;
 /// The deflate level of `tar.gz` and `zip` bundles (zlib's default).
 const DEFLATE_LEVEL: u32 = 6;
 /// Entries at least this large get ZIP64 sizes. It is below 4 GiB, with room for deflate's
@@ -57,7 +56,7 @@ pub struct BundleWriter<W: Write> {
 }
 
 enum Archive<W: Write> {
-    TarZst(tar::Builder<zstd::stream::write::Encoder<'static, W>>),
+    TarZst(tar::Builder<zio::Writer<W, Compressor>>),
     TarGz(tar::Builder<GzEncoder<W>>),
     Zip {
         writer: ZipWriter<StreamWriter<W>>,
@@ -71,15 +70,8 @@ impl<W: Write> BundleWriter<W> {
     pub fn new(format: BundleFormat, mtime: u64, out: W) -> Result<Self, BundleError> {
         let archive = match format {
             BundleFormat::TarZst => {
-                let mut encoder = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL)?;
-                // A checksum of the content (as the zstd command writes by default); the
-                // content size is left out because a stream does not know it up front.
-                encoder.include_checksum(true)?;
-                // Two workers compress while the caller frames the next entries. zstd's
-                // multithreaded output depends on the parameters, never on the number of
-                // workers or their timing, so the bytes stay reproducible.
-                encoder.multithread(ZSTD_WORKERS)?;
-                Archive::TarZst(tar::Builder::new(encoder))
+                let compressor = CONTEXTS.take()?;
+                Archive::TarZst(tar::Builder::new(zio::Writer::new(out, compressor)))
             }
             BundleFormat::TarGz => {
                 // No file name, mtime 0 and the "unknown" OS byte: nothing of this machine or run.
@@ -156,7 +148,12 @@ impl<W: Write> BundleWriter<W> {
     /// compression stream, and returns the output.
     pub fn finish(self) -> Result<W, BundleError> {
         let out = match self.archive {
-            Archive::TarZst(builder) => builder.into_inner()?.finish()?,
+            Archive::TarZst(builder) => {
+                let mut compressed = builder.into_inner()?;
+                compressed.finish()?;
+                // The compressor's context goes back for the next bundle.
+                compressed.into_inner().0
+            }
             Archive::TarGz(builder) => builder.into_inner()?.finish()?,
             Archive::Zip { writer, .. } => writer.finish()?.into_inner(),
         };
@@ -274,27 +271,6 @@ fn dos_time(mtime: u64) -> zip::DateTime {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The bytes of `data` compressed as bundles are, with `workers` zstd workers.
-    fn zstd_with(workers: u32, data: &[u8]) -> Vec<u8> {
-        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), ZSTD_LEVEL).unwrap();
-        encoder.include_checksum(true).unwrap();
-        encoder.multithread(workers).unwrap();
-        encoder.write_all(data).unwrap();
-        encoder.finish().unwrap()
-    }
-
-    #[test]
-    fn zstd_output_does_not_depend_on_the_number_of_workers() {
-        // Several of zstd's jobs (a job is 4 x the window at level 3), not all alike.
-        let data: Vec<u8> = (0..40_000_000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 27) as u8)
-            .collect();
-        let two = zstd_with(ZSTD_WORKERS, &data);
-        assert_eq!(zstd_with(1, &data), two);
-        assert_eq!(zstd_with(4, &data), two);
-        assert_eq!(zstd::decode_all(&two[..]).unwrap(), data);
-    }
 
     #[test]
     fn dos_time_is_utc_and_clamped() {
