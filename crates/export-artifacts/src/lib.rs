@@ -7,12 +7,14 @@
 //! - An artifact is either absent or complete: while it is being written, after an abort
 //!   and after a crash, nothing is visible under its key.
 //! - Everything is generic over `Arc<dyn ObjectStore>`; the only backend-specific code
-//!   sweeps `LocalFileSystem` staging files in [`ArtifactStore::delete_run`], and builds
-//!   the S3 client from [`S3Settings`].
+//!   stages local multipart uploads with `O_DIRECT` (`direct.rs`, around `LocalFileSystem`),
+//!   sweeps their staging files in [`ArtifactStore::delete_run`], and builds the S3 client
+//!   from [`S3Settings`].
 //!
 //! With the `testing` feature, the `testing` module holds the conformance suite that every
 //! backend passes, and `S3Server`, a real S3-compatible server for tests.
 
+mod direct;
 mod error;
 mod key;
 mod s3;

@@ -17,6 +17,7 @@ use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt as _};
 use sha2::{Digest, Sha256};
 
+use crate::direct::DirectFileSystem;
 use crate::{ArtifactError, ArtifactKey, ArtifactWriter, S3Location, S3Settings};
 
 /// How much a download reads from a local file at a time.
@@ -95,7 +96,7 @@ impl ArtifactStore {
             .create(root)
             .map_err(local_directory)?;
         let root = std::fs::canonicalize(root).map_err(local_directory)?;
-        let inner = LocalFileSystem::new_with_prefix(&root)?;
+        let inner = DirectFileSystem::new(LocalFileSystem::new_with_prefix(&root)?);
         Ok(Self {
             inner: Arc::new(inner),
             local_root: Some(Arc::new(root)),

@@ -1,21 +1,24 @@
 //! `ArtifactWriter`: streams one output into the store, hashing as it goes, and publishes
 //! it atomically under its key.
 
+use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes, BytesMut};
 use export_core::Sha256Digest;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
+use crate::direct::DIRECT_ALIGN;
 use crate::{ArtifactError, ArtifactKey, Written};
 
 /// Size of one multipart part, and of the writer's own buffer.
 ///
 /// Large enough for S3 (parts must be at least 5 MiB) and for few, large writes on disk,
-/// small enough that memory stays flat: at most `1 + MAX_PARTS_IN_FLIGHT` parts are held
-/// at once, whatever the size of the file.
+/// small enough that memory stays flat: at most `2 + MAX_PARTS_IN_FLIGHT` parts are held
+/// at once, whatever the size of the file. A multiple of [`DIRECT_ALIGN`], so that every
+/// full part of a local file is written around the page cache.
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
 
 /// How many parts may be uploading at the same time before `write` waits.
@@ -41,8 +44,12 @@ const INLINE_HASH_BYTES: usize = 256 * 1024;
 pub struct ArtifactWriter {
     store: Arc<dyn ObjectStore>,
     key: ArtifactKey,
-    /// Bytes not yet handed to the store: always less than one part.
-    buffer: Vec<u8>,
+    /// Bytes not yet handed to the store: always less than one part. Once the artifact
+    /// needs a whole part, its first byte is aligned for `O_DIRECT`.
+    buffer: BytesMut,
+    /// The last parts handed to the store and the hasher, whose memory a later part
+    /// reuses once both are done with it: a fresh buffer costs a page fault per 4 KiB.
+    spent: VecDeque<Bytes>,
     /// Started when the first full part is ready.
     upload: Option<WriteMultipart>,
     /// The hash of every byte handed to the store, the last part's perhaps still running
@@ -59,7 +66,8 @@ impl ArtifactWriter {
         Self {
             store,
             key,
-            buffer: Vec::new(),
+            buffer: BytesMut::new(),
+            spent: VecDeque::new(),
             upload: None,
             hashing: Hashing::Done(Sha256::new()),
             bytes: 0,
@@ -89,7 +97,7 @@ impl ArtifactWriter {
         self.bytes += chunk.len() as u64;
         while !chunk.is_empty() {
             let take = chunk.len().min(PART_SIZE - self.buffer.len());
-            reserve_within_part(&mut self.buffer, take);
+            self.reserve_within_part(take);
             self.buffer.extend_from_slice(&chunk[..take]);
             chunk = &chunk[take..];
             if self.buffer.len() == PART_SIZE {
@@ -109,7 +117,7 @@ impl ArtifactWriter {
             let _ = self.abort().await;
             return Err(err);
         }
-        let rest = Bytes::from(mem::take(&mut self.buffer));
+        let rest = mem::take(&mut self.buffer).freeze();
         let hashing = Hashing::start(self.take_hasher().await?, rest.clone());
         match self.upload.take() {
             None => {
@@ -158,8 +166,13 @@ impl ArtifactWriter {
     /// Hands the full buffer to the store as one part, and starts hashing it: the hash
     /// runs while the next part fills (`write` is called again) and the store uploads.
     async fn send_part(&mut self) -> Result<(), ArtifactError> {
-        // The full buffer now belongs to the upload; the next part gets a fresh one.
-        let part = Bytes::from(mem::replace(&mut self.buffer, Vec::with_capacity(PART_SIZE)));
+        // The full buffer now belongs to the upload; the next part gets another one.
+        let next = self.part_buffer();
+        let part = mem::replace(&mut self.buffer, next).freeze();
+        if self.spent.len() > MAX_PARTS_IN_FLIGHT {
+            self.spent.pop_front();
+        }
+        self.spent.push_back(part.clone());
         self.hashing = Hashing::start(self.take_hasher().await?, part.clone());
         let upload = match &mut self.upload {
             Some(upload) => upload,
@@ -181,15 +194,46 @@ impl ArtifactWriter {
         upload.put(part);
         Ok(())
     }
-}
 
-/// Grows `buffer` so that `additional` more bytes fit, never past one part: a small
-/// artifact only costs what it holds, and a large one settles on one part-sized buffer.
-fn reserve_within_part(buffer: &mut Vec<u8>, additional: usize) {
-    let needed = buffer.len() + additional;
-    if needed > buffer.capacity() {
-        let target = needed.max(buffer.capacity() * 2).clamp(64 * 1024, PART_SIZE);
-        buffer.reserve_exact(target - buffer.len());
+    /// Grows the buffer so that `additional` more bytes fit, never past one part: a
+    /// small artifact only costs what it holds, and a large one settles on part-sized,
+    /// aligned buffers.
+    fn reserve_within_part(&mut self, additional: usize) {
+        let needed = self.buffer.len() + additional;
+        if needed <= self.buffer.capacity() {
+            return;
+        }
+        let target = needed.max(self.buffer.capacity() * 2).clamp(64 * 1024, PART_SIZE);
+        if target < PART_SIZE {
+            self.buffer.reserve(target - self.buffer.len());
+        } else {
+            let mut part = self.part_buffer();
+            part.extend_from_slice(&self.buffer);
+            self.buffer = part;
+        }
+    }
+
+    /// An empty buffer for a whole part, its first byte aligned for `O_DIRECT`: the
+    /// memory of the oldest part sent when the store and the hasher are done with it,
+    /// else a new one.
+    fn part_buffer(&mut self) -> BytesMut {
+        if let Some(oldest) = self.spent.pop_front() {
+            match oldest.try_into_mut() {
+                Ok(mut buffer) => {
+                    buffer.clear();
+                    return buffer;
+                }
+                Err(oldest) => self.spent.push_front(oldest),
+            }
+        }
+        let mut buffer = BytesMut::with_capacity(PART_SIZE + DIRECT_ALIGN);
+        let misaligned = buffer.as_ptr() as usize % DIRECT_ALIGN;
+        if misaligned != 0 {
+            let skip = DIRECT_ALIGN - misaligned;
+            buffer.resize(skip, 0);
+            buffer.advance(skip);
+        }
+        buffer
     }
 }
 

@@ -9,6 +9,7 @@ use export_artifacts::testing::{key, pseudo_random_bytes, run_id};
 use export_artifacts::{ArtifactError, ArtifactStore};
 
 const NINE_MIB: usize = 9 * 1024 * 1024;
+const EIGHT_MIB: usize = 8 * 1024 * 1024;
 
 /// Every file under `dir`, relative to it, sorted.
 fn files_under(dir: &Path) -> Vec<String> {
@@ -67,6 +68,47 @@ async fn a_large_write_is_staged_aside_and_renamed_on_finish() {
     writer.finish().await.unwrap();
     assert_eq!(files_under(&root), ["runs/acme/2025-12-06/0001/bundle.tar.zst"]);
     assert_eq!(store.size(&key).await.unwrap(), Some(NINE_MIB as u64));
+}
+
+/// Whole parts go around the page cache (`O_DIRECT`), so writing a large artifact does
+/// not fill memory with cache pages: only its last, partial part is cached. The bytes
+/// are exact wherever the writes' boundaries fall.
+#[tokio::test]
+async fn whole_parts_of_a_large_artifact_bypass_the_page_cache() {
+    // Under the target directory: a disk filesystem, where `O_DIRECT` works (on tmpfs a
+    // file is its cached pages).
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = dir.path().join("artifacts");
+    let store = ArtifactStore::local(&root).unwrap();
+    let key = key(&run_id("acme", 1), "advisory.ndjson");
+    let data = pseudo_random_bytes(7, 3 * EIGHT_MIB + 12_345);
+    let mut writer = store.writer(&key).await.unwrap();
+    for chunk in data.chunks(100_003) {
+        writer.write(chunk).await.unwrap();
+    }
+    writer.finish().await.unwrap();
+
+    let [file] = files_under(&root).try_into().unwrap();
+    let path = root.join(file);
+    let cached = cached_bytes(&path);
+    assert!(
+        cached < EIGHT_MIB as u64,
+        "{cached} of {} bytes of {} are in the page cache",
+        data.len(),
+        path.display()
+    );
+    assert!(std::fs::read(&path).unwrap() == data, "the stored bytes differ");
+}
+
+/// How many bytes of `path` are in the page cache (util-linux's `fincore`).
+fn cached_bytes(path: &Path) -> u64 {
+    let output = std::process::Command::new("fincore")
+        .args(["--bytes", "--noheadings", "--output", "RES"])
+        .arg(path)
+        .output()
+        .expect("running fincore (util-linux)");
+    assert!(output.status.success(), "fincore: {output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().parse().unwrap()
 }
 
 #[tokio::test]
