@@ -14,6 +14,10 @@
 //! Everything else is `object_store`'s `LocalFileSystem`, and the staging file is named
 //! as it names its own (`<path>#<n>`): listings hide it, and `ArtifactStore::delete_run`
 //! removes what an interrupted upload left.
+//!
+//! Reads go around the page cache only when asked ([`LocalReader`], for
+//! `ArtifactStore::get_uncached`): a bundle reads back the files its run has just written
+//! around it, whereas a download may find a popular artifact in the cache.
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
@@ -23,7 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
+use bytes::{Buf as _, Bytes, BytesMut};
 use futures::stream::BoxStream;
 use futures::FutureExt as _;
 use object_store::local::LocalFileSystem;
@@ -38,6 +42,25 @@ use object_store::{
 pub(crate) const DIRECT_ALIGN: usize = 4096;
 
 const STORE: &str = "LocalFileSystem";
+
+/// An empty buffer of at least `capacity` bytes whose first byte is aligned for
+/// `O_DIRECT`.
+pub(crate) fn aligned_buffer(capacity: usize) -> BytesMut {
+    let mut buffer = BytesMut::with_capacity(capacity + DIRECT_ALIGN);
+    let misaligned = buffer.as_ptr() as usize % DIRECT_ALIGN;
+    if misaligned != 0 {
+        let skip = DIRECT_ALIGN - misaligned;
+        buffer.resize(skip, 0);
+        buffer.advance(skip);
+    }
+    buffer
+}
+
+fn open_direct(options: &mut OpenOptions, path: &FsPath) -> std::io::Result<File> {
+    options
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path)
+}
 
 /// `LocalFileSystem`, with multipart uploads staged through `O_DIRECT`.
 #[derive(Debug)]
@@ -151,11 +174,7 @@ impl DirectUpload {
                 Err(err) => return Err(io_error("creating", &path, err)),
             }
         };
-        let direct = OpenOptions::new()
-            .write(true)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-            .open(&path)
-            .ok();
+        let direct = open_direct(OpenOptions::new().write(true), &path).ok();
         Ok(Self {
             staging: Arc::new(Staging {
                 direct_works: AtomicBool::new(direct.is_some()),
@@ -258,6 +277,71 @@ impl Drop for DirectUpload {
             }
         }
     }
+}
+
+/// Reads a local file: through the page cache, or around it where the filesystem allows.
+pub(crate) enum LocalReader {
+    Direct { direct: File, buffered: File },
+    Buffered(File),
+}
+
+impl LocalReader {
+    /// A reader around the page cache of the file at `path`, of which `buffered` is an
+    /// open handle, or through it where the filesystem refuses `O_DIRECT`.
+    pub(crate) fn around_cache(path: &FsPath, buffered: File) -> Self {
+        match open_direct(OpenOptions::new().read(true), path) {
+            Ok(direct) => Self::Direct { direct, buffered },
+            Err(_) => Self::Buffered(buffered),
+        }
+    }
+
+    /// The `len` bytes at `offset`; fewer only at the end of the file.
+    pub(crate) fn read_at(&mut self, offset: u64, len: usize) -> std::io::Result<Bytes> {
+        if let Self::Direct { direct, buffered } = self {
+            match read_direct(direct, offset, len) {
+                // The disk wants more alignment than we give: buffer from now on.
+                Err(err) if err.kind() == ErrorKind::InvalidInput => {
+                    let buffered = buffered.try_clone()?;
+                    *self = Self::Buffered(buffered);
+                }
+                read => return read,
+            }
+        }
+        let Self::Buffered(file) = self else {
+            unreachable!("a direct read returned above")
+        };
+        let mut chunk = vec![0; len];
+        let read = fill_at(file, &mut chunk, offset)?;
+        chunk.truncate(read);
+        Ok(Bytes::from(chunk))
+    }
+}
+
+/// Reads whole aligned blocks around `offset..offset + len` into an aligned buffer, and
+/// returns the requested bytes of them.
+fn read_direct(file: &File, offset: u64, len: usize) -> std::io::Result<Bytes> {
+    let skip = (offset % DIRECT_ALIGN as u64) as usize;
+    let span = (skip + len).next_multiple_of(DIRECT_ALIGN);
+    let mut buffer = aligned_buffer(span);
+    buffer.resize(span, 0);
+    let read = fill_at(file, &mut buffer, offset - skip as u64)?;
+    let end = read.clamp(skip, skip + len);
+    Ok(buffer.freeze().slice(skip..end))
+}
+
+/// Reads into `buffer` from `offset` until it is full or the file ends; returns the
+/// bytes read.
+fn fill_at(file: &File, buffer: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(filled)
 }
 
 fn staging_path(dest: &FsPath, suffix: u32) -> PathBuf {

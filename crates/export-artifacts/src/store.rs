@@ -1,6 +1,5 @@
 //! `ArtifactStore`: reads, writes, lists and deletes run outputs in any `ObjectStore`.
 
-use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,11 +16,15 @@ use object_store::prefix::PrefixStore;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt as _};
 use sha2::{Digest, Sha256};
 
-use crate::direct::DirectFileSystem;
+use crate::direct::{DirectFileSystem, LocalReader};
 use crate::{ArtifactError, ArtifactKey, ArtifactWriter, S3Location, S3Settings};
 
 /// How much a download reads from a local file at a time.
 const READ_CHUNK: usize = 256 * 1024;
+
+/// How much [`ArtifactStore::get_uncached`] reads from a local file at a time: larger,
+/// since every read goes to the disk.
+const UNCACHED_READ_CHUNK: usize = 1024 * 1024;
 
 /// Where readiness probes write; outside `runs/`, so it never mixes with outputs.
 const HEALTH_PREFIX: &str = "_health";
@@ -207,6 +210,22 @@ impl ArtifactStore {
         key: &ArtifactKey,
         range: Option<Range<u64>>,
     ) -> Result<ArtifactRead, ArtifactError> {
+        self.get_with(key, range, Caching::Through).await
+    }
+
+    /// Reads the whole artifact at `key`, which will not be read again soon: on a local
+    /// root, around the page cache where the filesystem allows (a bundle reads back the
+    /// data files its run has just written around it; `direct.rs`).
+    pub async fn get_uncached(&self, key: &ArtifactKey) -> Result<ArtifactRead, ArtifactError> {
+        self.get_with(key, None, Caching::Around).await
+    }
+
+    async fn get_with(
+        &self,
+        key: &ArtifactKey,
+        range: Option<Range<u64>>,
+        caching: Caching,
+    ) -> Result<ArtifactRead, ArtifactError> {
         if let Some(range) = range.as_ref().filter(|range| range.start >= range.end) {
             let size = self.size(key).await?.ok_or_else(|| not_found(key))?;
             return Err(unsatisfiable(key, range.clone(), size));
@@ -233,7 +252,14 @@ impl ArtifactStore {
         let total_size = result.meta.size;
         let range = result.range.clone();
         let stream = match result.payload {
-            GetResultPayload::File(file, _) => read_file(file, range.clone()),
+            GetResultPayload::File(file, path) => match caching {
+                Caching::Through => read_file(LocalReader::Buffered(file), range.clone(), READ_CHUNK),
+                Caching::Around => read_file(
+                    LocalReader::around_cache(&path, file),
+                    range.clone(),
+                    UNCACHED_READ_CHUNK,
+                ),
+            },
             GetResultPayload::Stream(stream) => stream.map_err(ArtifactError::Backend).boxed(),
         };
         Ok(ArtifactRead {
@@ -369,22 +395,39 @@ async fn sha256_of(bytes: Bytes) -> Result<Sha256Digest, ArtifactError> {
     Ok(tokio::task::spawn_blocking(move || Sha256Digest::from(Sha256::new_with_prefix(&bytes))).await?)
 }
 
-/// Streams `range` of a local file in large chunks.
+/// Whether a read of a local file goes through the page cache.
+#[derive(Debug, Clone, Copy)]
+enum Caching {
+    Through,
+    Around,
+}
+
+/// Streams `range` of a local file in chunks of `chunk_size` bytes.
 ///
 /// `LocalFileSystem` hands back the open file; its own stream reads 8 KiB per blocking
 /// call, which makes large downloads needlessly slow.
-fn read_file(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes, ArtifactError>> {
-    futures::stream::try_unfold((file, range), |(mut file, range)| async move {
+fn read_file(
+    reader: LocalReader,
+    range: Range<u64>,
+    chunk_size: usize,
+) -> BoxStream<'static, Result<Bytes, ArtifactError>> {
+    futures::stream::try_unfold((reader, range), move |(mut reader, range)| async move {
         if range.is_empty() {
             return Ok(None);
         }
-        let (file, chunk) = tokio::task::spawn_blocking(move || {
-            let len = (range.end - range.start).min(READ_CHUNK as u64) as usize;
-            let mut chunk = vec![0; len];
-            let read = file
-                .seek(SeekFrom::Start(range.start))
-                .and_then(|_| file.read_exact(&mut chunk));
-            read.map(|()| (file, chunk))
+        let (reader, chunk) = tokio::task::spawn_blocking(move || {
+            let len = (range.end - range.start).min(chunk_size as u64) as usize;
+            let chunk = reader.read_at(range.start, len).and_then(|chunk| {
+                if chunk.len() == len {
+                    Ok(chunk)
+                } else {
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file ended before its size",
+                    ))
+                }
+            });
+            chunk.map(|chunk| (reader, chunk))
         })
         .await?
         .map_err(|source| {
@@ -394,7 +437,7 @@ fn read_file(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Resul
             })
         })?;
         let next = range.start + chunk.len() as u64..range.end;
-        Ok(Some((Bytes::from(chunk), (file, next))))
+        Ok(Some((chunk, (reader, next))))
     })
     .boxed()
 }

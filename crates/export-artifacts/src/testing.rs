@@ -206,6 +206,27 @@ pub async fn writer_handles_any_chunking(store: &ArtifactStore) {
     assert_eq!(store.read_all(&key).await.unwrap(), data);
 }
 
+/// `get_uncached` gives the bytes `get` does, of artifacts written whole or in parts and
+/// of sizes that are no multiple of a disk block, and a missing artifact is not found.
+pub async fn uncached_reads_return_the_stored_bytes(store: &ArtifactStore) {
+    let run = run_id("acme", 1);
+    for (path, len) in [("small.json", 1000), ("large.ndjson", 17 * 1024 * 1024 + 4097)] {
+        let key = key(&run, path);
+        let data = pseudo_random_bytes(8, len);
+        let mut writer = store.writer(&key).await.unwrap();
+        writer.write(&data).await.unwrap();
+        writer.finish().await.unwrap();
+        let read = store.get_uncached(&key).await.unwrap();
+        assert_eq!((read.total_size, read.range), (len as u64, 0..len as u64));
+        let chunks: Vec<Bytes> = read.stream.try_collect().await.unwrap();
+        assert!(chunks.concat() == data, "{path}: uncached read differs");
+    }
+    assert!(matches!(
+        store.get_uncached(&key(&run, "missing.json")).await,
+        Err(ArtifactError::NotFound { .. })
+    ));
+}
+
 /// Nothing is visible under the key, or in the run's listing, until `finish` returns:
 /// neither for a small artifact (buffered) nor for one past a part (multipart upload).
 pub async fn nothing_is_visible_before_finish(store: &ArtifactStore) {

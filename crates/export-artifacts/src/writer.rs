@@ -5,12 +5,12 @@ use std::collections::VecDeque;
 use std::mem;
 use std::sync::Arc;
 
-use bytes::{Buf as _, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use export_core::Sha256Digest;
 use object_store::{ObjectStore, ObjectStoreExt as _, WriteMultipart};
 use sha2::{Digest, Sha256};
 
-use crate::direct::DIRECT_ALIGN;
+use crate::direct::{aligned_buffer, DIRECT_ALIGN};
 use crate::{ArtifactError, ArtifactKey, Written};
 
 /// Size of one multipart part, and of the writer's own buffer.
@@ -20,6 +20,8 @@ use crate::{ArtifactError, ArtifactKey, Written};
 /// at once, whatever the size of the file. A multiple of [`DIRECT_ALIGN`], so that every
 /// full part of a local file is written around the page cache.
 pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+
+const _: () = assert!(PART_SIZE.is_multiple_of(DIRECT_ALIGN));
 
 /// How many parts may be uploading at the same time before `write` waits.
 const MAX_PARTS_IN_FLIGHT: usize = 4;
@@ -226,14 +228,7 @@ impl ArtifactWriter {
                 Err(oldest) => self.spent.push_front(oldest),
             }
         }
-        let mut buffer = BytesMut::with_capacity(PART_SIZE + DIRECT_ALIGN);
-        let misaligned = buffer.as_ptr() as usize % DIRECT_ALIGN;
-        if misaligned != 0 {
-            let skip = DIRECT_ALIGN - misaligned;
-            buffer.resize(skip, 0);
-            buffer.advance(skip);
-        }
-        buffer
+        aligned_buffer(PART_SIZE)
     }
 }
 

@@ -172,7 +172,8 @@ async fn open_source(
     let stream = match &source.rendered {
         None => {
             let key = ArtifactKey::for_run_output(&run.id, &source.path)?;
-            let read = ctx.artifacts.get(&key, None).await?;
+            // Written around the page cache moments ago, so read back around it too.
+            let read = ctx.artifacts.get_uncached(&key).await?;
             read.stream.map_err(std::io::Error::other).boxed()
         }
         Some((target, format)) => render_stream(ctx.clone(), run.clone(), target.clone(), *format),

@@ -333,7 +333,7 @@ struct TargetFiles {
 /// Where a data file's bytes go: the artifact store, or (for an encrypted run) only
 /// through the hash that goes into the manifest.
 enum DataSink {
-    Stored(ArtifactWriter),
+    Stored(Box<ArtifactWriter>),
     Hashed { hasher: Sha256, bytes: u64 },
 }
 
@@ -380,7 +380,7 @@ async fn write_target(
     for &format in formats {
         let sink = if store_files {
             let key = ArtifactKey::for_run_output(&run.id, &target.file_name(format)).map_err(internal)?;
-            DataSink::Stored(ctx.artifacts.writer(&key).await.map_err(internal)?)
+            DataSink::Stored(Box::new(ctx.artifacts.writer(&key).await.map_err(internal)?))
         } else {
             DataSink::Hashed {
                 hasher: Sha256::new(),

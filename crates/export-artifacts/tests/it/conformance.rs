@@ -14,6 +14,7 @@ macro_rules! conformance {
                 put_then_read_round_trips,
                 empty_artifacts_round_trip,
                 ranges_return_the_requested_bytes,
+                uncached_reads_return_the_stored_bytes,
                 missing_artifacts_are_not_found,
                 writer_streams_large_artifacts,
                 writer_handles_any_chunking,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use export_artifacts::testing::{key, pseudo_random_bytes, run_id};
 use export_artifacts::{ArtifactError, ArtifactStore};
+use futures::TryStreamExt as _;
 
 const NINE_MIB: usize = 9 * 1024 * 1024;
 const EIGHT_MIB: usize = 8 * 1024 * 1024;
@@ -71,10 +72,10 @@ async fn a_large_write_is_staged_aside_and_renamed_on_finish() {
 }
 
 /// Whole parts go around the page cache (`O_DIRECT`), so writing a large artifact does
-/// not fill memory with cache pages: only its last, partial part is cached. The bytes
-/// are exact wherever the writes' boundaries fall.
+/// not fill memory with cache pages: only its last, partial part is cached; an uncached
+/// read leaves it so. The bytes are exact wherever the writes' boundaries fall.
 #[tokio::test]
-async fn whole_parts_of_a_large_artifact_bypass_the_page_cache() {
+async fn large_artifacts_are_written_and_read_back_around_the_page_cache() {
     // Under the target directory: a disk filesystem, where `O_DIRECT` works (on tmpfs a
     // file is its cached pages).
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -90,13 +91,22 @@ async fn whole_parts_of_a_large_artifact_bypass_the_page_cache() {
 
     let [file] = files_under(&root).try_into().unwrap();
     let path = root.join(file);
-    let cached = cached_bytes(&path);
-    assert!(
-        cached < EIGHT_MIB as u64,
-        "{cached} of {} bytes of {} are in the page cache",
-        data.len(),
-        path.display()
-    );
+    let not_cached = |when: &str| {
+        let cached = cached_bytes(&path);
+        assert!(
+            cached < EIGHT_MIB as u64,
+            "{when}: {cached} of {} bytes of {} are in the page cache",
+            data.len(),
+            path.display()
+        );
+    };
+    not_cached("written");
+
+    // An uncached read (a bundle's) goes around the cache too.
+    let read = store.get_uncached(&key).await.unwrap();
+    let chunks: Vec<Bytes> = read.stream.try_collect().await.unwrap();
+    assert!(chunks.concat() == data, "the uncached read differs");
+    not_cached("read uncached");
     assert!(std::fs::read(&path).unwrap() == data, "the stored bytes differ");
 }
 
