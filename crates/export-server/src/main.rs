@@ -15,6 +15,13 @@ use export_server::{import, ingest, keys, telemetry, App, Config, Role};
 use export_verify as verify;
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc instead of glibc's malloc for the server's own (Rust) allocations: glibc
+/// spreads a busy server's short-lived buffers over up to 8 arenas per core, each of which
+/// keeps the most it ever held, so resident memory crept up for as long as the soak ran;
+/// with jemalloc it levelled off within minutes (docs/reliability.md, "Four more runs").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "export-center",
