@@ -29,7 +29,13 @@ impl Sha256Digest {
 
     /// Lowercase hex, without the `sha256:` prefix.
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        self.hex_str(&mut [0; 64]).to_owned()
+    }
+
+    /// Lowercase hex, without the `sha256:` prefix, written into `out`.
+    pub fn hex_str<'a>(&self, out: &'a mut [u8; 64]) -> &'a str {
+        hex::encode_to_slice(self.0, out).expect("64 hex digits fit 64 bytes");
+        std::str::from_utf8(out).expect("hex digits are ASCII")
     }
 
     /// Parses `sha256:<hex>` or bare 64-digit lowercase hex.
@@ -52,7 +58,8 @@ impl From<Sha256> for Sha256Digest {
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        f.write_str("sha256:")?;
+        f.write_str(self.hex_str(&mut [0; 64]))
     }
 }
 

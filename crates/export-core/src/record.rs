@@ -70,8 +70,8 @@ impl EvidenceRecord {
     /// Appends this record's canonical JSON (no trailing newline) to `out`:
     /// `{"digest":…,"document":…,"format":…,"id":…,"kind":…,"modified":…,"source":…}`.
     pub fn write_canonical(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"digest\":\"");
-        out.extend_from_slice(self.digest.to_string().as_bytes());
+        out.extend_from_slice(b"{\"digest\":\"sha256:");
+        out.extend_from_slice(self.digest.hex_str(&mut [0; 64]).as_bytes());
         out.extend_from_slice(b"\",\"document\":");
         out.extend_from_slice(&self.document);
         out.extend_from_slice(b",\"format\":\"");

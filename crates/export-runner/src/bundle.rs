@@ -196,7 +196,7 @@ fn render_stream(
             let chunk = match record {
                 Ok(record) => {
                     renderer.render(&record);
-                    Ok(Bytes::copy_from_slice(renderer.chunk(format)))
+                    Ok(Bytes::from(renderer.chunk(format).concat()))
                 }
                 Err(err) => Err(std::io::Error::other(err)),
             };

@@ -407,9 +407,14 @@ async fn write_target(
         };
         renderer.render(&record);
         for (format, sink) in sinks.iter_mut() {
-            if let Err(err) = sink.write(renderer.chunk(*format)).await {
-                failure = Some(err);
-                break 'records;
+            for part in renderer.chunk(*format) {
+                if part.is_empty() {
+                    continue;
+                }
+                if let Err(err) = sink.write(part).await {
+                    failure = Some(err);
+                    break 'records;
+                }
             }
         }
         if let Err(err) = progress.advance().await {
@@ -455,12 +460,13 @@ pub(crate) fn target_records<'a>(
 }
 
 /// Renders records into the bytes of each format: `ndjson` lines, and the `json`
-/// document's head, comma-separated items and tail.
+/// document's head, comma-separated items and tail. A record is rendered once, as its
+/// `ndjson` line; its `json` item is the same bytes without the newline.
 pub(crate) struct Renderer<'a> {
     target: &'a Target,
     records: u64,
-    ndjson: Vec<u8>,
-    json: Vec<u8>,
+    /// The last record's canonical JSON and a newline.
+    line: Vec<u8>,
 }
 
 impl<'a> Renderer<'a> {
@@ -468,33 +474,29 @@ impl<'a> Renderer<'a> {
         Self {
             target,
             records: 0,
-            ndjson: Vec::with_capacity(64 * 1024),
-            json: Vec::with_capacity(64 * 1024),
+            line: Vec::with_capacity(64 * 1024),
         }
     }
 
     pub(crate) fn render(&mut self, record: &export_core::EvidenceRecord) {
-        self.json.clear();
-        if self.records == 0 {
-            self.json.extend_from_slice(json_file_head());
-        } else {
-            self.json.push(b',');
-        }
-        let start = self.json.len();
-        record.write_canonical(&mut self.json);
-        self.ndjson.clear();
-        self.ndjson.extend_from_slice(&self.json[start..]);
-        self.ndjson.push(b'\n');
+        self.line.clear();
+        record.write_canonical(&mut self.line);
+        self.line.push(b'\n');
         self.records += 1;
     }
 
-    /// The bytes of the last record in `format`; a `trivy-db` has no per-record bytes
-    /// (it is no data file of a target: `write_target` is given per-target formats only).
-    pub(crate) fn chunk(&self, format: Format) -> &[u8] {
+    /// The bytes of the last record in `format`, in two parts: what comes before the
+    /// record (the `json` file's head or a comma), and the record. A `trivy-db` has no
+    /// per-record bytes (it is no data file of a target: `write_target` is given
+    /// per-target formats only).
+    pub(crate) fn chunk(&self, format: Format) -> [&[u8]; 2] {
         match format {
-            Format::Ndjson => &self.ndjson,
-            Format::Json => &self.json,
-            Format::TrivyDb => &[],
+            Format::Ndjson => [&[], &self.line],
+            Format::Json => {
+                let before: &[u8] = if self.records == 1 { json_file_head() } else { b"," };
+                [before, &self.line[..self.line.len() - 1]]
+            }
+            Format::TrivyDb => [&[], &[]],
         }
     }
 
@@ -590,11 +592,14 @@ pub(crate) async fn record_output(
 }
 
 /// Counts completed items and writes them to the store at most every
-/// `PROGRESS_INTERVAL`, so progress is live without a write per item.
+/// `PROGRESS_INTERVAL`, so progress is live without a write per item. The
+/// `export_items_total` metric is added to as often, and once more when it is dropped.
 pub(crate) struct Progress<'a> {
     ctx: &'a ExportContext,
     run: &'a Run,
     completed: u64,
+    /// How many of `completed` are in `export_items_total`.
+    counted: u64,
     last_flush: Instant,
 }
 
@@ -604,22 +609,28 @@ impl<'a> Progress<'a> {
             ctx,
             run,
             completed: 0,
+            counted: 0,
             last_flush: Instant::now(),
         }
     }
 
     pub(crate) async fn advance(&mut self) -> Result<(), ExportError> {
         self.completed += 1;
-        metrics::counter!("export_items_total").increment(1);
         if self.last_flush.elapsed() >= PROGRESS_INTERVAL {
             self.flush().await?;
         }
         Ok(())
     }
 
+    fn count(&mut self) {
+        metrics::counter!("export_items_total").increment(self.completed - self.counted);
+        self.counted = self.completed;
+    }
+
     /// Writes the count to the run and its stream: at most every `PROGRESS_INTERVAL`,
     /// which keeps progress events under the contract's 4 per second.
     async fn flush(&mut self) -> Result<(), ExportError> {
+        self.count();
         self.last_flush = Instant::now();
         let total = self.run.items_total.max(self.completed);
         let run_id = &self.run.id;
@@ -630,5 +641,11 @@ impl<'a> Progress<'a> {
             .map_err(internal)?;
         self.ctx.events.progress(run_id, self.completed, total).await;
         Ok(())
+    }
+}
+
+impl Drop for Progress<'_> {
+    fn drop(&mut self) {
+        self.count();
     }
 }

@@ -55,6 +55,8 @@ pub trait Columns {
     fn optional_integer(&self, name: &'static str) -> Result<Option<i64>, StoreError>;
     fn boolean(&self, name: &'static str) -> Result<bool, StoreError>;
     fn bytes(&self, name: &'static str) -> Result<Vec<u8>, StoreError>;
+    /// Hands text column `name` to `read` where it lies in the row, without a copy.
+    fn read_text<T>(&self, name: &'static str, read: impl FnOnce(&str) -> T) -> Result<T, StoreError>;
 }
 
 /// Parses text column `name` with `parse`, or reports it `Corrupt`.
@@ -63,8 +65,9 @@ pub fn parsed<T, E: std::fmt::Display>(
     name: &'static str,
     parse: impl FnOnce(&str) -> Result<T, E>,
 ) -> Result<T, StoreError> {
-    let text = row.text(name)?;
-    parse(&text).map_err(|err| StoreError::corrupt(name, format!("`{text}`: {err}")))
+    row.read_text(name, |text| {
+        parse(text).map_err(|err| StoreError::corrupt(name, format!("`{text}`: {err}")))
+    })?
 }
 
 /// The one timestamp format of the schemas: UTC, microseconds, fixed width, so that

@@ -252,6 +252,7 @@ where
     i64: for<'x> Decode<'x, R::Database> + Type<R::Database>,
     bool: for<'x> Decode<'x, R::Database> + Type<R::Database>,
     Vec<u8>: for<'x> Decode<'x, R::Database> + Type<R::Database>,
+    for<'x> &'x str: Decode<'x, R::Database> + Type<R::Database>,
     &'static str: ColumnIndex<R>,
 {
     fn text(&self, name: &'static str) -> Result<String, StoreError> {
@@ -276,6 +277,14 @@ where
 
     fn bytes(&self, name: &'static str) -> Result<Vec<u8>, StoreError> {
         self.get(name)
+    }
+
+    fn read_text<T>(&self, name: &'static str, read: impl FnOnce(&str) -> T) -> Result<T, StoreError> {
+        let text: &str = self
+            .0
+            .try_get(name)
+            .map_err(|err| StoreError::corrupt(name, err))?;
+        Ok(read(text))
     }
 }
 
@@ -347,6 +356,7 @@ where
     i64: for<'r> Decode<'r, DB> + Type<DB>,
     bool: for<'r> Decode<'r, DB> + Type<DB>,
     Vec<u8>: for<'r> Decode<'r, DB> + Type<DB>,
+    for<'r> &'r str: Decode<'r, DB> + Type<DB>,
     &'static str: ColumnIndex<DB::Row>,
 {
     fn execute<'c>(
