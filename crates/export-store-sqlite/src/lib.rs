@@ -211,3 +211,27 @@ impl Dialect for SqliteStore {
         ingest::insert_versions(tx, tenant, versions, first_seq, self.max_variables).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SQLite is built without its global memory statistics (`.cargo/config.toml`), so
+    /// allocating and freeing row values on two threads takes no process-wide lock.
+    #[tokio::test]
+    async fn sqlite_keeps_no_global_memory_statistics() {
+        let dir = tempfile::tempdir().expect("creating a temporary directory");
+        let store = SqliteStore::open(&dir.path().join("options.db"))
+            .await
+            .expect("open");
+        let options: Vec<(String,)> = sqlx::query_as("PRAGMA compile_options")
+            .fetch_all(&store.pool)
+            .await
+            .expect("PRAGMA compile_options");
+        assert!(
+            options.iter().any(|(option,)| option == "DEFAULT_MEMSTATUS=0"),
+            "SQLite was built with its memory statistics on; LIBSQLITE3_FLAGS did not reach \
+             libsqlite3-sys's build: {options:?}"
+        );
+    }
+}
