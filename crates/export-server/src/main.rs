@@ -15,10 +15,14 @@ use export_server::{import, ingest, keys, telemetry, App, Config, Role};
 use export_verify as verify;
 use tokio_util::sync::CancellationToken;
 
-/// jemalloc instead of glibc's malloc for the server's own (Rust) allocations: glibc
-/// spreads a busy server's short-lived buffers over up to 8 arenas per core, each of which
-/// keeps the most it ever held, so resident memory crept up for as long as the soak ran;
-/// with jemalloc it levelled off within minutes (docs/reliability.md, "Four more runs").
+/// jemalloc instead of glibc's malloc, for the whole process: the Rust allocations through
+/// this global allocator, and SQLite's, zstd's and libc's through `malloc` and `free`,
+/// which tikv-jemalloc-sys defines in this binary (`override_allocator_on_supported_platforms`).
+/// glibc spread a busy server's short-lived buffers over up to 8 arenas per core, each of
+/// which kept the most it ever held, so resident memory crept up for as long as the soak
+/// ran (docs/reliability.md, "Four more runs"); and an export's rows, allocated by SQLite
+/// on its connection thread and freed on the runtime's, queued both threads on an arena
+/// lock for every value (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
