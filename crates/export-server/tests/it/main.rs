@@ -3,6 +3,7 @@
 //! directory, exercised over HTTP.
 
 mod airgap;
+mod allocator;
 mod auth;
 mod auth_hardening;
 mod chaos;
